@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class BillmgrApiConfig(AppConfig):
+    name = "billmgr_api"
+    verbose_name = "BILLmanager door"
+
+    def ready(self) -> None:
+        from billmgr_api import handlers  # noqa: F401  (registers every function)

@@ -1,0 +1,99 @@
+"""Renders a FuncResult or FuncError as bjson, json/sjson or xml; the one place formats live."""
+
+import json
+from xml.etree import ElementTree
+
+from django.http import HttpResponse
+
+from billmgr_api.errors import FuncError
+from billmgr_api.results import FuncResult
+
+FORMATS = ("bjson", "json", "sjson", "xml")
+DEFAULT_FORMAT = "bjson"
+
+
+def _paging(result: FuncResult) -> dict[str, str]:
+    return {
+        "p_num": str(result.page),
+        "p_cnt": str(result.page_size),
+        "p_elems": str(result.total),
+    }
+
+
+# bjson: plain JSON with string values --------------------------------------------------------
+
+
+def _bjson(func: str, result: FuncResult | FuncError) -> dict:
+    if isinstance(result, FuncError):
+        return {"error": {"type": result.type, "object": result.object, "msg": result.msg}}
+    if result.kind == "ok":
+        return {"func": func, "ok": True, **result.values}
+    if result.kind == "list":
+        return {"elem": result.rows, **_paging(result)}
+    return dict(result.values)
+
+
+# json/sjson and xml share one document tree: (tag, attributes, text, children) --------------
+
+
+def _node(tag, text=None, attrs=None, children=None):
+    return (tag, attrs or {}, text, children or [])
+
+
+def _doc(result: FuncResult | FuncError) -> list:
+    if isinstance(result, FuncError):
+        attrs = {"type": result.type, "object": result.object}
+        return [_node("error", attrs=attrs, children=[_node("msg", result.msg)])]
+    if result.kind == "ok":
+        return [_node("ok")] + [_node(k, v) for k, v in result.values.items()]
+    if result.kind == "auth":
+        sid = result.values["auth"]
+        return [_node("auth", sid, {"id": sid})]
+    if result.kind == "list":
+        elems = [
+            _node("elem", children=[_node(k, v) for k, v in row.items()]) for row in result.rows
+        ]
+        return elems + [_node(k, v) for k, v in _paging(result).items()]
+    return [_node(k, v) for k, v in result.values.items()]
+
+
+def _to_json(nodes: list) -> dict:
+    out: dict = {}
+    for tag, attrs, text, children in nodes:
+        value = {f"${k}": v for k, v in attrs.items()}
+        if text is not None:
+            value["$"] = text
+        value.update(_to_json(children))
+        if tag == "elem":
+            out.setdefault("elem", []).append(value)
+        else:
+            out[tag] = value
+    return out
+
+
+def _to_xml(parent: ElementTree.Element, nodes: list) -> None:
+    for tag, attrs, text, children in nodes:
+        el = ElementTree.SubElement(parent, tag, attrs)
+        if text is not None:
+            el.text = text
+        _to_xml(el, children)
+
+
+def render(
+    *, func: str, out: str, result: FuncResult | FuncError, status: int = 200
+) -> HttpResponse:
+    if out == "xml":
+        root = ElementTree.Element("doc")
+        _to_xml(root, _doc(result))
+        body = ElementTree.tostring(root, encoding="unicode", xml_declaration=False)
+        return HttpResponse(
+            '<?xml version="1.0" encoding="UTF-8"?>\n' + body,
+            content_type="text/xml; charset=utf-8",
+            status=status,
+        )
+    payload = _bjson(func, result) if out == "bjson" else {"doc": _to_json(_doc(result))}
+    return HttpResponse(
+        json.dumps(payload, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
+        status=status,
+    )

@@ -1,0 +1,16 @@
+from billmgr_api import auth
+from billmgr_api.registry import func
+from billmgr_api.request import FuncRequest
+from billmgr_api.results import FuncResult
+
+
+@func("auth", public=True)
+def login(req: FuncRequest) -> FuncResult:
+    """`func=auth&username=U&password=P` answers a session id for later `auth=ID` calls."""
+    return FuncResult.auth(auth.login(username=req.get("username"), password=req.get("password")))
+
+
+@func("session.logout", public=True)
+def logout(req: FuncRequest) -> FuncResult:
+    auth.logout(session_id=req.get("auth"))
+    return FuncResult.ok()

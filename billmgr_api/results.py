@@ -1,0 +1,31 @@
+"""What a function answers, independent of the output format."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FuncResult:
+    """One of: ok (a change succeeded), rows (a list), form (an object's fields), auth (a session)."""
+
+    kind: str
+    rows: list[dict[str, str]] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    page: int = 1
+    page_size: int = 0
+    total: int = 0
+
+    @classmethod
+    def ok(cls, **values: object) -> "FuncResult":
+        return cls(kind="ok", values={k: str(v) for k, v in values.items() if v is not None})
+
+    @classmethod
+    def listing(cls, rows: list[dict[str, str]], *, page: int, page_size: int, total: int):
+        return cls(kind="list", rows=rows, page=page, page_size=page_size, total=total)
+
+    @classmethod
+    def form(cls, values: dict[str, str]) -> "FuncResult":
+        return cls(kind="form", values=values)
+
+    @classmethod
+    def auth(cls, session_id: str) -> "FuncResult":
+        return cls(kind="auth", values={"auth": session_id})

@@ -1,0 +1,322 @@
+"""Operators' admin: every save goes through promotions.services, so history and rules hold."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from common.actors import Actor
+from promotions import selectors, services
+from promotions.models import (
+    Condition,
+    ConditionGroup,
+    Discount,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+)
+
+
+def admin_actor(request: HttpRequest, action: str) -> Actor:
+    return Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"), action=f"admin:{action}")
+
+
+def _changed(form: forms.ModelForm) -> dict:
+    return {
+        name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data
+    }
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return Promotion.Status.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in Promotion.Status.values:
+            q = selectors.promotion_status_q(
+                Promotion.Status(self.value()), day=timezone.localdate()
+            )
+            return queryset.filter(q)
+        return queryset
+
+
+class DiscountInline(admin.TabularInline):
+    model = Discount
+    extra = 0
+    filter_horizontal = ["pricelist"]
+
+
+class ConditionGroupInline(admin.TabularInline):
+    model = ConditionGroup
+    extra = 0
+    verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
+
+
+class ConditionInline(admin.TabularInline):
+    model = Condition
+    extra = 0
+    fields = [
+        "ctype",
+        "comparison",
+        "pricelist",
+        "amount",
+        "summa",
+        "currency",
+        "periodtype",
+        "periodlength",
+        "account_group",
+        "affiliate",
+        "group",
+    ]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        groups = formset.form.base_fields.get("group")
+        if groups is not None:
+            groups.queryset = (
+                ConditionGroup.objects.filter(promotion=obj) if obj else groups.queryset.none()
+            )
+        return formset
+
+
+class PromoCodeInline(admin.TabularInline):
+    model = PromoCode
+    extra = 0
+    fields = [
+        "code",
+        "uselimit",
+        "account_uselimit",
+        "use_count",
+        "active_time_type",
+        "fromdate",
+        "todate",
+        "expiretype",
+        "periodtype",
+        "periodlength",
+    ]
+    readonly_fields = ["use_count"]
+    show_change_link = True
+
+
+class GenerateCodesForm(forms.Form):
+    template = forms.CharField(max_length=100, help_text='Each "?" becomes a random character.')
+    count = forms.IntegerField(min_value=1, max_value=services.MAX_CODES_PER_CALL, initial=10)
+    onlydigit = forms.BooleanField(required=False, label="Only digits")
+    uselimit = forms.IntegerField(min_value=1, required=False, label="Usage limit")
+    account_uselimit = forms.IntegerField(
+        min_value=1, required=False, label="Usage limit per client"
+    )
+
+
+@admin.register(Promotion)
+class PromotionAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "provider", "fromdate", "todate", "status_display", "code_count"]
+    list_filter = [StatusFilter, "provider", "archived"]
+    search_fields = ["name", "promocodes__code"]
+    date_hierarchy = "fromdate"
+    fields = ["name", "provider", "fromdate", "todate", "archived", "history_table"]
+    readonly_fields = ["archived", "history_table"]
+    inlines = [DiscountInline, ConditionGroupInline, ConditionInline, PromoCodeInline]
+    actions = ["archive", "restore", "generate_codes"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("provider")
+
+    @admin.display(description="status")
+    def status_display(self, obj: Promotion) -> str:
+        return obj.status
+
+    @admin.display(description="codes")
+    def code_count(self, obj: Promotion) -> int:
+        return obj.promocodes.count()
+
+    @admin.display(description="history")
+    def history_table(self, obj: Promotion) -> str:
+        if not obj.pk:
+            return "-"
+        rows = selectors.history_of(obj=obj)[:50]
+        return format_html(
+            "<table><tr><th>date</th><th>change</th><th>user</th><th>IP</th><th>function</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        timezone.localtime(h.changedate).strftime("%Y-%m-%d %H:%M:%S"),
+                        h.desc,
+                        h.username,
+                        h.ip or "",
+                        h.action,
+                    )
+                    for h in rows
+                ),
+            ),
+        )
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request, "promotion.change" if change else "promotion.add")
+        try:
+            if change:
+                services.promotion_update(promotion=obj, actor=actor, **_changed(form))
+            else:
+                created = services.promotion_create(actor=actor, **form.cleaned_data)
+                obj.pk = created.pk
+                obj._state.adding = False
+        except ValidationError as exc:
+            form.add_error(None, exc)
+            raise
+
+    def save_formset(self, request, form, formset, change):
+        """Inline rows go through the services too, each with its own history line."""
+        promotion = form.instance
+        actor = admin_actor(request, "promotion.change")
+        handlers = {
+            Discount: (
+                lambda data: services.discount_create(promotion=promotion, actor=actor, **data),
+                lambda obj, data: services.discount_update(discount=obj, actor=actor, **data),
+                lambda objs: services.discount_delete_many(discounts=objs, actor=actor),
+            ),
+            Condition: (
+                lambda data: services.condition_create(
+                    promotion=promotion, actor=actor, **_group_arg(data)
+                ),
+                lambda obj, data: services.condition_update(
+                    condition=obj, actor=actor, **_group_arg(data)
+                ),
+                lambda objs: services.condition_delete_many(conditions=objs, actor=actor),
+            ),
+            PromoCode: (
+                lambda data: services.promocode_create(promotion=promotion, actor=actor, **data),
+                lambda obj, data: services.promocode_update(promocode=obj, actor=actor, **data),
+                lambda objs: services.promocode_delete_many(promocodes=objs, actor=actor),
+            ),
+        }
+        if formset.model not in handlers:
+            return super().save_formset(request, form, formset, change)
+        create, update, delete = handlers[formset.model]
+        with transaction.atomic():
+            delete([f.instance for f in formset.deleted_forms if f.instance.pk])
+            for f in formset.forms:
+                if f in formset.deleted_forms or not f.has_changed():
+                    continue
+                data = {
+                    k: v
+                    for k, v in f.cleaned_data.items()
+                    if k not in ("id", "DELETE", "promotion")
+                }
+                if f.instance.pk:
+                    update(f.instance, {k: data[k] for k in f.changed_data if k in data})
+                else:
+                    create(data)
+
+    @admin.action(description="Archive selected promotions", permissions=["change"])
+    def archive(self, request, queryset):
+        actor = admin_actor(request, "promotion.archive")
+        with transaction.atomic():
+            for promotion in queryset:
+                services.promotion_archive(promotion=promotion, actor=actor)
+        self.message_user(request, f"{queryset.count()} promotion(s) archived.")
+
+    @admin.action(description="Restore selected promotions from archive", permissions=["change"])
+    def restore(self, request, queryset):
+        actor = admin_actor(request, "promotion.restore")
+        with transaction.atomic():
+            for promotion in queryset:
+                services.promotion_restore(promotion=promotion, actor=actor)
+        self.message_user(request, f"{queryset.count()} promotion(s) restored.")
+
+    @admin.action(description="Generate promo codes", permissions=["change"])
+    def generate_codes(self, request, queryset):
+        form = GenerateCodesForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            actor = admin_actor(request, "promotion.promocode.generate")
+            data = form.cleaned_data
+            try:
+                total = 0
+                with transaction.atomic():
+                    for promotion in queryset:
+                        made = services.promocode_create(
+                            promotion=promotion,
+                            actor=actor,
+                            code=data["template"],
+                            count=data["count"],
+                            onlydigit=data["onlydigit"],
+                            uselimit=data["uselimit"],
+                            account_uselimit=data["account_uselimit"],
+                        )
+                        total += made if isinstance(made, int) else 1
+            except ValidationError as exc:
+                self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
+                return None
+            self.message_user(request, f"{total} promo code(s) generated.")
+            return None
+        return render(
+            request,
+            "admin/promotions/generate_codes.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Generate promo codes",
+                "form": form,
+                "promotions": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
+
+
+def _group_arg(data: dict) -> dict:
+    """The admin picks a group object; the service takes a group name (or `none`)."""
+    data = dict(data)
+    if "group" in data:
+        group = data.pop("group")
+        data["group"] = group.name if group else services.GroupChoice.NONE
+    return data
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "code",
+        "promotion",
+        "uselimit",
+        "account_uselimit",
+        "use_count",
+        "active_time_type",
+    ]
+    list_filter = ["promotion", "active_time_type", "expiretype"]
+    search_fields = ["code"]
+    readonly_fields = ["use_count"]
+    raw_id_fields = ["promotion"]
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(request, "promocode.change" if change else "promocode.add")
+        if change:
+            services.promocode_update(promocode=obj, actor=actor, **_changed(form))
+        else:
+            data = dict(form.cleaned_data)
+            created = services.promocode_create(actor=actor, **data)
+            obj.pk = created.pk
+
+    def delete_model(self, request, obj):
+        services.promocode_delete_many(
+            promocodes=[obj], actor=admin_actor(request, "promocode.delete")
+        )
+
+
+@admin.register(PromoCodeUsage)
+class PromoCodeUsageAdmin(admin.ModelAdmin):
+    list_display = ["id", "promocode", "client", "service", "status", "expense", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["promocode__code", "client__name"]
+    raw_id_fields = ["promocode", "client", "service", "expense"]
+
+    def has_change_permission(self, request, obj=None):
+        return False

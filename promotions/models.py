@@ -1,0 +1,358 @@
+"""Promotions, their discounts, conditions and promo codes, in BILLmanager's vocabulary."""
+
+import datetime
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from referrals.models import ReferralProgram
+
+
+class Comparison(models.TextChoices):
+    LT = "lt", "less than"
+    LE = "le", "less than or equal to"
+    EQ = "eq", "equal to"
+    GE = "ge", "greater than or equal to"
+    GT = "gt", "greater than"
+
+
+class PeriodType(models.TextChoices):
+    DAY = "day", "day"
+    MONTH = "month", "month"
+    YEAR = "year", "year"
+
+
+class Promotion(models.Model):
+    name = models.CharField(max_length=200)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="promotions")
+    fromdate = models.DateField("start date")
+    todate = models.DateField("end date", null=True, blank=True, help_text="Included.")
+    archived = models.BooleanField(default=False, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", "planned"
+        ACTIVE = "active", "active"
+        EXPIRED = "expired", "expired"
+        ARCHIVED = "archived", "archived"
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(todate__isnull=True) | Q(todate__gte=F("fromdate")),
+                name="promotion_fromdate_le_todate",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.fromdate and self.todate and self.todate < self.fromdate:
+            raise ValidationError({"todate": "The end date is before the start date."})
+
+    def status_on(self, day: datetime.date | None = None) -> "Promotion.Status":
+        day = day or timezone.localdate()
+        if self.archived:
+            return self.Status.ARCHIVED
+        if day < self.fromdate:
+            return self.Status.PLANNED
+        if self.todate is not None and day > self.todate:
+            return self.Status.EXPIRED
+        return self.Status.ACTIVE
+
+    @property
+    def status(self) -> "Promotion.Status":
+        return self.status_on()
+
+
+class Discount(models.Model):
+    class Type(models.TextChoices):
+        ALL = "all", "every tariff of the provider"
+        PRICELIST = "pricelist", "selected tariffs"
+
+    class ActionType(models.TextChoices):
+        ORDER = "order", "new orders"
+        PROLONG = "prolong", "renewals"
+        ALL = "all", "new orders and renewals"
+
+    class Validity(models.TextChoices):
+        UNLIMITED = "unlimited", "unlimited"
+        MONTHS = "months", "months from the order"
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="discounts")
+    type = models.CharField("discount type", max_length=10, choices=Type.choices, default=Type.ALL)
+    pricelist = models.ManyToManyField(Tariff, blank=True, related_name="discounts")
+    percentage = models.DecimalField("discount, %", max_digits=7, decimal_places=4)
+    actiontype = models.CharField(
+        "type", max_length=10, choices=ActionType.choices, default=ActionType.ALL
+    )
+    period = models.JSONField(
+        "order periods", default=list, blank=True, help_text="Months; empty means every period."
+    )
+    validity = models.CharField(
+        "validity period", max_length=10, choices=Validity.choices, default=Validity.UNLIMITED
+    )
+    validitylength = models.PositiveSmallIntegerField(
+        "validity period, months", null=True, blank=True
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percentage__gte=0) & Q(percentage__lte=100),
+                name="discount_percentage_0_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(validity="unlimited", validitylength__isnull=True)
+                | Q(validity="months", validitylength__gte=1),
+                name="discount_validitylength_iff_months",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        pct = format(self.percentage.normalize(), "f")
+        scope = "all tariffs" if self.type == self.Type.ALL else "selected tariffs"
+        return f"{pct}% on {scope}, {self.get_actiontype_display()}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if not isinstance(self.period, list) or not all(
+            isinstance(p, int) and p >= 1 for p in self.period
+        ):
+            raise ValidationError(
+                {"period": "Order periods are whole numbers of months, 1 or more."}
+            )
+        if self.validity == self.Validity.MONTHS and not self.validitylength:
+            raise ValidationError({"validitylength": "Give the validity length in months."})
+        if self.validity == self.Validity.UNLIMITED and self.validitylength is not None:
+            self.validitylength = None
+
+
+class ConditionGroup(models.Model):
+    """Conditions in one group are OR-ed; groups are AND-ed with each other."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="groups")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["promotion", "name"], name="condition_group_unique_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Condition(models.Model):
+    class Type(models.TextChoices):
+        HAS_TARIFF = "has_tariff", "client has services of a tariff"
+        SERVICE_COUNT = "service_count", "number of active services"
+        PAID_SERVICES = "paid_services", "number of paid services"
+        EXPENSE_SUM = "expense_sum", "expenses within a period"
+        REGISTRATION = "registration", "registered within a period"
+        ACCOUNT_GROUP = "account_group", "client group"
+        AFFILIATE = "affiliate", "referred through a referral program"
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="conditions")
+    ctype = models.CharField("condition", max_length=20, choices=Type.choices)
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GE)
+    pricelist = models.ForeignKey(
+        Tariff, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    period = models.JSONField("order periods", default=list, blank=True)
+    periodtype = models.CharField(
+        "period type", max_length=5, choices=PeriodType.choices, blank=True
+    )
+    periodlength = models.PositiveIntegerField("period length", null=True, blank=True)
+    amount = models.PositiveIntegerField("number", null=True, blank=True)
+    currency = models.ForeignKey(
+        Currency, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    summa = models.DecimalField(
+        "amount",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+    )
+    affiliate = models.ForeignKey(
+        ReferralProgram, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    account_group = models.ForeignKey(
+        ClientGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    group = models.ForeignKey(
+        ConditionGroup,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="conditions",
+        verbose_name="group of conditions",
+    )
+
+    # Which extra fields each type needs; the checker for each type lives in the engine.
+    REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+        Type.HAS_TARIFF: ("pricelist", "amount"),
+        Type.SERVICE_COUNT: ("amount",),
+        Type.PAID_SERVICES: ("amount",),
+        Type.EXPENSE_SUM: ("summa", "currency", "periodtype", "periodlength"),
+        Type.REGISTRATION: ("periodtype", "periodlength"),
+        Type.ACCOUNT_GROUP: ("account_group",),
+        Type.AFFILIATE: ("affiliate",),
+    }
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(summa__isnull=True) | Q(summa__gte=0), name="condition_summa_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        missing = {
+            name: "Required for this condition type."
+            for name in self.REQUIRED_FIELDS.get(self.ctype, ())
+            if getattr(self, name) in (None, "")
+        }
+        if missing:
+            raise ValidationError(missing)
+        if self.group_id and self.group.promotion_id != self.promotion_id:
+            raise ValidationError({"group": "The group belongs to another promotion."})
+
+    def describe(self) -> str:
+        """A one-line human reading of the condition, as the condition list shows it."""
+        op = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}.get(self.comparison, "?")
+        window = f"{self.periodlength} {self.periodtype}(s)" if self.periodlength else ""
+        texts = {
+            self.Type.HAS_TARIFF: f"services of tariff {self.pricelist} {op} {self.amount}",
+            self.Type.SERVICE_COUNT: f"active services {op} {self.amount}",
+            self.Type.PAID_SERVICES: f"paid services {op} {self.amount}",
+            self.Type.EXPENSE_SUM: f"expenses in the last {window} {op} {self.summa} {self.currency}",
+            self.Type.REGISTRATION: f"registered within the last {window}",
+            self.Type.ACCOUNT_GROUP: f"client in group {self.account_group}",
+            self.Type.AFFILIATE: f"referred through {self.affiliate}",
+        }
+        return texts.get(self.ctype, self.ctype)
+
+
+class PromoCode(models.Model):
+    class ActiveTimeType(models.TextChoices):
+        ALWAYS = "always", "always"
+        PERIOD = "period", "between the start and end dates"
+
+    class ExpireType(models.TextChoices):
+        UNLIMITED = "unlimited", "unlimited"
+        PERIOD = "period", "for a period from first use"
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="promocodes")
+    code = models.CharField("promo code", max_length=100, unique=True)
+    uselimit = models.PositiveIntegerField("usage limit", null=True, blank=True)
+    account_uselimit = models.PositiveIntegerField("usage limit per client", null=True, blank=True)
+    onlydigit = models.BooleanField("only digits", default=False)
+    active_time_type = models.CharField(
+        max_length=10, choices=ActiveTimeType.choices, default=ActiveTimeType.ALWAYS
+    )
+    fromdate = models.DateField("start date", null=True, blank=True)
+    todate = models.DateField("end date", null=True, blank=True)
+    expiretype = models.CharField(
+        "discount period", max_length=10, choices=ExpireType.choices, default=ExpireType.UNLIMITED
+    )
+    periodtype = models.CharField(
+        "period type", max_length=5, choices=PeriodType.choices, blank=True
+    )
+    periodlength = models.PositiveIntegerField("period length", null=True, blank=True)
+    use_count = models.PositiveIntegerField("usage", default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(uselimit__isnull=True) | Q(use_count__lte=F("uselimit")),
+                name="promocode_use_count_le_uselimit",
+            ),
+            models.CheckConstraint(
+                condition=Q(active_time_type="always")
+                | Q(active_time_type="period", fromdate__isnull=False, todate__isnull=False),
+                name="promocode_period_has_dates",
+            ),
+            models.CheckConstraint(
+                condition=Q(fromdate__isnull=True)
+                | Q(todate__isnull=True)
+                | Q(todate__gte=F("fromdate")),
+                name="promocode_fromdate_le_todate",
+            ),
+            models.CheckConstraint(
+                condition=Q(expiretype="unlimited")
+                | Q(
+                    expiretype="period",
+                    periodlength__gte=1,
+                    periodtype__in=["day", "month", "year"],
+                ),
+                name="promocode_expire_period_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors = {}
+        if self.active_time_type == self.ActiveTimeType.PERIOD:
+            for name in ("fromdate", "todate"):
+                if getattr(self, name) is None:
+                    errors[name] = "Required when the code is active for a period."
+        if self.fromdate and self.todate and self.todate < self.fromdate:
+            errors["todate"] = "The end date is before the start date."
+        if self.expiretype == self.ExpireType.PERIOD:
+            if not self.periodtype:
+                errors["periodtype"] = "Required when the discount lasts a period."
+            if not self.periodlength:
+                errors["periodlength"] = "Required when the discount lasts a period."
+        if self.uselimit is not None and self.use_count > self.uselimit:
+            errors["uselimit"] = f"The code has been used {self.use_count} times already."
+        if errors:
+            raise ValidationError(errors)
+
+
+class PromoCodeUsage(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        RELEASED = "released", "released"
+
+    promocode = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="usages")
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="promocode_usages")
+    service = models.ForeignKey(
+        Service, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
+    )
+    expense = models.ForeignKey(
+        Expense, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.promocode} by {self.client}"

@@ -1,0 +1,46 @@
+"""Reads for promotions."""
+
+import datetime
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+
+from common.models import History
+from promotions.models import PromoCode, PromoCodeUsage, Promotion
+
+
+def promotion_status_q(status: Promotion.Status, *, day: datetime.date) -> Q:
+    """The promotions whose status on `day` is `status`, as a filter the database can run."""
+    live = Q(archived=False)
+    started = Q(fromdate__lte=day)
+    not_ended = Q(todate__isnull=True) | Q(todate__gte=day)
+    return {
+        Promotion.Status.ARCHIVED: Q(archived=True),
+        Promotion.Status.PLANNED: live & Q(fromdate__gt=day),
+        Promotion.Status.EXPIRED: live & Q(todate__lt=day),
+        Promotion.Status.ACTIVE: live & started & not_ended,
+    }[status]
+
+
+def history_of(*, obj: models.Model) -> models.QuerySet[History]:
+    return History.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=True),
+        object_id=obj.pk,
+    )
+
+
+def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsage]:
+    return (
+        PromoCodeUsage.objects.filter(promocode__promotion=promotion)
+        .select_related("promocode", "client", "expense__currency")
+        .order_by("id")
+    )
+
+
+def usages_of_promocode(*, promocode: PromoCode) -> models.QuerySet[PromoCodeUsage]:
+    return (
+        PromoCodeUsage.objects.filter(promocode=promocode)
+        .select_related("promocode", "client", "expense__currency")
+        .order_by("id")
+    )

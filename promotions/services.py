@@ -1,0 +1,362 @@
+"""Writes for promotions: every door (admin, func-style API, management commands) calls these."""
+
+import itertools
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from common.actors import Actor
+from common.services import history_record, model_create, model_delete_many, model_update
+from promotions import codegen
+from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
+
+# Candidates drawn, checked and inserted per round of code generation.
+GENERATION_BATCH = 5000
+# Below this many possible codes, a nearly full template is filled by enumerating what is left.
+ENUMERATION_LIMIT = 200_000
+# The most codes one call may generate; larger runs go through the management command.
+MAX_CODES_PER_CALL = 1_000_000
+
+
+class GroupChoice:
+    NONE = "none"
+    NEW = "new"
+
+
+# Promotions -------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def promotion_create(*, actor: Actor, **fields: Any) -> Promotion:
+    return model_create(model=Promotion, data=fields, actor=actor)
+
+
+@transaction.atomic
+def promotion_update(*, promotion: Promotion, actor: Actor, **fields: Any) -> Promotion:
+    promotion, _ = model_update(instance=promotion, data=fields, actor=actor)
+    return promotion
+
+
+@transaction.atomic
+def promotion_archive(*, promotion: Promotion, actor: Actor) -> Promotion:
+    """Move a promotion out of the active list; its codes stop applying at once."""
+    if not promotion.archived:
+        promotion.archived = True
+        promotion.save(update_fields=["archived"])
+        history_record(obj=promotion, actor=actor, desc="Promotion has been archived")
+    return promotion
+
+
+@transaction.atomic
+def promotion_restore(*, promotion: Promotion, actor: Actor) -> Promotion:
+    if promotion.archived:
+        promotion.archived = False
+        promotion.save(update_fields=["archived"])
+        history_record(obj=promotion, actor=actor, desc="Promotion has been restored from archive")
+    return promotion
+
+
+@transaction.atomic
+def promotion_delete_many(*, promotions: Iterable[Promotion], actor: Actor) -> int:
+    """Delete all or none: a promotion whose codes were used keeps its history, so archive it."""
+    promotions = list(promotions)
+    used = (
+        PromoCode.objects.filter(promotion__in=promotions, usages__isnull=False)
+        .values_list("promotion__name", flat=True)
+        .distinct()
+    )
+    if used:
+        raise ValidationError(
+            {"elid": f"Promo codes of {', '.join(sorted(used))} have been used; archive instead."}
+        )
+    return model_delete_many(objects=promotions, actor=actor)
+
+
+# Discounts --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def discount_create(*, promotion: Promotion, actor: Actor, **fields: Any) -> Discount:
+    _check_discount_tariffs(promotion, fields)
+    return model_create(
+        model=Discount, data={"promotion": promotion, **fields}, actor=actor, root=promotion
+    )
+
+
+@transaction.atomic
+def discount_update(*, discount: Discount, actor: Actor, **fields: Any) -> Discount:
+    _check_discount_tariffs(discount.promotion, fields)
+    discount, _ = model_update(instance=discount, data=fields, actor=actor, root=discount.promotion)
+    return discount
+
+
+def _check_discount_tariffs(promotion: Promotion, fields: dict[str, Any]) -> None:
+    tariffs = fields.get("pricelist") or []
+    foreign = [t.name for t in tariffs if t.provider_id != promotion.provider_id]
+    if foreign:
+        raise ValidationError({"pricelist": f"Not tariffs of {promotion.provider}: {foreign}"})
+    if fields.get("type") == Discount.Type.PRICELIST and "pricelist" in fields and not tariffs:
+        raise ValidationError({"pricelist": "Choose the tariffs the discount covers."})
+
+
+@transaction.atomic
+def discount_delete_many(*, discounts: Iterable[Discount], actor: Actor) -> int:
+    return model_delete_many(objects=discounts, actor=actor, root_of=lambda d: d.promotion)
+
+
+# Conditions -------------------------------------------------------------------------------------
+
+
+def _resolve_group(promotion: Promotion, group: str | None, groupname: str | None) -> Any:
+    """`none` -> no group, `new` -> a new group named `groupname`, else an existing group's name."""
+    if group in (None, "", GroupChoice.NONE):
+        return None
+    if group == GroupChoice.NEW:
+        name = (groupname or "").strip()
+        if not name:
+            raise ValidationError({"groupname": "Enter the name of the new group."})
+        if ConditionGroup.objects.filter(promotion=promotion, name=name).exists():
+            raise ValidationError(
+                {"groupname": ValidationError(f'The group "{name}" exists already.', code="unique")}
+            )
+        return ConditionGroup.objects.create(promotion=promotion, name=name)
+    found = ConditionGroup.objects.filter(promotion=promotion, name=group).first()
+    if found is None:
+        raise ValidationError({"group": f'No group "{group}" in this promotion.'})
+    return found
+
+
+@transaction.atomic
+def condition_create(
+    *,
+    promotion: Promotion,
+    actor: Actor,
+    group: str | None = None,
+    groupname: str | None = None,
+    **fields: Any,
+) -> Condition:
+    resolved = _resolve_group(promotion, group, groupname)
+    return model_create(
+        model=Condition,
+        data={"promotion": promotion, "group": resolved, **fields},
+        actor=actor,
+        root=promotion,
+    )
+
+
+@transaction.atomic
+def condition_update(
+    *,
+    condition: Condition,
+    actor: Actor,
+    group: str | None = None,
+    groupname: str | None = None,
+    **fields: Any,
+) -> Condition:
+    if group is not None:
+        fields["group"] = _resolve_group(condition.promotion, group, groupname)
+    old_group = condition.group
+    condition, _ = model_update(
+        instance=condition, data=fields, actor=actor, root=condition.promotion
+    )
+    _drop_if_empty([old_group])
+    return condition
+
+
+@transaction.atomic
+def condition_delete_many(*, conditions: Iterable[Condition], actor: Actor) -> int:
+    conditions = list(conditions)
+    groups = [c.group for c in conditions]
+    deleted = model_delete_many(objects=conditions, actor=actor, root_of=lambda c: c.promotion)
+    _drop_if_empty(groups)
+    return deleted
+
+
+def _drop_if_empty(groups: Iterable[ConditionGroup | None]) -> None:
+    ids = {g.pk for g in groups if g is not None}
+    ConditionGroup.objects.filter(pk__in=ids, conditions__isnull=True).delete()
+
+
+# Promo codes ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def promocode_create(
+    *,
+    promotion: Promotion,
+    actor: Actor,
+    code: str,
+    count: int = 1,
+    onlydigit: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+    **settings: Any,
+) -> PromoCode | int:
+    """A fixed code (no `?`) or `count` random codes from a template, all sharing `settings`.
+
+    Returns the created code for a fixed one, else the number generated.
+    """
+    template = (code or "").strip().upper()
+    if not template:
+        raise ValidationError({"code": "Enter a promo code or a template."})
+    if count < 1:
+        raise ValidationError({"count": "Generate at least one code."})
+    if codegen.PLACEHOLDER not in template:
+        if count != 1:
+            raise ValidationError({"count": 'A fixed code is one code; add "?" to generate more.'})
+        return model_create(
+            model=PromoCode,
+            data={"promotion": promotion, "code": template, "onlydigit": onlydigit, **settings},
+            actor=actor,
+            root=promotion,
+        )
+    return promocodes_generate(
+        promotion=promotion,
+        template=template,
+        count=count,
+        digits_only=onlydigit,
+        actor=actor,
+        progress=progress,
+        **settings,
+    )
+
+
+@transaction.atomic
+def promocodes_generate(
+    *,
+    promotion: Promotion,
+    template: str,
+    count: int,
+    digits_only: bool,
+    actor: Actor,
+    progress: Callable[[int], None] = lambda n: None,
+    **settings: Any,
+) -> int:
+    """Create `count` new unique codes from `template`; refuse when the template's space is too small.
+
+    Memory depends on the batch size, not on `count`.
+    """
+    template = template.strip().upper()
+    length_ok = len(template) <= PromoCode._meta.get_field("code").max_length
+    if not length_ok:
+        raise ValidationError({"code": "The template is longer than a promo code may be."})
+    # Validate the shared settings once on a sample code, so a bad value fails before any insert.
+    sample = PromoCode(promotion=promotion, code=template, onlydigit=digits_only, **settings)
+    sample.full_clean(exclude=["code"])
+
+    space = codegen.template_space(template, digits_only=digits_only)
+    taken = PromoCode.objects.filter(
+        code__regex=codegen.template_regex(template, digits_only=digits_only)
+    ).count()
+    free = space - taken
+    if count > free:
+        raise ValidationError(
+            {
+                "count": ValidationError(
+                    f"The template {template} can make only {free} more codes; "
+                    "make it longer or ask for fewer.",
+                    code="limit",
+                )
+            }
+        )
+
+    def make(codes: list[str]) -> list[PromoCode]:
+        return [
+            PromoCode(promotion=promotion, code=c, onlydigit=digits_only, **settings) for c in codes
+        ]
+
+    if space <= ENUMERATION_LIMIT and count * 2 > free:
+        created = _generate_by_enumeration(template, digits_only, count, make, progress)
+    else:
+        created = _generate_by_drawing(template, digits_only, count, make, progress)
+    history_record(
+        obj=promotion,
+        actor=actor,
+        desc=f'{created} promo codes have been generated from template "{template}"',
+    )
+    return created
+
+
+def _insert_new(objs: list[PromoCode]) -> int:
+    """Insert, skipping codes that exist (also ones a concurrent generator just took)."""
+    before = PromoCode.objects.filter(code__in=[o.code for o in objs]).count()
+    PromoCode.objects.bulk_create(objs, ignore_conflicts=True)
+    after = PromoCode.objects.filter(code__in=[o.code for o in objs]).count()
+    return after - before
+
+
+def _generate_by_drawing(template, digits_only, count, make, progress) -> int:
+    alphabet = codegen.alphabet_for(digits_only=digits_only)
+    length = template.count(codegen.PLACEHOLDER)
+    created = 0
+    fruitless_rounds = 0
+    while created < count:
+        want = min(GENERATION_BATCH, count - created)
+        # Over-draw a little so a few collisions rarely cost another round.
+        candidates = set(
+            codegen.fill(template, codegen.random_fillings(alphabet, length, want + want // 10 + 8))
+        )
+        existing = set(PromoCode.objects.filter(code__in=candidates).values_list("code", flat=True))
+        fresh = sorted(candidates - existing)[:want]
+        random.shuffle(fresh)
+        inserted = _insert_new(make(fresh)) if fresh else 0
+        created += inserted
+        fruitless_rounds = 0 if inserted else fruitless_rounds + 1
+        if fruitless_rounds >= 20:
+            raise ValidationError(
+                {
+                    "count": ValidationError(
+                        f"Could not find free codes for template {template}; make it longer.",
+                        code="limit",
+                    )
+                }
+            )
+        progress(created)
+    return created
+
+
+def _generate_by_enumeration(template, digits_only, count, make, progress) -> int:
+    alphabet = codegen.alphabet_for(digits_only=digits_only)
+    length = template.count(codegen.PLACEHOLDER)
+    taken = set(
+        PromoCode.objects.filter(
+            code__regex=codegen.template_regex(template, digits_only=digits_only)
+        ).values_list("code", flat=True)
+    )
+    every = codegen.fill(template, ("".join(p) for p in itertools.product(alphabet, repeat=length)))
+    chosen = random.sample([c for c in every if c not in taken], count)
+    created = 0
+    for start in range(0, len(chosen), GENERATION_BATCH):
+        created += _insert_new(make(chosen[start : start + GENERATION_BATCH]))
+        progress(created)
+    if created != count:
+        raise ValidationError(
+            {
+                "count": ValidationError(
+                    "Another generator took some of these codes at the same time; try again.",
+                    code="limit",
+                )
+            }
+        )
+    return created
+
+
+@transaction.atomic
+def promocode_update(*, promocode: PromoCode, actor: Actor, **fields: Any) -> PromoCode:
+    if "code" in fields and fields["code"] is not None:
+        fields["code"] = fields["code"].strip().upper()
+    promocode, _ = model_update(
+        instance=promocode, data=fields, actor=actor, root=promocode.promotion
+    )
+    return promocode
+
+
+@transaction.atomic
+def promocode_delete_many(*, promocodes: Iterable[PromoCode], actor: Actor) -> int:
+    promocodes = list(promocodes)
+    used = [c.code for c in promocodes if c.usages.exists()]
+    if used:
+        raise ValidationError({"elid": f"These codes have been used and are kept: {used}"})
+    return model_delete_many(objects=promocodes, actor=actor, root_of=lambda c: c.promotion)

@@ -1,0 +1,141 @@
+import datetime
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
+from referrals.models import ReferralProgram
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "secret")
+
+    @factory.post_generation
+    def save_password(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class CurrencyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Currency
+        django_get_or_create = ("iso",)
+
+    name = "US dollar"
+    iso = "USD"
+    minor_units = 2
+
+
+class ProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Provider
+
+    name = factory.Sequence(lambda n: f"Provider {n}")
+    currency = factory.SubFactory(CurrencyFactory)
+
+
+class ClientGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ClientGroup
+
+    name = factory.Sequence(lambda n: f"Group {n}")
+
+
+class ClientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Client
+
+    name = factory.Sequence(lambda n: f"Client {n}")
+    email = factory.LazyAttribute(lambda o: f"{o.name.replace(' ', '').lower()}@example.com")
+    provider = factory.SubFactory(ProviderFactory)
+    registration_date = factory.LazyFunction(timezone.now)
+
+
+class TariffFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tariff
+
+    name = factory.Sequence(lambda n: f"Tariff {n}")
+    provider = factory.SubFactory(ProviderFactory)
+    price = Decimal("10.00")
+
+
+class ServiceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Service
+
+    client = factory.SubFactory(ClientFactory)
+    tariff = factory.SubFactory(TariffFactory, provider=factory.SelfAttribute("..client.provider"))
+    status = Service.Status.ACTIVE
+    opened_at = factory.LazyFunction(timezone.now)
+
+
+class ExpenseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Expense
+
+    client = factory.SubFactory(ClientFactory)
+    amount = Decimal("12.50")
+    currency = factory.SubFactory(CurrencyFactory)
+    created_at = factory.LazyFunction(timezone.now)
+
+
+class ReferralProgramFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReferralProgram
+
+    provider = factory.SubFactory(ProviderFactory)
+    name = factory.Sequence(lambda n: f"Program {n}")
+
+
+class PromotionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Promotion
+
+    name = factory.Sequence(lambda n: f"Promotion {n}")
+    provider = factory.SubFactory(ProviderFactory)
+    fromdate = factory.LazyFunction(lambda: timezone.localdate() - datetime.timedelta(days=1))
+    todate = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=30))
+
+
+class DiscountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Discount
+
+    promotion = factory.SubFactory(PromotionFactory)
+    percentage = Decimal("10")
+
+
+class ConditionGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ConditionGroup
+
+    promotion = factory.SubFactory(PromotionFactory)
+    name = factory.Sequence(lambda n: f"group {n}")
+
+
+class ConditionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Condition
+
+    promotion = factory.SubFactory(PromotionFactory)
+    ctype = Condition.Type.SERVICE_COUNT
+    amount = 1
+
+
+class PromoCodeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromoCode
+
+    promotion = factory.SubFactory(PromotionFactory)
+    code = factory.Sequence(lambda n: f"CODE{n:06d}")

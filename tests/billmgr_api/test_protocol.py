@@ -325,8 +325,8 @@ def test_delete_of_several_ids_is_all_or_nothing(door):
 
 
 def test_delete_refused_by_a_rule_deletes_nothing(door):
-    from tests.factories import ClientFactory
     from promotions.models import PromoCodeUsage
+    from tests.factories import ClientFactory
 
     free, used = PromotionFactory.create_batch(2)
     code = PromoCodeFactory(promotion=used)

@@ -127,10 +127,9 @@ class Resource:
         for p in self.params:
             if req.has(p.name):
                 data[p.attr] = p.parse(req.get(p.name))
-            elif creating:
-                if p.required:
-                    raise FuncError("empty", p.name, f"{p.name} is required")
-                data[p.attr] = p.empty_value()
+            elif creating and p.required:
+                raise FuncError("empty", p.name, f"{p.name} is required")
+        # A parameter left out of a create takes the model's (or the service's) default.
         return data
 
     def edit_handler(self, req: FuncRequest) -> FuncResult:

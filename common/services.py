@@ -35,7 +35,7 @@ def display_value(value: Any) -> str:
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        return format(value.normalize(), "f")
     if isinstance(value, list | tuple | set):
         return ", ".join(display_value(v) for v in value)
     return str(value)

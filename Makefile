@@ -32,6 +32,6 @@ lint: install
 
 bench: install
 	@set -e; for script in bench/*.py; do \
-		[ "$$(basename $$script)" = "_common.py" ] && continue; \
+		[ -f "$$script" ] && [ "$$(basename $$script)" != "_common.py" ] || continue; \
 		echo "# $$script" >&2; SECRET_KEY=bench $(PY) $$script; \
 	done

@@ -181,3 +181,20 @@ class Resource:
         func(f"{self.func}.edit")(self.edit_handler)
         func(f"{self.func}.delete", perm=self.perm("delete"))(self.delete_handler)
         return self
+
+
+def read_only_list(func: str, model: type[models.Model], columns: list[Column]) -> Resource:
+    """Columns and paging for a list that has no form (history, usage); not registered itself."""
+
+    def refuse(*args: Any) -> Any:
+        raise FuncError("access", func, f"{func} is read-only")
+
+    return Resource(
+        func=func,
+        model=model,
+        columns=columns,
+        params=[],
+        create=refuse,
+        update=refuse,
+        delete=refuse,
+    )

@@ -30,17 +30,17 @@ def history_of(*, obj: models.Model) -> models.QuerySet[History]:
     )
 
 
-def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsage]:
+def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
     return (
-        PromoCodeUsage.objects.filter(promocode__promotion=promotion)
+        PromoCodeUsage.objects.filter(**filters)
         .select_related("promocode", "client", "expense__currency")
         .order_by("id")
     )
+
+
+def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsage]:
+    return _usages(promocode__promotion=promotion)
 
 
 def usages_of_promocode(*, promocode: PromoCode) -> models.QuerySet[PromoCodeUsage]:
-    return (
-        PromoCodeUsage.objects.filter(promocode=promocode)
-        .select_related("promocode", "client", "expense__currency")
-        .order_by("id")
-    )
+    return _usages(promocode=promocode)

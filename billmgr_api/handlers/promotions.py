@@ -12,7 +12,7 @@ from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Re
 from billmgr_api.models import SavedFilter
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
-from billmgr_api.resources import Column, Resource, id_column
+from billmgr_api.resources import Column, Resource, id_column, read_only_list
 from billmgr_api.results import FuncResult
 from common.models import History
 from promotions import selectors, services
@@ -128,15 +128,7 @@ HISTORY_COLUMNS = [
     Column("ip", lambda h: h.ip, "ip"),
     Column("action", lambda h: h.action, "action"),
 ]
-history_view = Resource(
-    func="promotion.history",
-    model=History,
-    columns=HISTORY_COLUMNS,
-    params=[],
-    create=None,
-    update=None,
-    delete=None,
-)
+history_view = read_only_list("promotion.history", History, HISTORY_COLUMNS)
 
 
 @func("promotion.history", perm="promotions.view_promotion")
@@ -282,26 +274,14 @@ USAGE_COLUMNS = [
     ),
     Column("usage", lambda u: u.pk),
 ]
-usage_view = Resource(
-    func="promocode.usage",
-    model=PromoCodeUsage,
-    columns=USAGE_COLUMNS,
-    params=[],
-    create=None,
-    update=None,
-    delete=None,
-)
-promotion_usage_view = Resource(
-    func="promotion.promocode.usage",
-    model=PromoCodeUsage,
-    columns=[
+usage_view = read_only_list("promocode.usage", PromoCodeUsage, USAGE_COLUMNS)
+promotion_usage_view = read_only_list(
+    "promotion.promocode.usage",
+    PromoCodeUsage,
+    [
         Column("promocode", lambda u: u.promocode.code, "promocode__code__icontains"),
         *USAGE_COLUMNS,
     ],
-    params=[],
-    create=None,
-    update=None,
-    delete=None,
 )
 
 

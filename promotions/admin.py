@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from common.actors import Actor
-from promotions import selectors, services
+from promotions import codegen, selectors, services
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -164,7 +164,9 @@ class PromotionAdmin(admin.ModelAdmin):
         actor = admin_actor(request, "promotion.change" if change else "promotion.add")
         try:
             if change:
-                services.promotion_update(promotion=obj, actor=actor, **_changed(form))
+                # `obj` holds the form's new values already; the service compares with the stored row.
+                current = Promotion.objects.get(pk=obj.pk)
+                services.promotion_update(promotion=current, actor=actor, **_changed(form))
             else:
                 created = services.promotion_create(actor=actor, **form.cleaned_data)
                 obj.pk = created.pk
@@ -201,8 +203,10 @@ class PromotionAdmin(admin.ModelAdmin):
         if formset.model not in handlers:
             return super().save_formset(request, form, formset, change)
         create, update, delete = handlers[formset.model]
+        formset.new_objects, formset.changed_objects = [], []
+        formset.deleted_objects = [f.instance for f in formset.deleted_forms if f.instance.pk]
         with transaction.atomic():
-            delete([f.instance for f in formset.deleted_forms if f.instance.pk])
+            delete(formset.deleted_objects)
             for f in formset.forms:
                 if f in formset.deleted_forms or not f.has_changed():
                     continue
@@ -212,9 +216,13 @@ class PromotionAdmin(admin.ModelAdmin):
                     if k not in ("id", "DELETE", "promotion")
                 }
                 if f.instance.pk:
-                    update(f.instance, {k: data[k] for k in f.changed_data if k in data})
+                    current = formset.model.objects.get(pk=f.instance.pk)
+                    update(current, {k: data[k] for k in f.changed_data if k in data})
+                    formset.changed_objects.append((current, f.changed_data))
                 else:
-                    create(data)
+                    made = create(data)
+                    if isinstance(made, formset.model):
+                        formset.new_objects.append(made)
 
     @admin.action(description="Archive selected promotions", permissions=["change"])
     def archive(self, request, queryset):
@@ -280,6 +288,16 @@ def _group_arg(data: dict) -> dict:
     return data
 
 
+class PromoCodeForm(forms.ModelForm):
+    def clean_code(self):
+        code = self.cleaned_data["code"]
+        if codegen.PLACEHOLDER in code:
+            raise ValidationError(
+                'One code per page: use the "Generate promo codes" action for templates.'
+            )
+        return code
+
+
 @admin.register(PromoCode)
 class PromoCodeAdmin(admin.ModelAdmin):
     list_display = [
@@ -295,11 +313,13 @@ class PromoCodeAdmin(admin.ModelAdmin):
     search_fields = ["code"]
     readonly_fields = ["use_count"]
     raw_id_fields = ["promotion"]
+    form = PromoCodeForm
 
     def save_model(self, request, obj, form, change):
         actor = admin_actor(request, "promocode.change" if change else "promocode.add")
         if change:
-            services.promocode_update(promocode=obj, actor=actor, **_changed(form))
+            current = PromoCode.objects.get(pk=obj.pk)
+            services.promocode_update(promocode=current, actor=actor, **_changed(form))
         else:
             data = dict(form.cleaned_data)
             created = services.promocode_create(actor=actor, **data)
@@ -317,6 +337,9 @@ class PromoCodeUsageAdmin(admin.ModelAdmin):
     list_filter = ["status"]
     search_fields = ["promocode__code", "client__name"]
     raw_id_fields = ["promocode", "client", "service", "expense"]
+
+    def has_add_permission(self, request):
+        return False
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -335,6 +335,39 @@ class PromoCode(models.Model):
             raise ValidationError(errors)
 
 
+class Redemption(models.Model):
+    """One order's redemption of a quote: keyed for idempotency, released when the order is undone."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "active"
+        RELEASED = "released", "released"
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    fingerprint = models.CharField(
+        max_length=64,
+        help_text="Digest of the request, so a reused key with another order is refused.",
+    )
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="redemptions")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="redemptions")
+    quote = models.JSONField(help_text="The quote as it was answered when the order was redeemed.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="active", released_at__isnull=True)
+                | Q(status="released", released_at__isnull=False),
+                name="redemption_released_at_iff_released",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Redemption {self.pk} ({self.idempotency_key})"
+
+
 class PromoCodeUsage(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "active"
@@ -342,17 +375,35 @@ class PromoCodeUsage(models.Model):
 
     promocode = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="usages")
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="promocode_usages")
+    redemption = models.ForeignKey(
+        Redemption, null=True, blank=True, on_delete=models.PROTECT, related_name="usages"
+    )
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
     )
     expense = models.ForeignKey(
         Expense, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
     )
+    # The client's n-th live use of this code: unique while active, so a per-client limit
+    # cannot be overshot even if two redeemers counted the same number of earlier uses.
+    client_slot = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["promocode", "client", "client_slot"],
+                condition=Q(status="active"),
+                name="usage_unique_live_client_slot",
+            ),
+            models.UniqueConstraint(
+                fields=["promocode", "redemption"], name="usage_unique_code_per_redemption"
+            ),
+            models.CheckConstraint(condition=Q(client_slot__gte=1), name="usage_client_slot_gte_1"),
+        ]
+        indexes = [models.Index(fields=["promocode", "client", "status"])]
 
     def __str__(self) -> str:
         return f"{self.promocode} by {self.client}"

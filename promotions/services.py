@@ -1,12 +1,14 @@
 """Writes for promotions: every door (admin, func-style API, management commands) calls these."""
 
 import itertools
+import json
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
 
 from common.actors import Actor
 from common.services import history_record, model_create, model_delete_many, model_update
@@ -14,7 +16,9 @@ from promotions import codegen
 from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
 
 # Candidates drawn, checked and inserted per round of code generation.
-GENERATION_BATCH = 5000
+GENERATION_BATCH = 20_000
+# PostgreSQL's "deadlock detected": two generators met on the same codes; one batch retries.
+DEADLOCK_SQLSTATE = "40P01"
 # Below this many possible codes, a nearly full template is filled by enumerating what is left.
 ENUMERATION_LIMIT = 200_000
 # The most codes one call may generate; larger runs go through the management command.
@@ -262,15 +266,11 @@ def promocodes_generate(
             }
         )
 
-    def make(codes: list[str]) -> list[PromoCode]:
-        return [
-            PromoCode(promotion=promotion, code=c, onlydigit=digits_only, **settings) for c in codes
-        ]
-
+    insert = _code_inserter(sample)
     if space <= ENUMERATION_LIMIT and count * 2 > free:
-        created = _generate_by_enumeration(template, digits_only, count, make, progress)
+        created = _generate_by_enumeration(template, digits_only, count, insert, progress)
     else:
-        created = _generate_by_drawing(template, digits_only, count, make, progress)
+        created = _generate_by_drawing(template, digits_only, count, insert, progress)
     history_record(
         obj=promotion,
         actor=actor,
@@ -279,15 +279,46 @@ def promocodes_generate(
     return created
 
 
-def _insert_new(objs: list[PromoCode]) -> int:
-    """Insert, skipping codes that exist (also ones a concurrent generator just took)."""
-    before = PromoCode.objects.filter(code__in=[o.code for o in objs]).count()
-    PromoCode.objects.bulk_create(objs, ignore_conflicts=True)
-    after = PromoCode.objects.filter(code__in=[o.code for o in objs]).count()
-    return after - before
+def _code_inserter(sample: PromoCode) -> Callable[[list[str]], int]:
+    """A function inserting codes that share `sample`'s settings; it returns how many were new.
+
+    One statement per batch with the codes as a single array parameter, `ON CONFLICT DO NOTHING`
+    and `RETURNING`, so the count is exact even when a concurrent generator holds some codes.
+    """
+    fields = [f for f in PromoCode._meta.concrete_fields if f.name not in ("id", "code")]
+    sample.created_at = timezone.now()
+    constants = [f.get_db_prep_save(f.pre_save(sample, add=True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    codes_source = (
+        "unnest(%s::text[]) AS c(code)"
+        if connection.vendor == "postgresql"
+        else "(SELECT value AS code FROM json_each(%s)) AS c"
+    )
+    sql = (
+        f"INSERT INTO {quote(PromoCode._meta.db_table)} ({quote('code')}, {columns}) "
+        f"SELECT c.code, {placeholders} FROM {codes_source} "
+        "WHERE true ON CONFLICT (code) DO NOTHING RETURNING 1"
+    )
+
+    def insert(codes: list[str]) -> int:
+        # Sorted, so concurrent generators take the rows' index locks in the same order.
+        codes = sorted(codes)
+        param = codes if connection.vendor == "postgresql" else json.dumps(codes)
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, [*constants, param])
+                return len(cursor.fetchall())
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_SQLSTATE:
+                return 0  # this batch lost a deadlock to another generator; the caller draws again
+            raise
+
+    return insert
 
 
-def _generate_by_drawing(template, digits_only, count, make, progress) -> int:
+def _generate_by_drawing(template, digits_only, count, insert, progress) -> int:
     alphabet = codegen.alphabet_for(digits_only=digits_only)
     length = template.count(codegen.PLACEHOLDER)
     created = 0
@@ -299,9 +330,10 @@ def _generate_by_drawing(template, digits_only, count, make, progress) -> int:
             codegen.fill(template, codegen.random_fillings(alphabet, length, want + want // 10 + 8))
         )
         existing = set(PromoCode.objects.filter(code__in=candidates).values_list("code", flat=True))
-        fresh = sorted(candidates - existing)[:want]
-        random.shuffle(fresh)
-        inserted = _insert_new(make(fresh)) if fresh else 0
+        fresh = list(candidates - existing)
+        random.shuffle(fresh)  # drop a random surplus, not the codes that sort last
+        fresh = fresh[:want]
+        inserted = insert(fresh) if fresh else 0
         created += inserted
         fruitless_rounds = 0 if inserted else fruitless_rounds + 1
         if fruitless_rounds >= 20:
@@ -317,7 +349,7 @@ def _generate_by_drawing(template, digits_only, count, make, progress) -> int:
     return created
 
 
-def _generate_by_enumeration(template, digits_only, count, make, progress) -> int:
+def _generate_by_enumeration(template, digits_only, count, insert, progress) -> int:
     alphabet = codegen.alphabet_for(digits_only=digits_only)
     length = template.count(codegen.PLACEHOLDER)
     taken = set(
@@ -329,7 +361,7 @@ def _generate_by_enumeration(template, digits_only, count, make, progress) -> in
     chosen = random.sample([c for c in every if c not in taken], count)
     created = 0
     for start in range(0, len(chosen), GENERATION_BATCH):
-        created += _insert_new(make(chosen[start : start + GENERATION_BATCH]))
+        created += insert(chosen[start : start + GENERATION_BATCH])
         progress(created)
     if created != count:
         raise ValidationError(

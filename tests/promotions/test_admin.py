@@ -1,0 +1,549 @@
+"""The operators' admin: pages load, and every write goes through the services with history."""
+
+import datetime
+import re
+from decimal import Decimal
+
+import factory
+import pytest
+import time_machine
+from django.contrib import admin
+from django.contrib.messages import get_messages
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils.html import escape
+
+from common.actors import Actor
+from common.models import History
+from promotions import codegen, services
+from promotions.models import (
+    Condition,
+    ConditionGroup,
+    Discount,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+)
+from promotions.selectors import history_of
+from tests.factories import (
+    ClientFactory,
+    ClientGroupFactory,
+    ConditionFactory,
+    ConditionGroupFactory,
+    CurrencyFactory,
+    DiscountFactory,
+    ExpenseFactory,
+    PromoCodeFactory,
+    PromotionFactory,
+    ProviderFactory,
+    ServiceFactory,
+    TariffFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+INLINE_PREFIXES = ["discounts", "groups", "conditions", "promocodes"]
+
+
+class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromoCodeUsage
+
+    promocode = factory.SubFactory(PromoCodeFactory)
+    client = factory.SubFactory(ClientFactory)
+
+
+@pytest.fixture
+def staff(client, operator):
+    client.force_login(operator)
+    return client
+
+
+def url(model, view: str, *args) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def inline_management(**initial: int) -> dict[str, int]:
+    """The management forms of the promotion page's inlines; `initial` gives rows already saved."""
+    data = {}
+    for prefix in INLINE_PREFIXES:
+        rows = initial.get(prefix, 0)
+        data |= {
+            f"{prefix}-TOTAL_FORMS": rows,
+            f"{prefix}-INITIAL_FORMS": rows,
+            f"{prefix}-MIN_NUM_FORMS": 0,
+            f"{prefix}-MAX_NUM_FORMS": 1000,
+        }
+    return data
+
+
+def promotion_form(promotion: Promotion, **changes) -> dict:
+    data = {
+        "name": promotion.name,
+        "provider": promotion.provider_id,
+        "fromdate": promotion.fromdate.isoformat(),
+        "todate": promotion.todate.isoformat() if promotion.todate else "",
+    }
+    return data | changes
+
+
+def form_errors(response) -> str:
+    """What the admin complained about, for assertion messages."""
+    if response.context is None or "adminform" not in response.context:
+        return ""
+    inline_errors = [fs.formset.errors for fs in response.context.get("inline_admin_formsets", [])]
+    return f"{response.context['adminform'].form.errors} {inline_errors}"
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+# Pages ------------------------------------------------------------------------------------------
+
+
+def _usage():
+    return PromoCodeUsageFactory(
+        expense=ExpenseFactory(), service=ServiceFactory(), promocode__code="USED1"
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: DiscountFactory().promotion, id="promotion"),
+        pytest.param(lambda: PromoCodeFactory(), id="promocode"),
+        pytest.param(_usage, id="promocodeusage"),
+        pytest.param(lambda: CurrencyFactory(), id="currency"),
+        pytest.param(lambda: ProviderFactory(), id="provider"),
+        pytest.param(lambda: ClientGroupFactory(), id="clientgroup"),
+        pytest.param(lambda: ClientFactory(), id="client"),
+        pytest.param(lambda: TariffFactory(), id="tariff"),
+        pytest.param(lambda: ServiceFactory(), id="service"),
+        pytest.param(lambda: ExpenseFactory(), id="expense"),
+    ],
+)
+def test_changelist_and_change_pages_load(staff, make):
+    # given an object of the model
+    obj = make()
+    model = type(obj)
+    # when the operator opens its list and its page
+    listing = staff.get(url(model, "changelist"))
+    page = staff.get(url(model, "change", obj.pk))
+    # then both load and the list shows the object
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].result_list) == [obj]
+    assert page.status_code == 200
+    assert page.context["original"] == obj
+
+
+def test_anonymous_visitors_are_sent_to_the_login_page(client, db):
+    response = client.get(url(Promotion, "changelist"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_promotion_add_page_has_every_inline(staff):
+    response = staff.get(url(Promotion, "add"))
+    assert response.status_code == 200
+    prefixes = [fs.formset.prefix for fs in response.context["inline_admin_formsets"]]
+    assert prefixes == INLINE_PREFIXES
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [("planned", "Later"), ("active", "Now"), ("expired", "Past"), ("archived", "Shelved")],
+)
+def test_changelist_status_filter(staff, status, expected):
+    # given one promotion in each status on 2026-06-15
+    day = datetime.date(2026, 6, 15)
+    PromotionFactory(name="Later", fromdate=day + datetime.timedelta(days=1), todate=None)
+    PromotionFactory(name="Now", fromdate=day, todate=day)
+    PromotionFactory(
+        name="Past", fromdate=day - datetime.timedelta(days=9), todate=day - datetime.timedelta(1)
+    )
+    PromotionFactory(name="Shelved", fromdate=day, todate=None, archived=True)
+    # when the list is filtered by status
+    response = staff.get(url(Promotion, "changelist"), {"status": status})
+    # then only the promotion of that status is listed
+    assert [p.name for p in response.context["cl"].result_list] == [expected]
+
+
+def test_changelist_finds_a_promotion_by_one_of_its_codes(staff):
+    wanted = PromoCodeFactory(code="FINDME").promotion
+    PromoCodeFactory(code="OTHER")
+    response = staff.get(url(Promotion, "changelist"), {"q": "findme"})
+    assert list(response.context["cl"].result_list) == [wanted]
+
+
+def test_change_page_shows_the_history(staff, operator):
+    # given a promotion renamed by someone from some address
+    promotion = PromotionFactory(name="Draft")
+    actor = Actor(user=operator, ip="192.0.2.7", action="test.history")
+    services.promotion_update(promotion=promotion, actor=actor, name="Final")
+    # when its page is opened
+    page = staff.get(url(Promotion, "change", promotion.pk)).content.decode()
+    # then the history table shows the change, the address and the function
+    assert escape('Name has been changed from "Draft" into "Final"') in page
+    assert "192.0.2.7" in page
+    assert "test.history" in page
+
+
+# Writes -----------------------------------------------------------------------------------------
+
+
+def test_adding_a_promotion_with_inline_rows_goes_through_the_services(staff):
+    # given a provider with a tariff
+    provider = ProviderFactory()
+    # when the add form is posted with a discount, a condition and a promo code row
+    data = {
+        "name": "Admin made",
+        "provider": provider.pk,
+        "fromdate": "2026-07-01",
+        "todate": "2026-07-31",
+        **inline_management(),
+        "discounts-TOTAL_FORMS": 1,
+        "discounts-INITIAL_FORMS": 0,
+        "discounts-0-type": "all",
+        "discounts-0-percentage": "12.5",
+        "discounts-0-actiontype": "order",
+        "discounts-0-period": "[]",
+        "discounts-0-validity": "unlimited",
+        "conditions-TOTAL_FORMS": 1,
+        "conditions-0-ctype": "service_count",
+        "conditions-0-comparison": "ge",
+        "conditions-0-amount": "2",
+        "promocodes-TOTAL_FORMS": 1,
+        "promocodes-0-code": "admin10",
+        "promocodes-0-active_time_type": "always",
+        "promocodes-0-expiretype": "unlimited",
+    }
+    response = staff.post(url(Promotion, "add"), data)
+    # then the promotion and its rows exist
+    assert response.status_code == 302, form_errors(response)
+    promotion = Promotion.objects.get()
+    assert (promotion.name, promotion.provider, promotion.todate) == (
+        "Admin made",
+        provider,
+        datetime.date(2026, 7, 31),
+    )
+    assert promotion.discounts.get().percentage == Decimal("12.5")
+    assert promotion.conditions.get().amount == 2
+    assert promotion.promocodes.get().code == "ADMIN10"  # upper-cased by the service
+    # and each write is in the promotion's history with the operator, the IP and the admin action
+    lines = history_of(obj=promotion)
+    assert sorted(lines.values_list("desc", flat=True)) == sorted(
+        [
+            'Promotion "Admin made" has been created',
+            f'Discount "{promotion.discounts.get()}" has been created',
+            f'Condition "{promotion.conditions.get()}" has been created',
+            'Promo code "ADMIN10" has been created',
+        ]
+    )
+    assert {(h.username, h.ip) for h in lines} == {("operator", "127.0.0.1")}
+    assert lines.get(desc__startswith="Promotion").action == "admin:promotion.add"
+
+
+def test_adding_a_promotion_that_ends_before_it_starts_is_refused(staff):
+    data = {
+        "name": "Backwards",
+        "provider": ProviderFactory().pk,
+        "fromdate": "2026-07-31",
+        "todate": "2026-07-01",
+        **inline_management(),
+    }
+    response = staff.post(url(Promotion, "add"), data)
+    assert response.status_code == 200
+    assert "todate" in response.context["adminform"].form.errors
+    assert not Promotion.objects.exists()
+    assert not History.objects.exists()
+
+
+def test_changing_a_promotion_field_saves_it_and_writes_a_history_line(staff):
+    # given a promotion
+    promotion = PromotionFactory(name="Before")
+    # when its name is changed on its admin page
+    response = staff.post(
+        url(Promotion, "change", promotion.pk),
+        promotion_form(promotion, name="After") | inline_management(),
+    )
+    # then the new name is saved and the change is in its history, with who made it
+    assert response.status_code == 302, form_errors(response)
+    assert Promotion.objects.get(pk=promotion.pk).name == "After"
+    line = history_of(obj=promotion).get()
+    assert (line.desc, line.username, line.ip, line.action) == (
+        'Name has been changed from "Before" into "After"',
+        "operator",
+        "127.0.0.1",
+        "admin:promotion.change",
+    )
+
+
+def test_changing_an_inline_discount_saves_it_and_writes_a_history_line(staff):
+    # given a promotion with a 10% discount
+    discount = DiscountFactory(percentage=Decimal("10"))
+    promotion = discount.promotion
+    # when the discount is changed to 15% in the inline
+    data = promotion_form(promotion) | inline_management(discounts=1)
+    data |= {
+        "discounts-0-id": discount.pk,
+        "discounts-0-promotion": promotion.pk,
+        "discounts-0-type": discount.type,
+        "discounts-0-percentage": "15",
+        "discounts-0-actiontype": discount.actiontype,
+        "discounts-0-period": "[]",
+        "discounts-0-validity": discount.validity,
+    }
+    response = staff.post(url(Promotion, "change", promotion.pk), data)
+    # then 15% is saved and the change is in the promotion's history
+    assert response.status_code == 302, form_errors(response)
+    assert Discount.objects.get(pk=discount.pk).percentage == Decimal("15")
+    assert list(history_of(obj=promotion).values_list("desc", flat=True)) == [
+        'Discount, % has been changed from "10" into "15"'
+    ]
+
+
+def test_deleting_an_inline_condition_drops_its_emptied_group(staff):
+    # given a promotion with a condition in a group
+    promotion = PromotionFactory()
+    group = ConditionGroupFactory(promotion=promotion, name="solo")
+    condition = ConditionFactory(promotion=promotion, group=group)
+    # when the condition row is deleted on the promotion's page
+    data = promotion_form(promotion) | inline_management(groups=1, conditions=1)
+    data |= {
+        "groups-0-id": group.pk,
+        "groups-0-promotion": promotion.pk,
+        "groups-0-name": group.name,
+        "conditions-0-id": condition.pk,
+        "conditions-0-promotion": promotion.pk,
+        "conditions-0-ctype": condition.ctype,
+        "conditions-0-comparison": condition.comparison,
+        "conditions-0-amount": condition.amount,
+        "conditions-0-group": group.pk,
+        "conditions-0-DELETE": "on",
+    }
+    response = staff.post(url(Promotion, "change", promotion.pk), data)
+    # then the condition is deleted through the service, which drops the empty group too
+    assert response.status_code == 302, form_errors(response)
+    assert not Condition.objects.exists()
+    assert not ConditionGroup.objects.exists()
+    assert list(history_of(obj=promotion).values_list("desc", flat=True)) == [
+        f'Condition "{condition.describe()}" has been deleted'
+    ]
+
+
+# Actions ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "archived_before", "desc"),
+    [
+        ("archive", False, "Promotion has been archived"),
+        ("restore", True, "Promotion has been restored from archive"),
+    ],
+)
+def test_archive_and_restore_actions(staff, action, archived_before, desc):
+    # given two selected promotions and one that is not selected
+    chosen = PromotionFactory.create_batch(2, archived=archived_before)
+    other = PromotionFactory(archived=archived_before)
+    # when the action is run on the selected ones
+    response = staff.post(
+        url(Promotion, "changelist"),
+        {"action": action, "_selected_action": [p.pk for p in chosen]},
+    )
+    # then only they change, each with a history line naming the action
+    assert response.status_code == 302
+    assert set(Promotion.objects.filter(archived=not archived_before)) == set(chosen)
+    assert Promotion.objects.get(pk=other.pk).archived is archived_before
+    for promotion in chosen:
+        line = history_of(obj=promotion).get()
+        assert (line.desc, line.username, line.action) == (
+            desc,
+            "operator",
+            f"admin:promotion.{action}",
+        )
+    assert not history_of(obj=other).exists()
+    assert messages_of(response) == [f"2 promotion(s) {action}d."]
+
+
+def test_generate_codes_action_asks_first_then_generates(staff):
+    # given two selected promotions
+    chosen = PromotionFactory.create_batch(2)
+    selection = {"action": "generate_codes", "_selected_action": [p.pk for p in chosen]}
+    # when the action is chosen, an intermediate form is shown and nothing is generated
+    asked = staff.post(url(Promotion, "changelist"), selection)
+    assert asked.status_code == 200
+    assert "admin/promotions/generate_codes.html" in [t.name for t in asked.templates]
+    assert set(asked.context["promotions"]) == set(chosen)
+    assert not PromoCode.objects.exists()
+    # when the form is filled in and applied
+    done = staff.post(
+        url(Promotion, "changelist"),
+        selection | {"apply": "Generate", "template": "adm-?????", "count": 25, "uselimit": 2},
+    )
+    # then each promotion has 25 new distinct codes of the template, with the usage limit
+    assert done.status_code == 302
+    for promotion in chosen:
+        codes = list(promotion.promocodes.values_list("code", flat=True))
+        assert len(codes) == len(set(codes)) == 25
+        assert all(
+            re.search(codegen.template_regex("ADM-?????", digits_only=False), c) for c in codes
+        )
+        assert set(promotion.promocodes.values_list("uselimit", flat=True)) == {2}
+        line = history_of(obj=promotion).get()
+        assert (line.desc, line.action) == (
+            '25 promo codes have been generated from template "ADM-?????"',
+            "admin:promotion.promocode.generate",
+        )
+    assert messages_of(done) == ["50 promo code(s) generated."]
+
+
+def test_generate_codes_action_with_a_too_small_template_says_so_and_saves_nothing(staff):
+    # given two promotions and a template with room for 10 codes
+    chosen = PromotionFactory.create_batch(2)
+    # when 6 codes are asked for each (12 in all)
+    done = staff.post(
+        url(Promotion, "changelist"),
+        {
+            "action": "generate_codes",
+            "_selected_action": [p.pk for p in chosen],
+            "apply": "Generate",
+            "template": "TINY-?",
+            "count": 6,
+            "onlydigit": "on",
+        },
+    )
+    # then the operator is told why and not one code is kept (all or nothing)
+    assert done.status_code == 302
+    assert not PromoCode.objects.exists()
+    assert not History.objects.exists()
+    [message] = messages_of(done)
+    assert "can make only 4 more codes" in message
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"template": "", "count": 5},
+        {"template": "OK-????", "count": 0},
+        {"template": "OK-????", "count": "many"},
+    ],
+)
+def test_generate_codes_action_shows_the_form_again_on_bad_input(staff, fields):
+    promotion = PromotionFactory()
+    response = staff.post(
+        url(Promotion, "changelist"),
+        {"action": "generate_codes", "_selected_action": [promotion.pk], "apply": "Generate"}
+        | fields,
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors
+    assert not PromoCode.objects.exists()
+
+
+# Promo codes and usages -------------------------------------------------------------------------
+
+
+def test_adding_a_fixed_promo_code_goes_through_the_service(staff):
+    promotion = PromotionFactory()
+    response = staff.post(
+        url(PromoCode, "add"),
+        {
+            "promotion": promotion.pk,
+            "code": "spring5",
+            "uselimit": 5,
+            "active_time_type": "always",
+            "expiretype": "unlimited",
+        },
+    )
+    assert response.status_code == 302, form_errors(response)
+    code = PromoCode.objects.get()
+    assert (code.promotion, code.code, code.uselimit) == (promotion, "SPRING5", 5)
+    line = history_of(obj=promotion).get()
+    assert (line.desc, line.action) == (
+        'Promo code "SPRING5" has been created',
+        "admin:promocode.add",
+    )
+
+
+def test_adding_a_promo_code_template_on_the_code_page_does_not_crash(staff):
+    # given the single-code add form, which takes any text as the code
+    promotion = PromotionFactory()
+    # when a template with "?" is entered
+    response = staff.post(
+        url(PromoCode, "add"),
+        {
+            "promotion": promotion.pk,
+            "code": "ONE-????",
+            "active_time_type": "always",
+            "expiretype": "unlimited",
+        },
+    )
+    # then either one code of the template is made, or the form refuses it; never a crash
+    if response.status_code == 302:
+        [code] = PromoCode.objects.values_list("code", flat=True)
+        assert re.search(codegen.template_regex("ONE-????", digits_only=False), code)
+    else:
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors
+        assert not PromoCode.objects.exists()
+
+
+def test_changing_a_promo_code_saves_it_and_writes_history_on_its_promotion(staff):
+    code = PromoCodeFactory(code="LIMITED", uselimit=5)
+    response = staff.post(
+        url(PromoCode, "change", code.pk),
+        {
+            "promotion": code.promotion_id,
+            "code": "LIMITED",
+            "uselimit": 9,
+            "active_time_type": "always",
+            "expiretype": "unlimited",
+        },
+    )
+    assert response.status_code == 302, form_errors(response)
+    assert PromoCode.objects.get(pk=code.pk).uselimit == 9
+    assert list(history_of(obj=code.promotion).values_list("desc", flat=True)) == [
+        'Usage limit has been changed from "5" into "9"'
+    ]
+
+
+def test_deleting_an_unused_promo_code_goes_through_the_service(staff):
+    code = PromoCodeFactory(code="GONE")
+    response = staff.post(url(PromoCode, "delete", code.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not PromoCode.objects.exists()
+    line = history_of(obj=code.promotion).get()
+    assert (line.desc, line.action) == (
+        'Promo code "GONE" has been deleted',
+        "admin:promocode.delete",
+    )
+
+
+def test_deleting_a_used_promo_code_is_refused(staff):
+    # given a code that has been used
+    usage = PromoCodeUsageFactory(promocode__code="KEPT")
+    # when the operator confirms its deletion
+    response = staff.post(url(PromoCode, "delete", usage.promocode.pk), {"post": "yes"})
+    # then the page says it cannot be deleted and the code and its history stay as they were
+    assert response.status_code == 200
+    assert response.context["protected"]
+    assert PromoCode.objects.filter(code="KEPT").exists()
+    assert not History.objects.exists()
+
+
+def test_promo_code_usage_admin_is_read_only(staff, operator):
+    # given a usage
+    usage = PromoCodeUsageFactory()
+    model_admin = admin.site._registry[PromoCodeUsage]
+    request = RequestFactory().get("/")
+    request.user = operator
+    # then even a superuser may neither add nor change usages through the admin
+    assert model_admin.has_change_permission(request, usage) is False
+    assert model_admin.has_add_permission(request) is False
+    assert staff.get(url(PromoCodeUsage, "add")).status_code == 403
+    # and the usage page shows no save button
+    page = staff.get(url(PromoCodeUsage, "change", usage.pk))
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False

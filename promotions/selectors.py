@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from common.models import History
-from promotions.models import PromoCode, PromoCodeUsage, Promotion
+from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
 
 
 def promotion_status_q(status: Promotion.Status, *, day: datetime.date) -> Q:
@@ -44,3 +44,23 @@ def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsa
 
 def usages_of_promocode(*, promocode: PromoCode) -> models.QuerySet[PromoCodeUsage]:
     return _usages(promocode=promocode)
+
+
+def redemption_as_dict(*, redemption: Redemption) -> dict:
+    """The redemption's stored quote with its live status and usages."""
+    usages = redemption.usages.select_related("promocode").order_by("id")
+    return {
+        "id": redemption.pk,
+        "status": redemption.status,
+        "idempotency_key": redemption.idempotency_key,
+        **redemption.quote,
+        "usages": [
+            {
+                "id": u.pk,
+                "code": u.promocode.code,
+                "promotion": u.promocode.promotion_id,
+                "status": u.status,
+            }
+            for u in usages
+        ],
+    }

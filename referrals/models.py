@@ -40,9 +40,7 @@ class Referral(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(
-                condition=~Q(partner=F("client")), name="referral_not_self"
-            )
+            models.CheckConstraint(condition=~Q(partner=F("client")), name="referral_not_self")
         ]
 
     def __str__(self) -> str:

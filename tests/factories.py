@@ -6,8 +6,15 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
-from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
-from referrals.models import ReferralProgram
+from promotions.models import (
+    Condition,
+    ConditionGroup,
+    Discount,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+)
+from referrals.models import Referral, ReferralProgram
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -139,3 +146,26 @@ class PromoCodeFactory(factory.django.DjangoModelFactory):
 
     promotion = factory.SubFactory(PromotionFactory)
     code = factory.Sequence(lambda n: f"CODE{n:06d}")
+
+
+class ReferralFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Referral
+
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..program.provider")
+    )
+    client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
+    source = Referral.Source.PROMOCODE
+
+
+class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PromoCodeUsage
+
+    promocode = factory.SubFactory(PromoCodeFactory)
+    client = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..promocode.promotion.provider")
+    )
+    created_at = factory.LazyFunction(timezone.now)

@@ -1,0 +1,17 @@
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from promotions import apis as promotion_apis
+
+urlpatterns = [
+    path("auth/token", obtain_auth_token, name="api-token"),
+    path("quotes", promotion_apis.QuoteApi.as_view(), name="quote-create"),
+    path("redemptions", promotion_apis.RedemptionCreateApi.as_view(), name="redemption-create"),
+    path(
+        "redemptions/<int:redemption_id>/release",
+        promotion_apis.RedemptionReleaseApi.as_view(),
+        name="redemption-release",
+    ),
+    path("promotions", promotion_apis.PromotionListApi.as_view(), name="promotion-list"),
+    path("promocodes", promotion_apis.PromoCodeListApi.as_view(), name="promocode-list"),
+]

@@ -1,0 +1,15 @@
+"""The promotion engine: facts about a client, condition and discount strategies, the quote."""
+
+from promotions.engine.quote import normalize_code, quote_order
+from promotions.engine.types import Kind, Line, LineQuote, Order, Quote, Verdict
+
+__all__ = [
+    "Kind",
+    "Line",
+    "LineQuote",
+    "Order",
+    "Quote",
+    "Verdict",
+    "normalize_code",
+    "quote_order",
+]

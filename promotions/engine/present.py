@@ -1,0 +1,38 @@
+"""A quote as plain JSON-ready data: what the REST door answers and a redemption stores."""
+
+from typing import Any
+
+from promotions.engine.types import Quote
+
+
+def money(value) -> str:
+    return format(value, "f")
+
+
+def quote_as_dict(quote: Quote) -> dict[str, Any]:
+    return {
+        "lines": [
+            {
+                "tariff": lq.line.tariff_id,
+                "period": lq.line.period,
+                "kind": lq.line.kind,
+                "currency": lq.line.currency,
+                "price": money(lq.line.price),
+                "discount": money(lq.discount),
+                "final_price": money(lq.final_price),
+                "promotion": lq.promotion_id,
+                "code": lq.code,
+                "verdicts": [
+                    {"promotion": v.promotion_id, "applied": v.applied, "reason": v.reason}
+                    for v in lq.verdicts
+                ],
+            }
+            for lq in quote.lines
+        ],
+        "codes": [
+            {"code": c.code, "valid": c.valid, "promotion": c.promotion_id, "reason": c.reason}
+            for c in quote.codes
+        ],
+        "total": money(quote.total),
+        "discount_total": money(quote.discount_total),
+    }

@@ -1,0 +1,79 @@
+"""The engine's inputs and results: plain values, no ORM."""
+
+import datetime
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+class Kind:
+    NEW = "new"
+    RENEWAL = "renewal"
+    CHOICES = (NEW, RENEWAL)
+
+
+@dataclass(frozen=True)
+class Line:
+    tariff_id: int
+    period: int
+    price: Decimal
+    currency: str
+    kind: str = Kind.NEW
+    service_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    client_id: int
+    provider_id: int
+    at: datetime.datetime
+    lines: tuple[Line, ...]
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a promotion gave this line its discount, and if not, why."""
+
+    promotion_id: int
+    applied: bool
+    reason: str
+
+
+@dataclass
+class LineQuote:
+    line: Line
+    discount: Decimal
+    promotion_id: int | None = None
+    code: str | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def final_price(self) -> Decimal:
+        return self.line.price - self.discount
+
+
+@dataclass(frozen=True)
+class CodeVerdict:
+    code: str
+    valid: bool
+    reason: str
+    promotion_id: int | None = None
+
+
+@dataclass
+class Quote:
+    order: Order
+    lines: list[LineQuote]
+    codes: list[CodeVerdict]
+
+    @property
+    def total(self) -> Decimal:
+        return sum((lq.final_price for lq in self.lines), Decimal(0))
+
+    @property
+    def discount_total(self) -> Decimal:
+        return sum((lq.discount for lq in self.lines), Decimal(0))
+
+    def used_codes(self) -> list[str]:
+        """The codes that gave at least one line its discount, in order of first use."""
+        return list(dict.fromkeys(lq.code for lq in self.lines if lq.code))

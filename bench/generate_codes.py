@@ -139,9 +139,9 @@ def _sql_kind(sql: str) -> str:
         return "existing codes lookup (code IN ...)"
     if head.startswith("INSERT") and "unnest" in sql:
         return "batch insert (unnest ... ON CONFLICT)"
-    if "history" in head.lower() and head.startswith("INSERT"):
+    if head.startswith("INSERT") and "history" in head.lower():
         return "history record"
-    return head
+    return "other (savepoints, validation, lookups)"
 
 
 def run_child(count: int, promotion_id: int, *, profile: bool = False) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def _bjson(func: str, result: FuncResult | FuncError) -> dict:
     if result.kind == "ok":
         return {"func": func, "ok": True, **result.values}
     if result.kind == "list":
-        return {"elem": result.rows, **_paging(result)}
+        return {"elem": result.rows, **_paging(result), **result.values}
     return dict(result.values)
 
 
@@ -53,7 +53,8 @@ def _doc(result: FuncResult | FuncError) -> list:
         elems = [
             _node("elem", children=[_node(k, v) for k, v in row.items()]) for row in result.rows
         ]
-        return elems + [_node(k, v) for k, v in _paging(result).items()]
+        extra = {**_paging(result), **result.values}
+        return elems + [_node(k, v) for k, v in extra.items()]
     return [_node(k, v) for k, v in result.values.items()]
 
 

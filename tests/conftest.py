@@ -85,7 +85,7 @@ def from_doc_json(doc: dict) -> dict:
         elems = elems if isinstance(elems, list) else [elems]
         return {
             "elem": [{k: _value(v) for k, v in e.items()} for e in elems],
-            **{k: _value(doc[k]) for k in ("p_num", "p_cnt", "p_elems")},
+            **{k: _value(v) for k, v in doc.items() if k != "elem"},
         }
     if "ok" in doc:
         return {"ok": True, **{k: _value(v) for k, v in doc.items() if k != "ok"}}
@@ -108,7 +108,7 @@ def from_xml(root: ET.Element) -> dict:
     if root.find("p_elems") is not None:
         return {
             "elem": [{c.tag: c.text or "" for c in e} for e in root.findall("elem")],
-            **{k: root.findtext(k) for k in ("p_num", "p_cnt", "p_elems")},
+            **{c.tag: c.text or "" for c in root if c.tag != "elem"},
         }
     if root.find("ok") is not None:
         return {"ok": True, **{c.tag: c.text or "" for c in root if c.tag != "ok"}}

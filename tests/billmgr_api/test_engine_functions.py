@@ -1,0 +1,108 @@
+"""promotion.quote, promotion.redeem and promotion.release: the engine through the func-style door."""
+
+from decimal import Decimal
+
+import pytest
+
+from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from tests.factories import (
+    ClientFactory,
+    DiscountFactory,
+    PromoCodeFactory,
+    PromotionFactory,
+    TariffFactory,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("out", ["bjson", "xml"])]
+
+
+@pytest.fixture
+def shop(db):
+    promotion = PromotionFactory()
+    DiscountFactory(promotion=promotion, percentage=Decimal("25"))
+    code = PromoCodeFactory(promotion=promotion, code="HALFOFF", uselimit=1)
+    provider = promotion.provider
+    return {
+        "promotion": promotion,
+        "code": code,
+        "client": ClientFactory(provider=provider),
+        "tariffs": TariffFactory.create_batch(2, provider=provider),
+        "params": {"project": provider.pk, "currency": "USD, USD", "price": "100, 10.00"},
+    }
+
+
+def order_params(shop, **extra):
+    return {
+        **shop["params"],
+        "account": shop["client"].pk,
+        "pricelist": ", ".join(str(t.pk) for t in shop["tariffs"]),
+        "period": "12, 1",
+        **extra,
+    }
+
+
+def test_quote_lists_each_line_with_its_discount_and_verdicts(door, out, shop):
+    # when two lines are quoted with the code
+    answer = door("promotion.quote", out=out, **order_params(shop, promocode="halfoff"))
+    # then each line is discounted 25% by the promotion, and the totals add up
+    rows = answer["elem"]
+    assert [(r["price"], r["discount"], r["final_price"]) for r in rows] == [
+        ("100.00", "25.00", "75.00"),
+        ("10.00", "2.50", "7.50"),
+    ]
+    assert all(
+        r["promotion"] == str(shop["promotion"].pk) and r["promocode"] == "HALFOFF" for r in rows
+    )
+    assert (answer["total"], answer["discount_total"]) == ("82.50", "27.50")
+    assert "applied" in rows[0]["verdicts"]
+
+
+def test_quote_without_the_code_says_why_nothing_applied(door, out, shop):
+    answer = door("promotion.quote", out=out, **order_params(shop))
+    assert {r["discount"] for r in answer["elem"]} == {"0.00"}
+    assert "needs one of its promo codes" in answer["elem"][0]["verdicts"]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"account": ""}, ("empty", "account")),
+        ({"price": "100"}, ("value", "price")),
+        ({"price": "abc, 1"}, ("value", "price")),
+        ({"kind": "new, later"}, ("value", "kind")),
+        ({"at": "yesterday"}, ("value", "at")),
+        ({"pricelist": ""}, ("empty", "pricelist")),
+    ],
+)
+def test_bad_orders_answer_protocol_errors(door, out, shop, change, error):
+    answer = door("promotion.quote", out=out, **order_params(shop, **change))
+    assert (answer["error"]["type"], answer["error"]["object"]) == error
+
+
+def test_a_client_of_another_provider_is_named_as_account(door, out, shop):
+    answer = door("promotion.quote", out=out, **order_params(shop, account=ClientFactory().pk))
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("value", "account")
+
+
+def test_redeem_uses_the_code_once_per_key_and_release_frees_it(door, out, shop):
+    params = order_params(shop, promocode="HALFOFF")
+    # when redeemed twice with the same key
+    first = door("promotion.redeem", out=out, idempotency_key="order-1", **params)
+    again = door("promotion.redeem", out=out, idempotency_key="order-1", **params)
+    # then one redemption, one use, and the repeat says so
+    assert first["id"] == again["id"] and (first["repeated"], again["repeated"]) == ("off", "on")
+    assert first["promocode"] == "HALFOFF" and first["discount_total"] == "27.50"
+    assert PromoCode.objects.get(code="HALFOFF").use_count == 1
+    # when another order tries the used-up code
+    refused = door("promotion.redeem", out=out, idempotency_key="order-2", **params)
+    assert refused["error"]["type"] == "limit" and "used up" in refused["error"]["msg"]
+    # when the first order is released, the code is free again
+    door("promotion.release", out=out, elid=first["id"])
+    assert PromoCode.objects.get(code="HALFOFF").use_count == 0
+    assert PromoCodeUsage.objects.get().status == "released"
+    assert Redemption.objects.get().status == "released"
+
+
+def test_redeem_needs_a_key(door, out, shop):
+    answer = door("promotion.redeem", out=out, **order_params(shop))
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("empty", "idempotency_key")

@@ -28,7 +28,7 @@ def _live_promotions(order: Order) -> list[Promotion]:
         .filter(Q(todate__isnull=True) | Q(todate__gte=day))
         .annotate(needs_code=Exists(PromoCode.objects.filter(promotion=OuterRef("pk"))))
         .prefetch_related(
-            Prefetch("discounts", queryset=Discount.objects.prefetch_related("pricelist")),
+            "discounts",
             Prefetch(
                 "conditions",
                 queryset=Condition.objects.select_related(
@@ -109,6 +109,17 @@ def _promotion_outcome(
     return conditions_hold(list(promotion.conditions.all()), facts, order), code
 
 
+def _tariffs_of_discounts(promotions) -> dict[int, frozenset[int]]:
+    ids = [d.pk for p in promotions for d in p.discounts.all() if d.type == Discount.Type.PRICELIST]
+    pairs = Discount.pricelist.through.objects.filter(discount_id__in=ids).values_list(
+        "discount_id", "tariff_id"
+    )
+    covered: dict[int, set[int]] = {}
+    for discount_id, tariff_id in pairs:
+        covered.setdefault(discount_id, set()).add(tariff_id)
+    return {k: frozenset(v) for k, v in covered.items()}
+
+
 def quote_order(*, order: Order) -> Quote:
     """Read-only: decides every line's discount; the largest wins, ties go to the lower id."""
     client, tariffs, currencies = _resolve(order)
@@ -135,22 +146,26 @@ def quote_order(*, order: Order) -> Quote:
         pid: _promotion_outcome(p, code_verdicts, facts, order) for pid, p in promotions.items()
     }
 
+    # Materialised once: per-line loops must not touch related managers or build querysets.
+    covered = _tariffs_of_discounts(promotions.values())
+    discounts = {
+        pid: [(d, covered.get(d.pk, frozenset())) for d in p.discounts.all()]
+        for pid, p in promotions.items()
+    }
     lines = []
     for line in order.lines:
         tariff = tariffs[line.tariff_id]
         minor_units = currencies[line.currency].minor_units
         offers: dict[int, tuple[Decimal, str]] = {}
         refusals: dict[int, str] = {}
-        for pid, promotion in promotions.items():
+        for pid in promotions:
             outcome, _ = outcomes[pid]
             if not outcome.holds:
                 refusals[pid] = outcome.reason
                 continue
             tried = [
-                line_discount(
-                    d, frozenset(t.pk for t in d.pricelist.all()), line, tariff, minor_units, facts
-                )
-                for d in promotion.discounts.all()
+                line_discount(d, tariff_ids, line, tariff, minor_units, facts)
+                for d, tariff_ids in discounts[pid]
             ]
             priced = [t for t in tried if t.amount is not None]
             if not priced:

@@ -70,4 +70,7 @@ def line_discount(
     amount = money_round(line.price * discount.percentage / 100 * share, minor_units=minor_units)
     amount = min(amount, line.price)
     pct = format(discount.percentage.normalize(), "f")
+    if share < 1:
+        months = min(line.period, discount.validitylength)
+        return LineDiscount(amount, f"{pct}% off for {months} of {line.period} months ({amount})")
     return LineDiscount(amount, f"{pct}% off ({amount})")

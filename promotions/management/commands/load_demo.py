@@ -13,7 +13,7 @@ from billing.models import Client, ClientGroup, Currency, Expense, Provider, Ser
 from common.actors import Actor
 from promotions import services
 from promotions.models import Condition, Discount
-from referrals.models import ReferralProgram
+from referrals.models import Referral, ReferralProgram
 
 DEMO_PROVIDER = "Demo Hosting"
 
@@ -64,6 +64,9 @@ class Command(BaseCommand):
                 client=client, service=service, amount=tariff.price * 12, currency=usd
             )
         program = ReferralProgram.objects.create(provider=provider, name="Friends bring friends")
+        Referral.objects.create(
+            program=program, partner=clients[0], client=clients[4], source=Referral.Source.LINK
+        )
 
         today = timezone.localdate()
         spring = services.promotion_create(
@@ -102,6 +105,7 @@ class Command(BaseCommand):
         services.promocode_create(
             promotion=spring, actor=actor, code="SPRING-??????", count=20, uselimit=5
         )
+        services.promocode_create(promotion=spring, actor=actor, code="SPRING-VIP", uselimit=100)
 
         welcome = services.promotion_create(
             actor=actor, name="Welcome 20", provider=provider, fromdate=today

@@ -337,15 +337,12 @@ def _generate_by_drawing(template, digits_only, count, insert, progress) -> int:
     fruitless_rounds = 0
     while created < count:
         want = min(GENERATION_BATCH, count - created)
-        # Over-draw a little so a few collisions rarely cost another round.
-        candidates = set(
-            codegen.fill(template, codegen.random_fillings(alphabet, length, want + want // 10 + 8))
+        # No lookup of taken codes first: the insert's ON CONFLICT DO NOTHING skips them and
+        # returns how many were new, so a collision only leaves a few codes for the next round.
+        candidates = list(
+            set(codegen.fill(template, codegen.random_fillings(alphabet, length, want)))
         )
-        existing = set(PromoCode.objects.filter(code__in=candidates).values_list("code", flat=True))
-        fresh = list(candidates - existing)
-        random.shuffle(fresh)  # drop a random surplus, not the codes that sort last
-        fresh = fresh[:want]
-        inserted = insert(fresh) if fresh else 0
+        inserted = insert(candidates)
         created += inserted
         fruitless_rounds = 0 if inserted else fruitless_rounds + 1
         if fruitless_rounds >= 20:

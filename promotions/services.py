@@ -1,5 +1,6 @@
 """Writes for promotions: every door (admin, func-style API, management commands) calls these."""
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -430,6 +431,8 @@ def redemption_redeem(
 ) -> tuple[Redemption, bool]:
     """Record the order's code usages once per key; returns the redemption and whether it is new."""
     fingerprint = order_fingerprint(order)
+    # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
+    order = dataclasses.replace(order, at=timezone.now())
     try:
         with transaction.atomic():
             return _redeem(order, idempotency_key, fingerprint, actor), True
@@ -465,7 +468,16 @@ def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemptio
     used = set(quote.used_codes())
     for verdict in quote.codes:
         if verdict.valid and verdict.code not in used:
-            refused.extend(_why_unused(quote, verdict.promotion_id))
+            applied_with = next(
+                (lq.code for lq in quote.lines if lq.promotion_id == verdict.promotion_id), None
+            )
+            if applied_with:
+                refused.append(
+                    f"code {verdict.code} is not needed: promotion {verdict.promotion_id} "
+                    f"applies with code {applied_with}"
+                )
+            else:
+                refused.extend(_why_unused(quote, verdict.promotion_id))
     if refused:
         raise RedemptionRefused("; ".join(refused))
 

@@ -82,7 +82,7 @@ def load_facts(
             .values("promocode_id")
             .annotate(
                 live=Count("id", filter=Q(status=PromoCodeUsage.Status.ACTIVE)),
-                first=Min("created_at"),
+                first=Min("created_at", filter=Q(status=PromoCodeUsage.Status.ACTIVE)),
             )
         )
         facts.code_uses = {r["promocode_id"]: CodeUse(r["live"], r["first"]) for r in rows}

@@ -69,6 +69,8 @@ def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currenc
     unknown = sorted({line.currency for line in order.lines} - set(currencies))
     if unknown:
         raise ValidationError({"lines": f"Unknown currency {', '.join(unknown)}."})
+    if len({line.currency for line in order.lines}) > 1:
+        raise ValidationError({"lines": "An order is in one currency."})
     if any(line.price < 0 for line in order.lines):
         raise ValidationError({"lines": "A price is zero or more."})
     if any(line.period < 1 for line in order.lines):

@@ -211,6 +211,24 @@ def test_a_code_limited_to_one_use_per_client_refuses_that_client_a_second_time(
     assert use_count(code) == 2
 
 
+def test_a_clients_uses_of_a_code_take_the_lowest_free_slots(shop, actor):
+    # given a code each client may use twice, used twice by one client
+    code = PromoCodeFactory(promotion=shop.promotion, code="DUO", account_uselimit=2)
+    client = ClientFactory(provider=shop.provider)
+    first, _ = redeem(order_for(shop, client, "DUO"), "first")
+    second, _ = redeem(order_for(shop, client, "DUO"), "second")
+    # when the first use is released and the client redeems the code again
+    services.redemption_release(redemption=first, actor=actor)
+    third, _ = redeem(order_for(shop, client, "DUO"), "third")
+    # then the uses sit in slots 1 and 2, the new one in the freed slot 1
+    assert list(
+        PromoCodeUsage.objects.filter(status=PromoCodeUsage.Status.ACTIVE)
+        .order_by("client_slot")
+        .values_list("client_slot", "redemption_id")
+    ) == [(1, third.pk), (2, second.pk)]
+    assert use_count(code) == 2
+
+
 @time_machine.travel(NOW, tick=False)
 @pytest.mark.parametrize(
     ("fromdate", "todate", "expected"),
@@ -304,9 +322,8 @@ def test_a_code_of_an_archived_promotion_is_refused(shop):
 # Release ----------------------------------------------------------------------------------------
 
 
-@time_machine.travel(NOW, tick=False)
 def test_release_returns_the_uses_to_the_codes(shop, actor):
-    # given a redemption that used two codes of two promotions on two lines
+    # given a redemption that used two codes of two promotions on two lines, made at NOW
     client = ClientFactory(provider=shop.provider)
     first = PromoCodeFactory(promotion=shop.promotion, code="ONE", uselimit=5, use_count=2)
     other_tariff = TariffFactory(provider=shop.provider)
@@ -328,16 +345,19 @@ def test_release_returns_the_uses_to_the_codes(shop, actor):
         ),
         codes=("ONE", "TWO"),
     )
-    redemption, _ = redeem(order, "k")
+    with time_machine.travel(NOW, tick=False):
+        redemption, _ = redeem(order, "k")
     assert (use_count(first), use_count(second)) == (3, 1)
-    # when it is released
-    released = services.redemption_release(redemption=redemption, actor=actor)
+    # when it is released two hours later
+    later = NOW + datetime.timedelta(hours=2)
+    with time_machine.travel(later, tick=False):
+        released = services.redemption_release(redemption=redemption, actor=actor)
     # then the codes' counters go back, the usages and the redemption are released, when it happened
     assert (use_count(first), use_count(second)) == (2, 0)
     assert set(PromoCodeUsage.objects.values_list("status", flat=True)) == {"released"}
     stored = Redemption.objects.get()
-    assert (stored.status, stored.released_at) == (Redemption.Status.RELEASED, NOW)
-    assert (released.status, released.released_at) == (Redemption.Status.RELEASED, NOW)
+    assert (stored.status, stored.created_at, stored.released_at) == ("released", NOW, later)
+    assert (released.status, released.released_at) == ("released", later)
     assert history_of(obj=stored).first().desc == "Redemption released; its code uses are free"
 
 
@@ -346,12 +366,15 @@ def test_releasing_twice_gives_the_uses_back_once(shop, actor):
     code = PromoCodeFactory(promotion=shop.promotion, code="TWICE")
     redeem(order_for(shop, ClientFactory(provider=shop.provider), "TWICE"), "other")
     redemption, _ = redeem(order_for(shop, ClientFactory(provider=shop.provider), "TWICE"), "k")
-    services.redemption_release(redemption=redemption, actor=actor)
-    # when it is released again, from a stale copy that still says active
+    with time_machine.travel(NOW, tick=False):
+        services.redemption_release(redemption=redemption, actor=actor)
+    # when it is released again a day later, from a stale copy that still says active
     assert redemption.status == Redemption.Status.ACTIVE
-    again = services.redemption_release(redemption=redemption, actor=actor)
-    # then the counter went down once only and one history line says so
-    assert again.status == Redemption.Status.RELEASED
+    with time_machine.travel(NOW + datetime.timedelta(days=1), tick=False):
+        again = services.redemption_release(redemption=redemption, actor=actor)
+    # then the counter went down once only, the release keeps its first time, one line says so
+    assert (again.status, again.released_at) == ("released", NOW)
+    assert Redemption.objects.get(pk=redemption.pk).released_at == NOW
     assert use_count(code) == 1
     assert live_usages(code) == 1
     descs = list(history_of(obj=redemption).values_list("desc", flat=True))
@@ -388,6 +411,42 @@ def test_releasing_a_code_at_its_limit_lets_another_client_take_the_use(shop, ac
     _, created = redeem(order_for(shop, waiting, "SOLO"), "b")
     assert created is True
     assert use_count(code) == 1
+
+
+def test_a_released_use_does_not_start_the_codes_discount_period(shop, actor):
+    # given a code that discounts for one month from the client's first use, redeemed in
+    # January and released (the order was cancelled)
+    PromoCodeFactory(
+        promotion=shop.promotion,
+        code="MONTH",
+        expiretype=PromoCode.ExpireType.PERIOD,
+        periodtype="month",
+        periodlength=1,
+    )
+    client = ClientFactory(provider=shop.provider)
+    with time_machine.travel("2026-01-10 10:00:00+00:00", tick=False):
+        cancelled, _ = redeem(order_for(shop, client, "MONTH"), "cancelled")
+        services.redemption_release(redemption=cancelled, actor=actor)
+    # when the client first really uses the code in March
+    with time_machine.travel("2026-03-10 10:00:00+00:00", tick=False):
+        redemption, created = redeem(order_for(shop, client, "MONTH"), "real")
+    # then the month starts now: the cancelled order never gave the client its discount
+    assert created is True
+    assert redemption.quote["discount_total"] == "1.00"
+
+
+def test_a_second_code_of_the_same_promotion_is_refused_naming_that_code(shop):
+    # given two codes of the same promotion
+    first = PromoCodeFactory(promotion=shop.promotion, code="FIRST10")
+    second = PromoCodeFactory(promotion=shop.promotion, code="SECOND10")
+    # when an order names both
+    reason = refusal(
+        order_for(shop, ClientFactory(provider=shop.provider), *["FIRST10", "SECOND10"]), "k"
+    )
+    # then the refusal says why SECOND10 cannot be used, not that the promotion applied
+    assert "SECOND10" in reason
+    assert "applied:" not in reason
+    assert (use_count(first), use_count(second)) == (0, 0)
 
 
 # Concurrency (PostgreSQL) -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from common.actors import Actor
+from common.groups import GroupChoice
 from promotions import codegen, selectors, services
 from promotions.models import (
     Condition,
@@ -284,7 +285,7 @@ def _group_arg(data: dict) -> dict:
     data = dict(data)
     if "group" in data:
         group = data.pop("group")
-        data["group"] = group.name if group else services.GroupChoice.NONE
+        data["group"] = group.name if group else GroupChoice.NONE
     return data
 
 

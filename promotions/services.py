@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from common.actors import Actor
+from common.groups import group_resolve, groups_drop_empty
 from common.services import history_record, model_create, model_delete_many, model_update
 from promotions import codegen
 from promotions.engine import Order, Quote, normalize_code, quote_order
@@ -36,11 +37,6 @@ DEADLOCK_SQLSTATE = "40P01"
 ENUMERATION_LIMIT = 200_000
 # The most codes one call may generate; larger runs go through the management command.
 MAX_CODES_PER_CALL = 1_000_000
-
-
-class GroupChoice:
-    NONE = "none"
-    NEW = "new"
 
 
 # Promotions -------------------------------------------------------------------------------------
@@ -128,22 +124,9 @@ def discount_delete_many(*, discounts: Iterable[Discount], actor: Actor) -> int:
 
 
 def _resolve_group(promotion: Promotion, group: str | None, groupname: str | None) -> Any:
-    """`none` -> no group, `new` -> a new group named `groupname`, else an existing group's name."""
-    if group in (None, "", GroupChoice.NONE):
-        return None
-    if group == GroupChoice.NEW:
-        name = (groupname or "").strip()
-        if not name:
-            raise ValidationError({"groupname": "Enter the name of the new group."})
-        if ConditionGroup.objects.filter(promotion=promotion, name=name).exists():
-            raise ValidationError(
-                {"groupname": ValidationError(f'The group "{name}" exists already.', code="unique")}
-            )
-        return ConditionGroup.objects.create(promotion=promotion, name=name)
-    found = ConditionGroup.objects.filter(promotion=promotion, name=group).first()
-    if found is None:
-        raise ValidationError({"group": f'No group "{group}" in this promotion.'})
-    return found
+    return group_resolve(
+        model=ConditionGroup, owner={"promotion": promotion}, group=group, groupname=groupname
+    )
 
 
 @transaction.atomic
@@ -193,8 +176,7 @@ def condition_delete_many(*, conditions: Iterable[Condition], actor: Actor) -> i
 
 
 def _drop_if_empty(groups: Iterable[ConditionGroup | None]) -> None:
-    ids = {g.pk for g in groups if g is not None}
-    ConditionGroup.objects.filter(pk__in=ids, conditions__isnull=True).delete()
+    groups_drop_empty(ConditionGroup, groups)
 
 
 # Promo codes ------------------------------------------------------------------------------------

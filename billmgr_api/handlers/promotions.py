@@ -14,6 +14,7 @@ from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.resources import Column, Resource, id_column, read_only_list
 from billmgr_api.results import FuncResult
+from common.groups import GroupChoice
 from common.models import History
 from promotions import selectors, services
 from promotions.models import (
@@ -198,7 +199,7 @@ condition = Resource(
         Text("groupname"),
     ],
     readers={
-        "group": lambda c: c.group.name if c.group else services.GroupChoice.NONE,
+        "group": lambda c: c.group.name if c.group else GroupChoice.NONE,
         "groupname": lambda c: c.group.name if c.group else "",
     },
     queryset=lambda: Condition.objects.select_related(

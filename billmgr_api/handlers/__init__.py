@@ -1,3 +1,3 @@
 """Importing these modules fills the function table."""
 
-from billmgr_api.handlers import billing, engine, promotions, session  # noqa: F401
+from billmgr_api.handlers import billing, engine, promotions, referrals, session  # noqa: F401

@@ -1,0 +1,107 @@
+"""BILLmanager's referralprogram function family, translated onto referrals.services."""
+
+from billing.models import ClientGroup, Currency, Provider
+from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Switch, Text
+from billmgr_api.resources import Column, Resource, id_column
+from common.groups import GroupChoice
+from referrals import services
+from referrals.models import ReferralProgram, RewardKind, Rule, RuleCondition
+
+program = Resource(
+    func="referralprogram",
+    model=ReferralProgram,
+    columns=[
+        id_column(),
+        Column("name", lambda p: p.name, "name__icontains"),
+        Column("project", lambda p: p.provider.name, "provider__name__icontains"),
+        Column("promocode", lambda p: p.promocode),
+        Column("start_date", lambda p: p.start_date),
+        Column("end_date", lambda p: p.end_date),
+        Column("assign_by_default", lambda p: "on" if p.assign_by_default else "off"),
+        Column("status", lambda p: p.status, "status"),
+    ],
+    params=[
+        Ref("project", Provider, "provider", required=True),
+        Text("name", required=True),
+        Text("promocode", max_length=100),
+        Date("start_date", required=True),
+        Date("end_date"),
+        Switch("assign_by_default"),
+        Text("url", max_length=200),
+        Ref("account_group", ClientGroup),
+        Ref("account_group_restrict", ClientGroup),
+        Choice("referrer_reward_kind", RewardKind, default=RewardKind.CASH),
+        Choice("referee_reward_kind", RewardKind, default=RewardKind.CASH),
+        Choice("rewarded", ReferralProgram.Rewarded, default=ReferralProgram.Rewarded.REFERRER),
+        Number("min_referrals"),
+        Number("max_referrals"),
+        Ref("currency", Currency, lookup_fields=("iso",)),
+        Choice("status", ReferralProgram.Status, default=ReferralProgram.Status.ACTIVE),
+    ],
+    queryset=lambda: ReferralProgram.objects.select_related("provider"),
+    create=lambda req, parent, data: services.program_create(actor=req.actor, **data),
+    update=lambda req, obj, data: services.program_update(program=obj, actor=req.actor, **data),
+    delete=lambda req, objs: services.program_delete_many(programs=objs, actor=req.actor),
+).register()
+
+rule = Resource(
+    func="referralprogram.rule",
+    model=Rule,
+    parent_model=ReferralProgram,
+    parent_attr="program",
+    columns=[
+        id_column(),
+        Column("name", lambda r: r.name, "name__icontains"),
+        Column("reward_type", lambda r: r.reward_type, "reward_type"),
+        Column("amount", lambda r: r.amount),
+        Column("schedule", lambda r: r.schedule, "schedule"),
+        Column("active", lambda r: "on" if r.active else "off"),
+    ],
+    params=[
+        Text("name", required=True),
+        Choice("reward_type", Rule.RewardType, default=Rule.RewardType.PERCENT),
+        Amount("amount", required=True),
+        Choice("schedule", Rule.Schedule, default=Rule.Schedule.MONTH),
+        Switch("active"),
+    ],
+    queryset=lambda: Rule.objects.select_related("program"),
+    create=lambda req, parent, data: services.rule_create(program=parent, actor=req.actor, **data),
+    update=lambda req, obj, data: services.rule_update(rule=obj, actor=req.actor, **data),
+    delete=lambda req, objs: services.rule_delete_many(rules=objs, actor=req.actor),
+).register()
+
+condition = Resource(
+    func="referralprogram.rule.condition",
+    model=RuleCondition,
+    parent_model=Rule,
+    parent_attr="rule",
+    columns=[
+        id_column(),
+        Column("condition", str),
+        Column("cgroup", lambda c: c.group.name if c.group else "", "group__name"),
+        Column("ctype", lambda c: c.ctype, "ctype"),
+    ],
+    params=[
+        Choice("ctype", RuleCondition.Type, required=True),
+        NumberList("orderperiods"),
+        Choice("comparison", RuleCondition.Comparison, default=RuleCondition.Comparison.GE),
+        Amount("amount_ctype_1"),
+        Amount("amount_ctype_4"),
+        Number("item_count"),
+        Number("referral_count"),
+        Text("group"),
+        Text("groupname"),
+    ],
+    readers={
+        "group": lambda c: c.group.name if c.group else GroupChoice.NONE,
+        "groupname": lambda c: c.group.name if c.group else "",
+    },
+    queryset=lambda: RuleCondition.objects.select_related("rule__program", "group"),
+    create=lambda req, parent, data: services.rule_condition_create(
+        rule=parent, actor=req.actor, **data
+    ),
+    update=lambda req, obj, data: services.rule_condition_update(
+        condition=obj, actor=req.actor, **data
+    ),
+    delete=lambda req, objs: services.rule_condition_delete_many(conditions=objs, actor=req.actor),
+).register()

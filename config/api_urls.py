@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
 from promotions import apis as promotion_apis
+from referrals import apis as referral_apis
 
 urlpatterns = [
     path("auth/token", obtain_auth_token, name="api-token"),
@@ -14,4 +15,5 @@ urlpatterns = [
     ),
     path("promotions", promotion_apis.PromotionListApi.as_view(), name="promotion-list"),
     path("promocodes", promotion_apis.PromoCodeListApi.as_view(), name="promocode-list"),
+    path("referrals/attach", referral_apis.ReferralAttachApi.as_view(), name="referral-attach"),
 ]

@@ -1,15 +1,25 @@
 """Writes for referral programs, their rules and rule conditions: every door calls these."""
 
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
+from billing.models import Client
 from common.actors import Actor
 from common.groups import group_resolve, groups_drop_empty
-from common.services import model_create, model_delete_many, model_update
-from referrals.models import ReferralProgram, Rule, RuleCondition, RuleConditionGroup
+from common.services import history_record, model_create, model_delete_many, model_update
+from referrals.models import (
+    PARTNER_PLACEHOLDER,
+    Referral,
+    ReferralProgram,
+    Rule,
+    RuleCondition,
+    RuleConditionGroup,
+)
 
 DEFAULT_TAKEN = "Only one referral program of a provider is assigned by default."
 
@@ -122,3 +132,112 @@ def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Ac
     deleted = model_delete_many(objects=conditions, actor=actor, root_of=lambda c: c.rule.program)
     groups_drop_empty(RuleConditionGroup, groups)
     return deleted
+
+
+# Attribution ------------------------------------------------------------------------------------
+
+
+class AttachRefused(Exception):
+    """A client could not be attached to a partner; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _program_live(program: ReferralProgram, day: datetime.date) -> bool:
+    ended = program.end_date is not None and day > program.end_date
+    return (
+        program.status == ReferralProgram.Status.ACTIVE and program.start_date <= day and not ended
+    )
+
+
+@transaction.atomic
+def referral_attach(
+    *,
+    client: Client,
+    partner_id: int,
+    program: ReferralProgram,
+    source: str,
+    actor: Actor,
+    at: datetime.datetime | None = None,
+) -> Referral:
+    """Attach `client` to partner `partner_id` in `program`, or refuse with the reason."""
+    at = at or timezone.now()
+    # Lock the client row so two attachments of one client queue; the one-to-one decides anyway.
+    client = Client.objects.select_for_update().get(pk=client.pk)
+    partner = Client.objects.filter(pk=partner_id, provider_id=program.provider_id).first()
+    groups = set(client.groups.values_list("id", flat=True))
+    refusals = [
+        (partner is None, f"there is no partner {partner_id} in this program"),
+        (partner_id == client.pk, "a client cannot refer themselves"),
+        (
+            client.provider_id != program.provider_id,
+            "the client is not a client of the program's provider",
+        ),
+        (
+            not _program_live(program, timezone.localdate(at)),
+            f"the program {program.name} is not running",
+        ),
+        (Referral.objects.filter(client=client).exists(), "the client has been referred already"),
+        (
+            program.account_group_id is not None and program.account_group_id not in groups,
+            "the client is outside the program's group",
+        ),
+        (
+            source == Referral.Source.PROMOCODE
+            and (client.services.exists() or client.expenses.exists()),
+            "a referral code counts only on the client's first order",
+        ),
+        (
+            partner is not None
+            and program.max_referrals is not None
+            and Referral.objects.filter(program=program, partner=partner).count()
+            >= program.max_referrals,
+            f"the partner has brought the most referrals the program allows ({program.max_referrals})",
+        ),
+    ]
+    for refused, reason in refusals:
+        if refused:
+            raise AttachRefused(reason)
+    referral = Referral(
+        program=program, partner=partner, client=client, source=source, joined_at=at
+    )
+    referral.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            referral.save()
+    except IntegrityError:
+        raise AttachRefused("the client has been referred already") from None
+    history_record(
+        obj=program, actor=actor, desc=f"{client} has been referred by {partner} ({source})"
+    )
+    return referral
+
+
+def program_for_code(*, provider_id: int, code: str) -> tuple[ReferralProgram, int] | None:
+    """The program whose template the code fills, and the partner id it names."""
+    code = code.strip().upper()
+    for program in ReferralProgram.objects.filter(provider_id=provider_id).exclude(promocode=""):
+        head, _, tail = program.promocode.upper().partition(PARTNER_PLACEHOLDER)
+        middle = code[len(head) : len(code) - len(tail) if tail else None]
+        if code.startswith(head) and code.endswith(tail) and middle.isdigit() and len(middle) < 19:
+            return program, int(middle)
+    return None
+
+
+def referral_attach_by_code(
+    *, client: Client, code: str, actor: Actor, at: datetime.datetime | None = None
+) -> Referral:
+    found = program_for_code(provider_id=client.provider_id, code=code)
+    if found is None:
+        raise AttachRefused(f"{code.strip().upper()} is no partner code of a referral program")
+    program, partner_id = found
+    return referral_attach(
+        client=client,
+        partner_id=partner_id,
+        program=program,
+        source=Referral.Source.PROMOCODE,
+        actor=actor,
+        at=at,
+    )

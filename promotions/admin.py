@@ -4,12 +4,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.http import HttpRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from common.actors import Actor
+from common.admin_tools import admin_actor, changed_fields
 from common.groups import GroupChoice
 from promotions import codegen, selectors, services
 from promotions.models import (
@@ -20,16 +19,6 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
-
-
-def admin_actor(request: HttpRequest, action: str) -> Actor:
-    return Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"), action=f"admin:{action}")
-
-
-def _changed(form: forms.ModelForm) -> dict:
-    return {
-        name: form.cleaned_data[name] for name in form.changed_data if name in form.cleaned_data
-    }
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -167,7 +156,7 @@ class PromotionAdmin(admin.ModelAdmin):
             if change:
                 # `obj` holds the form's new values already; the service compares with the stored row.
                 current = Promotion.objects.get(pk=obj.pk)
-                services.promotion_update(promotion=current, actor=actor, **_changed(form))
+                services.promotion_update(promotion=current, actor=actor, **changed_fields(form))
             else:
                 created = services.promotion_create(actor=actor, **form.cleaned_data)
                 obj.pk = created.pk
@@ -320,7 +309,7 @@ class PromoCodeAdmin(admin.ModelAdmin):
         actor = admin_actor(request, "promocode.change" if change else "promocode.add")
         if change:
             current = PromoCode.objects.get(pk=obj.pk)
-            services.promocode_update(promocode=current, actor=actor, **_changed(form))
+            services.promocode_update(promocode=current, actor=actor, **changed_fields(form))
         else:
             data = dict(form.cleaned_data)
             created = services.promocode_create(actor=actor, **data)

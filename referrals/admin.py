@@ -1,9 +1,182 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
-from referrals.models import ReferralProgram
+from common.admin_tools import admin_actor, changed_fields, csv_response
+from referrals import services
+from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
+
+
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """Saves go through the app's services, so history and rules are the same as on every door."""
+
+    create = update = None
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(
+            request, f"{self.model._meta.model_name}.{'change' if change else 'add'}"
+        )
+        try:
+            if change:
+                current = type(obj).objects.get(pk=obj.pk)
+                saved = self.update(current, actor, changed_fields(form))
+            else:
+                saved = self.create(actor, form.cleaned_data)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            raise
+        obj.pk = saved.pk
+
+
+class RuleInline(admin.TabularInline):
+    model = Rule
+    fields = ["name", "reward_type", "amount", "schedule", "active"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ReferralProgram)
-class ReferralProgramAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "provider"]
-    search_fields = ["name"]
+class ReferralProgramAdmin(ServiceSavedAdmin):
+    list_display = [
+        "id",
+        "name",
+        "provider",
+        "start_date",
+        "end_date",
+        "assign_by_default",
+        "status",
+    ]
+    list_filter = ["provider", "status", "assign_by_default"]
+    search_fields = ["name", "promocode"]
+    inlines = [RuleInline]
+
+    @staticmethod
+    def create(actor, data):
+        return services.program_create(actor=actor, **data)
+
+    @staticmethod
+    def update(current, actor, data):
+        return services.program_update(program=current, actor=actor, **data)
+
+
+class RuleConditionInline(admin.TabularInline):
+    model = RuleCondition
+    fields = [
+        "ctype",
+        "comparison",
+        "amount_ctype_1",
+        "amount_ctype_4",
+        "item_count",
+        "referral_count",
+        "group",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rule)
+class RuleAdmin(ServiceSavedAdmin):
+    list_display = ["id", "name", "program", "reward_type", "amount", "schedule", "active"]
+    list_filter = ["program", "reward_type", "active"]
+    inlines = [RuleConditionInline]
+
+    @staticmethod
+    def create(actor, data):
+        data = dict(data)
+        return services.rule_create(program=data.pop("program"), actor=actor, **data)
+
+    @staticmethod
+    def update(current, actor, data):
+        return services.rule_update(rule=current, actor=actor, **data)
+
+
+@admin.register(Referral)
+class ReferralAdmin(admin.ModelAdmin):
+    list_display = ["id", "client", "partner", "program", "source", "joined_at"]
+    list_filter = ["program", "source"]
+    search_fields = ["client__name", "partner__name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class PaidFilter(admin.SimpleListFilter):
+    title = "paid"
+    parameter_name = "paid"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "paid"), ("no", "unpaid")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(payout__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(Reward)
+class RewardAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "partner",
+        "referral",
+        "rule",
+        "amount",
+        "currency",
+        "kind",
+        "created_at",
+        "payout",
+    ]
+    list_filter = [PaidFilter, "rule__program", "kind"]
+    search_fields = ["partner__name"]
+    date_hierarchy = "created_at"
+    actions = ["export_csv"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Export selected rewards as CSV")
+    def export_csv(self, request, queryset):
+        return csv_response(
+            "rewards.csv",
+            [
+                "id",
+                "partner",
+                "referral_client",
+                "program",
+                "rule",
+                "expense",
+                "amount",
+                "currency",
+                "kind",
+                "created_at",
+                "payout",
+            ],
+            queryset.select_related("partner", "referral__client", "rule__program", "currency"),
+            lambda r: [
+                r.pk,
+                r.partner.name,
+                r.referral.client.name,
+                r.rule.program.name,
+                r.rule.name,
+                r.expense_id,
+                r.amount,
+                r.currency.iso,
+                r.kind,
+                r.created_at.isoformat(),
+                r.payout_id or "",
+            ],
+        )

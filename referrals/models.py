@@ -229,7 +229,10 @@ class RuleCondition(models.Model):
         field = self.AMOUNT_FIELD.get(self.ctype)
         if not field:
             return self.get_ctype_display()
-        return f"{self.get_ctype_display()} {self.comparison} {getattr(self, field)}"
+        op = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}[self.comparison]
+        value = getattr(self, field)
+        shown = format(value.normalize(), "f") if hasattr(value, "normalize") else value
+        return f"{self.get_ctype_display()} {op} {shown}"
 
     def clean(self) -> None:
         field = self.AMOUNT_FIELD.get(self.ctype)

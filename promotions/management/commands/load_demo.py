@@ -63,7 +63,13 @@ class Command(BaseCommand):
             Expense.objects.create(
                 client=client, service=service, amount=tariff.price * 12, currency=usd
             )
-        program = ReferralProgram.objects.create(provider=provider, name="Friends bring friends")
+        program = ReferralProgram.objects.create(
+            provider=provider,
+            name="Friends bring friends",
+            promocode="FRIEND@ID@",
+            start_date=timezone.localdate() - datetime.timedelta(days=90),
+            url="https://demo-hosting.example/",
+        )
         Referral.objects.create(
             program=program, partner=clients[0], client=clients[4], source=Referral.Source.LINK
         )

@@ -7,16 +7,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from common.comparison import SYMBOLS, Comparison
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from referrals.models import ReferralProgram
-
-
-class Comparison(models.TextChoices):
-    LT = "lt", "less than"
-    LE = "le", "less than or equal to"
-    EQ = "eq", "equal to"
-    GE = "ge", "greater than or equal to"
-    GT = "gt", "greater than"
 
 
 class PeriodType(models.TextChoices):
@@ -239,7 +232,7 @@ class Condition(models.Model):
 
     def describe(self) -> str:
         """A one-line human reading of the condition, as the condition list shows it."""
-        op = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}.get(self.comparison, "?")
+        op = SYMBOLS.get(self.comparison, "?")
         window = f"{self.periodlength} {self.periodtype}(s)" if self.periodlength else ""
         texts = {
             self.Type.HAS_TARIFF: f"services of tariff {self.pricelist} {op} {self.amount}",

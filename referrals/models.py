@@ -6,6 +6,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider
+from common.comparison import SYMBOLS, Comparison
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 PARTNER_PLACEHOLDER = "@ID@"
@@ -180,13 +181,6 @@ class RuleCondition(models.Model):
         PARTNER_REFERRALS = "3", "number of referrals brought by the referrer"
         ALL_REFERRALS_SALES = "4", "total sales volume of all referrals"
 
-    class Comparison(models.TextChoices):
-        LT = "lt", "less than"
-        LE = "le", "less than or equal to"
-        EQ = "eq", "equal to"
-        GE = "ge", "greater than or equal to"
-        GT = "gt", "greater than"
-
     rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions")
     ctype = models.CharField("condition", max_length=1, choices=Type.choices)
     orderperiods = models.JSONField("order periods", default=list, blank=True)
@@ -229,7 +223,7 @@ class RuleCondition(models.Model):
         field = self.AMOUNT_FIELD.get(self.ctype)
         if not field:
             return self.get_ctype_display()
-        op = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}[self.comparison]
+        op = SYMBOLS[self.comparison]
         value = getattr(self, field)
         shown = format(value.normalize(), "f") if hasattr(value, "normalize") else value
         return f"{self.get_ctype_display()} {op} {shown}"

@@ -3,6 +3,7 @@
 from billing.models import ClientGroup, Currency, Provider
 from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Switch, Text
 from billmgr_api.resources import Column, Resource, id_column
+from common.comparison import Comparison
 from common.groups import GroupChoice
 from referrals import services
 from referrals.models import ReferralProgram, RewardKind, Rule, RuleCondition
@@ -84,7 +85,7 @@ condition = Resource(
     params=[
         Choice("ctype", RuleCondition.Type, required=True),
         NumberList("orderperiods"),
-        Choice("comparison", RuleCondition.Comparison, default=RuleCondition.Comparison.GE),
+        Choice("comparison", Comparison, default=Comparison.GE),
         Amount("amount_ctype_1"),
         Amount("amount_ctype_4"),
         Number("item_count"),

@@ -1,0 +1,12 @@
+from django.db import models
+
+
+class Comparison(models.TextChoices):
+    LT = "lt", "less than"
+    LE = "le", "less than or equal to"
+    EQ = "eq", "equal to"
+    GE = "ge", "greater than or equal to"
+    GT = "gt", "greater than"
+
+
+SYMBOLS = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}

@@ -4,6 +4,7 @@ Each bench script runs on its own database, derived from DATABASE_URL by swappin
 name, so the database DATABASE_URL names is only used to create and drop the bench one.
 """
 
+import contextlib
 import json
 import os
 import resource
@@ -83,3 +84,28 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@contextlib.contextmanager
+def bench_database(bench: str, name: str):
+    """Django on a fresh, migrated database `name` beside DATABASE_URL's; yields False to skip.
+
+    Without PostgreSQL in DATABASE_URL it prints the bench's `skipped` line and yields False.
+    """
+    admin_url = os.environ.get("DATABASE_URL")
+    if not is_postgres_url(admin_url):
+        emit({"bench": bench, "skipped": "needs PostgreSQL in DATABASE_URL"})
+        yield False
+        return
+    os.environ["DATABASE_URL"] = recreate_database(admin_url, name)
+    try:
+        setup_django()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)
+        yield True
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(admin_url, name)

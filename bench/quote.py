@@ -49,14 +49,9 @@ def build_promotions(count, provider, tariffs, group):
 
 
 def main() -> None:
-    admin_url = os.environ.get("DATABASE_URL")
-    if not _common.is_postgres_url(admin_url):
-        _common.emit({"bench": "quote", "skipped": "needs PostgreSQL in DATABASE_URL"})
-        return
-    os.environ["DATABASE_URL"] = _common.recreate_database(admin_url, DB_NAME)
-    try:
-        _common.setup_django()
-        from django.core.management import call_command
+    with _common.bench_database("quote", DB_NAME) as ready:
+        if not ready:
+            return
         from django.db import connection, connections
         from django.test.utils import CaptureQueriesContext
         from django.utils import timezone
@@ -71,7 +66,6 @@ def main() -> None:
             TariffFactory,
         )
 
-        call_command("migrate", verbosity=0)
         provider = ProviderFactory()
         tariffs = TariffFactory.create_batch(5, provider=provider)
         group = ClientGroupFactory()
@@ -119,8 +113,6 @@ def main() -> None:
             }
         )
         connections.close_all()
-    finally:
-        _common.drop_database(admin_url, DB_NAME)
 
 
 if __name__ == "__main__":

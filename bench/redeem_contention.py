@@ -77,14 +77,9 @@ def _run(pool, jobs):
 
 
 def main() -> None:
-    admin_url = os.environ.get("DATABASE_URL")
-    if not _common.is_postgres_url(admin_url):
-        _common.emit({"bench": "redeem_contention", "skipped": "needs PostgreSQL in DATABASE_URL"})
-        return
-    os.environ["DATABASE_URL"] = _common.recreate_database(admin_url, DB_NAME)
-    try:
-        _common.setup_django()
-        from django.core.management import call_command
+    with _common.bench_database("redeem_contention", DB_NAME) as ready:
+        if not ready:
+            return
         from django.db import connections
 
         from promotions.models import PromoCode, PromoCodeUsage
@@ -96,7 +91,6 @@ def main() -> None:
             TariffFactory,
         )
 
-        call_command("migrate", verbosity=0)
         promotion = PromotionFactory()
         DiscountFactory(promotion=promotion)
         provider = promotion.provider
@@ -144,8 +138,6 @@ def main() -> None:
             }
         )
         connections.close_all()
-    finally:
-        _common.drop_database(admin_url, DB_NAME)
 
 
 if __name__ == "__main__":

@@ -10,3 +10,11 @@ class Comparison(models.TextChoices):
 
 
 SYMBOLS = {"lt": "<", "le": "<=", "eq": "=", "ge": ">=", "gt": ">"}
+
+COMPARE = {
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "eq": lambda a, b: a == b,
+    "ge": lambda a, b: a >= b,
+    "gt": lambda a, b: a > b,
+}

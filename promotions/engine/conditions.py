@@ -1,23 +1,14 @@
 """One check per condition type, behind a registry keyed by Condition.Type."""
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from billing.models import Service
+from common.comparison import COMPARE
 from common.periods import shift
 from promotions.engine.facts import ClientFacts, expense_window
 from promotions.engine.types import Kind, Order
-from promotions.models import Comparison, Condition
-
-COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    Comparison.LT: operator.lt,
-    Comparison.LE: operator.le,
-    Comparison.EQ: operator.eq,
-    Comparison.GE: operator.ge,
-    Comparison.GT: operator.gt,
-}
+from promotions.models import Condition
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,151 @@
+"""Accrual: which expenses earn rewards, how much, and that a re-run pays nothing twice."""
+
+import datetime
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from referrals.accrual import rewards_accrue
+from referrals.models import Reward, Rule, RuleCondition, RuleConditionGroup
+from tests.factories import (
+    ClientGroupFactory,
+    ExpenseFactory,
+    ReferralFactory,
+    ReferralProgramFactory,
+    ServiceFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def at(day: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(day + "T12:00:00+00:00")
+
+
+@pytest.fixture
+def referral():
+    program = ReferralProgramFactory(
+        start_date=datetime.date(2026, 1, 1), end_date=datetime.date(2026, 3, 31)
+    )
+    return ReferralFactory(program=program)
+
+
+def rule_for(referral, **fields):
+    values = {"name": "r", "reward_type": "percent", "amount": Decimal("10"), **fields}
+    return Rule.objects.create(program=referral.program, **values)
+
+
+def spend(referral, amount, day):
+    return ExpenseFactory(client=referral.client, amount=Decimal(amount), created_at=at(day))
+
+
+def test_percent_rewards_on_expenses_inside_the_dates_end_included(referral):
+    # given a 10% rule and expenses before, inside, on the last day and after the program
+    rule = rule_for(referral)
+    spend(referral, "100", "2025-12-31")
+    inside = spend(referral, "33.33", "2026-02-10")
+    last_day = spend(referral, "50", "2026-03-31")
+    spend(referral, "70", "2026-04-01")
+    # when accrued
+    added = rewards_accrue()
+    # then the two expenses inside earn 10%, rounded half up, for the partner
+    rewards = {r.expense_id: r for r in Reward.objects.all()}
+    assert added == 2 and set(rewards) == {inside.pk, last_day.pk}
+    assert rewards[inside.pk].amount == Decimal("3.33")
+    assert rewards[last_day.pk].amount == Decimal("5.00")
+    assert {r.partner for r in rewards.values()} == {referral.partner}
+    assert {r.rule for r in rewards.values()} == {rule}
+
+
+def test_a_rerun_adds_nothing_and_new_expenses_are_picked_up(referral):
+    rule_for(referral, reward_type="fixed", amount=Decimal("2"))
+    spend(referral, "10", "2026-01-05")
+    assert rewards_accrue() == 1
+    assert rewards_accrue() == 0
+    spend(referral, "10", "2026-01-06")
+    assert rewards_accrue() == 1
+    assert Reward.objects.count() == 2
+    assert {r.amount for r in Reward.objects.all()} == {Decimal("2")}
+
+
+def test_until_and_inactive_rules_limit_the_run(referral):
+    rule_for(referral)
+    rule_for(referral, active=False)
+    spend(referral, "10", "2026-01-05")
+    spend(referral, "10", "2026-02-05")
+    assert rewards_accrue(until=datetime.date(2026, 1, 31)) == 1
+    assert rewards_accrue() == 1
+
+
+def test_partners_in_the_restricted_group_earn_nothing(referral):
+    banned = ClientGroupFactory()
+    referral.partner.groups.add(banned)
+    referral.program.account_group_restrict = banned
+    referral.program.save()
+    rule_for(referral)
+    spend(referral, "10", "2026-01-05")
+    assert rewards_accrue() == 0
+
+
+@pytest.mark.parametrize(
+    ("january", "february", "rewarded_months"),
+    [("60", "40", {1}), ("30", "80", {2}), ("60", "60", {1, 2}), ("10", "10", set())],
+)
+def test_referral_sales_are_measured_per_schedule_period(
+    referral, january, february, rewarded_months
+):
+    # given a monthly rule: the referral's sales in the month >= 50
+    rule = rule_for(referral, schedule="month")
+    RuleCondition.objects.create(
+        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
+    )
+    spend(referral, january, "2026-01-10")
+    spend(referral, february, "2026-02-10")
+    # when accrued, only the months that reached 50 earn
+    rewards_accrue()
+    assert {r.expense.created_at.month for r in Reward.objects.all()} == rewarded_months
+
+
+@pytest.mark.parametrize(
+    ("services", "referrals", "rewarded"),
+    [(2, 1, True), (0, 2, True), (0, 1, False)],
+)
+def test_condition_groups_or_within_and_across(referral, services, referrals, rewarded):
+    # given (referral bought >= 2 services OR partner has >= 2 referrals) AND (no condition)
+    rule = rule_for(referral, schedule="program")
+    group = RuleConditionGroup.objects.create(rule=rule, name="either")
+    RuleCondition.objects.create(rule=rule, ctype="2", item_count=2, group=group)
+    RuleCondition.objects.create(rule=rule, ctype="3", referral_count=2, group=group)
+    RuleCondition.objects.create(rule=rule, ctype="0")
+    ServiceFactory.create_batch(services, client=referral.client)
+    for _ in range(referrals - 1):
+        ReferralFactory(program=referral.program, partner=referral.partner)
+    spend(referral, "10", "2026-01-05")
+    assert (rewards_accrue() == 1) is rewarded
+
+
+def test_all_referrals_sales_count_the_partners_other_referrals(referral):
+    rule = rule_for(referral, schedule="quarter")
+    RuleCondition.objects.create(
+        rule=rule, ctype="4", comparison="gt", amount_ctype_4=Decimal("100")
+    )
+    sibling = ReferralFactory(program=referral.program, partner=referral.partner)
+    spend(referral, "60", "2026-01-10")
+    ExpenseFactory(client=sibling.client, amount=Decimal("50"), created_at=at("2026-02-10"))
+    assert rewards_accrue() == 2
+
+
+def test_the_command_reports_and_refuses_bad_arguments(referral):
+    rule_for(referral)
+    spend(referral, "10", "2026-01-05")
+    out = StringIO()
+    call_command(
+        "accrue_referral_rewards", "--program", str(referral.program.pk), stdout=out, verbosity=0
+    )
+    assert out.getvalue().strip() == "1 rewards accrued."
+    with pytest.raises(CommandError):
+        call_command("accrue_referral_rewards", "--program", "999999", verbosity=0)
+    with pytest.raises(CommandError):
+        call_command("accrue_referral_rewards", "--until", "soon", verbosity=0)

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
+from billing.models import Client
 from common.admin_tools import admin_actor, changed_fields, csv_response
 from referrals import services
 from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
@@ -140,13 +141,27 @@ class RewardAdmin(admin.ModelAdmin):
     list_filter = [PaidFilter, "rule__program", "kind"]
     search_fields = ["partner__name"]
     date_hierarchy = "created_at"
-    actions = ["export_csv"]
+    actions = ["export_csv", "pay_partners"]
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.action(description="Pay the unpaid rewards of the selected rewards' partners")
+    def pay_partners(self, request, queryset):
+        actor = admin_actor(request, "reward.payout")
+        pairs = sorted(set(queryset.values_list("rule__program_id", "partner_id")))
+        made = []
+        for program_id, partner_id in pairs:
+            made += services.payouts_create(
+                program=ReferralProgram.objects.get(pk=program_id),
+                partner=Client.objects.get(pk=partner_id),
+                actor=actor,
+            )
+        paid = ", ".join(f"{p.amount.normalize():f} {p.currency} to {p.partner}" for p in made)
+        self.message_user(request, f"Paid {paid}." if made else "Nothing was left to pay.")
 
     @admin.action(description="Export selected rewards as CSV")
     def export_csv(self, request, queryset):

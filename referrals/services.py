@@ -2,6 +2,7 @@
 
 import datetime
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -14,8 +15,10 @@ from common.groups import group_resolve, groups_drop_empty
 from common.services import history_record, model_create, model_delete_many, model_update
 from referrals.models import (
     PARTNER_PLACEHOLDER,
+    Payout,
     Referral,
     ReferralProgram,
+    Reward,
     Rule,
     RuleCondition,
     RuleConditionGroup,
@@ -241,3 +244,39 @@ def referral_attach_by_code(
         actor=actor,
         at=at,
     )
+
+
+# Payouts ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def payouts_create(*, program: ReferralProgram, partner: Client, actor: Actor) -> list[Payout]:
+    """Pay a partner's unpaid rewards of a program: one payout per currency, each reward once."""
+    unpaid = list(
+        Reward.objects.select_for_update()
+        .filter(rule__program=program, partner=partner, payout__isnull=True)
+        .order_by("pk")
+    )
+    by_currency: dict[int, list[Reward]] = {}
+    for reward in unpaid:
+        by_currency.setdefault(reward.currency_id, []).append(reward)
+    payouts = []
+    for currency_id, rewards in sorted(by_currency.items()):
+        payout = Payout(
+            program=program,
+            partner=partner,
+            currency_id=currency_id,
+            amount=sum((r.amount for r in rewards), Decimal(0)),
+        )
+        payout.full_clean()
+        payout.save()
+        Reward.objects.filter(pk__in=[r.pk for r in rewards], payout__isnull=True).update(
+            payout=payout
+        )
+        history_record(
+            obj=program,
+            actor=actor,
+            desc=f"Paid {payout.amount} {payout.currency} to {partner} for {len(rewards)} rewards",
+        )
+        payouts.append(payout)
+    return payouts

@@ -149,3 +149,35 @@ def test_the_command_reports_and_refuses_bad_arguments(referral):
         call_command("accrue_referral_rewards", "--program", "999999", verbosity=0)
     with pytest.raises(CommandError):
         call_command("accrue_referral_rewards", "--until", "soon", verbosity=0)
+
+
+def test_payouts_pay_each_reward_once_per_currency(referral):
+    from common.actors import Actor
+    from referrals.services import payouts_create
+    from tests.factories import CurrencyFactory
+
+    # given rewards in two currencies
+    rule_for(referral)
+    spend(referral, "10", "2026-01-05")
+    spend(referral, "30", "2026-01-06")
+    ExpenseFactory(
+        client=referral.client,
+        amount=Decimal("50"),
+        currency=CurrencyFactory(iso="EUR", name="Euro"),
+        created_at=at("2026-01-07"),
+    )
+    rewards_accrue()
+    # when the partner is paid, then one payout per currency carries the sums
+    payouts = payouts_create(
+        program=referral.program, partner=referral.partner, actor=Actor.system("t")
+    )
+    assert sorted((p.currency.iso, p.amount) for p in payouts) == [
+        ("EUR", Decimal("5.00")),
+        ("USD", Decimal("4.00")),
+    ]
+    assert not Reward.objects.filter(payout__isnull=True).exists()
+    # and paying again pays nothing
+    assert (
+        payouts_create(program=referral.program, partner=referral.partner, actor=Actor.system("t"))
+        == []
+    )

@@ -89,3 +89,30 @@ def test_rewards_export_as_csv(admin_client):
     assert rows[0][:3] == ["id", "partner", "referral_client"]
     assert rows[1][1:3] == [referral.partner.name, referral.client.name]
     assert Decimal(rows[1][6]) == Decimal("5.00")
+
+
+def test_pay_action_pays_the_partner_once(admin_client):
+    referral = ReferralFactory()
+    rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
+    rewards = [
+        Reward.objects.create(
+            partner=referral.partner,
+            referral=referral,
+            rule=rule,
+            expense=ExpenseFactory(client=referral.client, amount=Decimal(a)),
+            amount=Decimal(a) / 10,
+            currency=referral.program.provider.currency,
+        )
+        for a in ("50", "20")
+    ]
+    admin_client.post(
+        "/admin/referrals/reward/", {"action": "pay_partners", "_selected_action": [rewards[0].pk]}
+    )
+    admin_client.post(
+        "/admin/referrals/reward/", {"action": "pay_partners", "_selected_action": [rewards[0].pk]}
+    )
+    from referrals.models import Payout
+
+    payout = Payout.objects.get()
+    assert payout.amount == Decimal("7.00") and payout.partner == referral.partner
+    assert set(Reward.objects.values_list("payout", flat=True)) == {payout.pk}

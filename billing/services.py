@@ -1,13 +1,17 @@
 """Writes for the billing substrate, so that func-style clients can set up what promotions refer to."""
 
+import datetime
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError, Value
+from django.db.models.functions import Coalesce, Greatest, Least
+from django.utils import timezone
 
-from billing.models import Client, ClientGroup, Currency, Provider, Tariff
+from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.actors import Actor
 from common.services import model_create, model_delete_many, model_update
 
@@ -51,3 +55,39 @@ def _check_substrate(model: type[models.Model], instance: Any, fields: dict[str,
 
 
 SUBSTRATE_MODELS = (Currency, Provider, ClientGroup, Client, Tariff)
+
+
+@transaction.atomic
+def expense_create(
+    *,
+    client: Client,
+    amount: Decimal,
+    currency: Currency,
+    service: Service | None = None,
+    created_at: datetime.datetime | None = None,
+) -> Expense:
+    """Take in a charge; a referred client's first and last purchase move with it."""
+    if service is not None and service.client_id != client.pk:
+        raise ValidationError({"service": f"Service {service.pk} is not a service of this client."})
+    if amount <= 0:
+        raise ValidationError({"amount": "A charge is more than zero."})
+    expense = Expense(
+        client=client,
+        service=service,
+        amount=amount,
+        currency=currency,
+        created_at=created_at or timezone.now(),
+    )
+    expense.full_clean()
+    expense.save()
+    from referrals.models import Referral  # referrals builds on billing, not the other way round
+
+    Referral.objects.filter(client=client).update(
+        first_purchase_at=Least(
+            Coalesce(F("first_purchase_at"), Value(expense.created_at)), Value(expense.created_at)
+        ),
+        last_purchase_at=Greatest(
+            Coalesce(F("last_purchase_at"), Value(expense.created_at)), Value(expense.created_at)
+        ),
+    )
+    return expense

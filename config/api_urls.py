@@ -1,6 +1,7 @@
 from django.urls import path
 from rest_framework.authtoken.views import obtain_auth_token
 
+from billing import apis as billing_apis
 from promotions import apis as promotion_apis
 from referrals import apis as referral_apis
 
@@ -16,4 +17,5 @@ urlpatterns = [
     path("promotions", promotion_apis.PromotionListApi.as_view(), name="promotion-list"),
     path("promocodes", promotion_apis.PromoCodeListApi.as_view(), name="promocode-list"),
     path("referrals/attach", referral_apis.ReferralAttachApi.as_view(), name="referral-attach"),
+    path("expenses", billing_apis.ExpenseCreateApi.as_view(), name="expense-create"),
 ]

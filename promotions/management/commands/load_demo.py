@@ -13,7 +13,7 @@ from billing.models import Client, ClientGroup, Currency, Expense, Provider, Ser
 from common.actors import Actor
 from promotions import services
 from promotions.models import Condition, Discount
-from referrals.models import Referral, ReferralProgram
+from referrals.models import Referral, ReferralProgram, Rule
 
 DEMO_PROVIDER = "Demo Hosting"
 
@@ -73,6 +73,7 @@ class Command(BaseCommand):
         Referral.objects.create(
             program=program, partner=clients[0], client=clients[4], source=Referral.Source.LINK
         )
+        Rule.objects.create(program=program, name="10% of every charge", amount=Decimal("10"))
 
         today = timezone.localdate()
         spring = services.promotion_create(

@@ -1,12 +1,17 @@
 """BILLmanager's referralprogram function family, translated onto referrals.services."""
 
-from billing.models import ClientGroup, Currency, Provider
+from django.db.models import Count, OuterRef, Subquery, Sum
+
+from billing.models import Client, ClientGroup, Currency, Provider
 from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Switch, Text
-from billmgr_api.resources import Column, Resource, id_column
+from billmgr_api.registry import func
+from billmgr_api.request import FuncRequest
+from billmgr_api.resources import Column, Resource, id_column, read_only_list
+from billmgr_api.results import FuncResult
 from common.comparison import Comparison
 from common.groups import GroupChoice
 from referrals import services
-from referrals.models import ReferralProgram, RewardKind, Rule, RuleCondition
+from referrals.models import Referral, ReferralProgram, Reward, RewardKind, Rule, RuleCondition
 
 program = Resource(
     func="referralprogram",
@@ -106,3 +111,78 @@ condition = Resource(
     ),
     delete=lambda req, objs: services.rule_condition_delete_many(conditions=objs, actor=req.actor),
 ).register()
+
+
+# A program's partners, referrals and rewards (read-only lists, the program as `elid`) ----------
+
+referral_view = read_only_list(
+    "referralprogram.referral",
+    Referral,
+    [
+        id_column(),
+        Column("account", lambda r: r.client.name, "client__name__icontains"),
+        Column("partner", lambda r: r.partner.name, "partner__name__icontains"),
+        Column("source", lambda r: r.source, "source"),
+        Column("joined_at", lambda r: r.joined_at),
+        Column("first_purchase_at", lambda r: r.first_purchase_at or ""),
+        Column("last_purchase_at", lambda r: r.last_purchase_at or ""),
+    ],
+)
+reward_view = read_only_list(
+    "referralprogram.reward",
+    Reward,
+    [
+        id_column(),
+        Column("partner", lambda r: r.partner.name, "partner__name__icontains"),
+        Column("account", lambda r: r.referral.client.name, "referral__client__name__icontains"),
+        Column("rule", lambda r: r.rule.name),
+        Column("amount", lambda r: r.amount),
+        Column("currency", lambda r: r.currency.iso, "currency__iso__iexact"),
+        Column("created_at", lambda r: r.created_at),
+        Column("paid", lambda r: "on" if r.payout_id else "off"),
+    ],
+)
+partner_view = read_only_list(
+    "referralprogram.partner",
+    Client,
+    [
+        id_column(),
+        Column("name", lambda c: c.name, "name__icontains"),
+        Column("referrals", lambda c: c.referral_count),
+        Column("earned", lambda c: c.earned or 0),
+        Column("unpaid", lambda c: c.unpaid or 0),
+    ],
+)
+
+
+@func("referralprogram.referral", perm="referrals.view_referral")
+def program_referrals(req: FuncRequest) -> FuncResult:
+    target = req.object(ReferralProgram.objects.all())
+    rows = Referral.objects.filter(program=target).select_related("client", "partner")
+    return referral_view.rows(req, rows.order_by("id"))
+
+
+@func("referralprogram.reward", perm="referrals.view_reward")
+def program_rewards(req: FuncRequest) -> FuncResult:
+    target = req.object(ReferralProgram.objects.all())
+    rows = Reward.objects.filter(rule__program=target).select_related(
+        "partner", "referral__client", "rule", "currency"
+    )
+    return reward_view.rows(req, rows.order_by("id"))
+
+
+@func("referralprogram.partner", perm="referrals.view_referral")
+def program_partners(req: FuncRequest) -> FuncResult:
+    target = req.object(ReferralProgram.objects.all())
+    rewards = Reward.objects.filter(partner=OuterRef("pk"), rule__program=target)
+
+    def total(queryset):
+        # A subquery per sum: joining rewards beside referrals would multiply the rows.
+        return Subquery(queryset.values("partner").annotate(s=Sum("amount")).values("s"))
+
+    partners = Client.objects.filter(referrals_made__program=target).annotate(
+        referral_count=Count("referrals_made"),
+        earned=total(rewards),
+        unpaid=total(rewards.filter(payout__isnull=True)),
+    )
+    return partner_view.rows(req, partners.order_by("id"))

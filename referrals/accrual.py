@@ -162,10 +162,15 @@ def rewards_accrue(
                         conditions, facts, e.client_id, e.partner_ref, getattr(e, "period", None)
                     )
                 ]
+                # Counted over this batch's expenses only (the unique index answers it), so the
+                # cost does not grow with the ledger; a concurrent run's rows are not counted twice.
+                mine = Reward.objects.filter(
+                    rule=rule, expense_id__in=[r.expense_id for r in rewards]
+                )
                 with transaction.atomic():
-                    before = Reward.objects.filter(rule=rule).count()
+                    before = mine.count()
                     Reward.objects.bulk_create(rewards, ignore_conflicts=True)
-                    added += Reward.objects.filter(rule=rule).count() - before
+                    added += mine.count() - before
                 progress(added)
     return added
 

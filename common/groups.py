@@ -39,3 +39,12 @@ def group_resolve(
 def groups_drop_empty(model: type[models.Model], groups: Iterable[Any]) -> None:
     ids = {g.pk for g in groups if g is not None}
     model.objects.filter(pk__in=ids, conditions__isnull=True).delete()
+
+
+def grouped_terms(conditions: Iterable[Any]) -> list[list[Any]]:
+    """The AND-ed terms: each group's conditions together (OR-ed), an ungrouped one alone."""
+    terms: dict[Any, list[Any]] = {}
+    for condition in conditions:
+        key = ("group", condition.group_id) if condition.group_id else ("alone", condition.pk)
+        terms.setdefault(key, []).append(condition)
+    return list(terms.values())

@@ -7,7 +7,6 @@ interrupted run resumes where it stopped.
 """
 
 import datetime
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from billing.models import Expense, Service
 from common.comparison import COMPARE
+from common.groups import grouped_terms
 from common.money import money_round
 from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
 
@@ -56,17 +56,19 @@ MEASURES: dict[str, Callable[[RuleFacts, int, int, object], Decimal | int]] = {
 }
 
 
+def _holds(c: RuleCondition, facts: RuleFacts, client: int, partner: int, period) -> bool:
+    if c.ctype == RuleCondition.Type.NONE:
+        return True
+    value = MEASURES[c.ctype](facts, client, partner, period)
+    return COMPARE[c.comparison](value, getattr(c, RuleCondition.AMOUNT_FIELD[c.ctype]))
+
+
 def conditions_hold(conditions, facts: RuleFacts, client: int, partner: int, period) -> bool:
     """OR inside a group, AND across groups (an ungrouped condition is its own group)."""
-    terms: dict[object, list[bool]] = defaultdict(list)
-    for c in conditions:
-        if c.ctype == RuleCondition.Type.NONE:
-            holds = True
-        else:
-            value = MEASURES[c.ctype](facts, client, partner, period)
-            holds = COMPARE[c.comparison](value, getattr(c, RuleCondition.AMOUNT_FIELD[c.ctype]))
-        terms[c.group_id or ("alone", c.pk)].append(holds)
-    return all(any(t) for t in terms.values())
+    return all(
+        any(_holds(c, facts, client, partner, period) for c in members)
+        for members in grouped_terms(conditions)
+    )
 
 
 def _period(rule: Rule):

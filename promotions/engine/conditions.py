@@ -5,6 +5,7 @@ from typing import Any
 
 from billing.models import Service
 from common.comparison import COMPARE
+from common.groups import grouped_terms
 from common.periods import shift
 from promotions.engine.facts import ClientFacts, expense_window
 from promotions.engine.types import Kind, Order
@@ -116,11 +117,7 @@ class Affiliate(ConditionCheck):
 
 def conditions_hold(conditions: list[Condition], facts: ClientFacts, order: Order) -> Outcome:
     """Conditions in one group are OR-ed, groups (an ungrouped condition is its own) AND-ed."""
-    terms: dict[Any, list[Condition]] = {}
-    for condition in conditions:
-        key = ("group", condition.group_id) if condition.group_id else ("alone", condition.pk)
-        terms.setdefault(key, []).append(condition)
-    for members in terms.values():
+    for members in grouped_terms(conditions):
         outcomes = [CHECKS[c.ctype](c).holds(facts, order) for c in members]
         if not any(o.holds for o in outcomes):
             return Outcome(False, "condition not met: " + " OR ".join(o.reason for o in outcomes))

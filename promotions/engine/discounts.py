@@ -44,7 +44,7 @@ def _refusal(discount: Discount, tariff_ids, line: Line, tariff: Tariff, facts) 
         months = ", ".join(str(p) for p in discount.period)
         return f"discount {discount.pk} is for periods of {months} months, not {line.period}"
     if discount.validity == Discount.Validity.MONTHS and line.kind == Kind.RENEWAL:
-        service = facts.services_by_id().get(line.service_id) if line.service_id else None
+        service = facts.services_by_id.get(line.service_id) if line.service_id else None
         if service is None:
             return f"discount {discount.pk} lasts {discount.validitylength} months from the order: name the renewed service"
         if add_months(service.opened_at, discount.validitylength) < facts.at:

@@ -3,6 +3,7 @@
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 
 from django.db.models import Count, Min, Q, Sum
 
@@ -38,6 +39,7 @@ class ClientFacts:
     expense_sums: dict[tuple[int, datetime.datetime], Decimal] = field(default_factory=dict)
     code_uses: dict[int, CodeUse] = field(default_factory=dict)
 
+    @cached_property
     def services_by_id(self) -> dict[int, ServiceFact]:
         return {s.id: s for s in self.services}
 

@@ -1,6 +1,5 @@
 """Expense intake: the charges referral rewards accrue on."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -10,7 +9,7 @@ from rest_framework.views import APIView
 
 from billing.models import Client, Currency, Expense, Service
 from billing.services import expense_create
-from common.apis import HasPerm
+from common.apis import HasPerm, service_call
 
 
 class ExpenseOutput(serializers.ModelSerializer):
@@ -42,8 +41,8 @@ class ExpenseCreateApi(APIView):
         currency = Currency.objects.filter(iso=data["currency"].upper()).first()
         if currency is None:
             raise ValidationError({"currency": [f"Unknown currency {data['currency']}."]})
-        try:
-            expense = expense_create(
+        expense = service_call(
+            lambda: expense_create(
                 client=get_object_or_404(Client, pk=data["client"]),
                 service=get_object_or_404(Service, pk=data["service"])
                 if data.get("service")
@@ -52,6 +51,5 @@ class ExpenseCreateApi(APIView):
                 currency=currency,
                 created_at=data.get("created_at"),
             )
-        except DjangoValidationError as exc:
-            raise ValidationError(exc.message_dict) from None
+        )
         return Response(ExpenseOutput(expense).data, status=status.HTTP_201_CREATED)

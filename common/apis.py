@@ -1,5 +1,8 @@
 """What every REST view shares: who acts, and permissions that also guard reads."""
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 from common.actors import Actor
@@ -21,3 +24,19 @@ class HasPerm(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm(view.required_perm))
+
+
+class Conflict(serializers.Serializer):
+    """The 409 answer: why a write was refused."""
+
+    detail = serializers.CharField()
+
+
+def service_call(fn):
+    """Run a service; a Django ValidationError becomes a 400 with the same field messages."""
+    try:
+        return fn()
+    except DjangoValidationError as exc:
+        raise ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        ) from None

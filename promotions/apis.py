@@ -1,6 +1,5 @@
 """The engine's REST door: quote, redeem, release, and read-only lists. Views only translate."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
@@ -11,7 +10,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.apis import HasPerm, ModelPermissionsWithView, api_actor
+from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
 from promotions import services
 from promotions.engine import Kind, Line, Order, quote_order
 from promotions.engine.present import quote_as_dict
@@ -107,20 +106,6 @@ class RedemptionOutput(QuoteOutput):
     usages = UsageOutput(many=True)
 
 
-class Conflict(serializers.Serializer):
-    detail = serializers.CharField()
-
-
-def _engine_call(fn):
-    """Run a service; a Django ValidationError becomes a 400 with the same field messages."""
-    try:
-        return fn()
-    except DjangoValidationError as exc:
-        raise ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        ) from None
-
-
 class QuoteApi(APIView):
     required_perm = "promotions.view_promotion"
     permission_classes = [HasPerm]
@@ -128,7 +113,7 @@ class QuoteApi(APIView):
     @extend_schema(request=OrderInput, responses={200: QuoteOutput}, operation_id="quote_create")
     def post(self, request):
         order = _order_from(request)
-        quote = _engine_call(lambda: quote_order(order=order))
+        quote = service_call(lambda: quote_order(order=order))
         return Response(quote_as_dict(quote))
 
 
@@ -152,7 +137,7 @@ class RedemptionCreateApi(APIView):
             )
         order = _order_from(request)
         try:
-            redemption, created = _engine_call(
+            redemption, created = service_call(
                 lambda: services.redemption_redeem(
                     order=order, idempotency_key=key, actor=api_actor(request, "api.redeem")
                 )

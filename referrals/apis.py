@@ -8,8 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Client
-from common.apis import HasPerm, api_actor
-from promotions.apis import Conflict
+from common.apis import Conflict, HasPerm, api_actor
 from referrals import services
 from referrals.models import Referral, ReferralProgram
 

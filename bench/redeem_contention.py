@@ -21,7 +21,10 @@ DB_NAME = "bench_redeem_contention"
 
 def _redeem_many(job):
     """In a worker process: redeem each (client, code, key) and time every attempt."""
+    from decimal import Decimal
+
     from django.db import connections
+    from django.utils import timezone
 
     from common.actors import Actor
     from promotions.engine import Line, Order
@@ -33,9 +36,9 @@ def _redeem_many(job):
         order = Order(
             client_id=client_id,
             provider_id=provider_id,
-            at=_now(),
+            at=timezone.now(),
             codes=(code,),
-            lines=(Line(tariff_id, 12, _price(), "USD"),),
+            lines=(Line(tariff_id, 12, Decimal("100.00"), "USD"),),
         )
         started = time.perf_counter()
         try:
@@ -46,18 +49,6 @@ def _redeem_many(job):
         latencies.append(time.perf_counter() - started)
     connections.close_all()
     return latencies, ok, refused
-
-
-def _now():
-    from django.utils import timezone
-
-    return timezone.now()
-
-
-def _price():
-    from decimal import Decimal
-
-    return Decimal("100.00")
 
 
 def _run(pool, jobs):

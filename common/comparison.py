@@ -18,3 +18,6 @@ COMPARE = {
     "ge": lambda a, b: a >= b,
     "gt": lambda a, b: a > b,
 }
+
+# The ORM lookup that makes each comparison a filter.
+LOOKUPS = {"lt": "lt", "le": "lte", "eq": "exact", "ge": "gte", "gt": "gt"}

@@ -1,28 +1,46 @@
-"""Reward accrual: every qualifying expense of a referral earns its partner a reward per rule, once.
+"""Reward accrual: every qualifying expense of a referral earns a reward per rule, once.
 
-Facts (sums per referral and schedule period, services per referral, referrals per partner) are
-read with a few GROUP BY queries per rule; expenses stream in primary-key batches and rewards are
-inserted with ON CONFLICT DO NOTHING on (rule, expense), so a re-run adds nothing and an
-interrupted run resumes where it stopped.
+The program says who is credited: the partner, the referred client, or both (a row each).
+
+One statement per rule and chunk of partners selects the qualifying expenses. What conditions
+compare (sales of a referral per schedule period, sales of all a partner's referrals per period,
+services of a referral, referrals of a partner) are window sums and counted subqueries over the
+same rows, and the rule's condition groups become its WHERE. On PostgreSQL the selection feeds
+`INSERT ... SELECT ... ON CONFLICT (rule, expense) DO NOTHING` with the amount rounded as numeric;
+on SQLite, which has no decimal type, the rows are fetched and rounded by money_round. A chunk of
+partners holds all their referrals, so its windows are whole; each chunk commits on its own, so an
+interrupted run resumes, and a re-run adds nothing.
 """
 
 import datetime
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Callable, Iterator
 
-from django.db import transaction
-from django.db.models import Count, DateTimeField, F, Sum
-from django.db.models.functions import TruncMonth, TruncQuarter, TruncYear
+from django.db import connection, transaction
+from django.db.models import (
+    Count,
+    DateTimeField,
+    Expression,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    Window,
+)
+from django.db.models.functions import Coalesce, TruncMonth, TruncQuarter, TruncYear
 from django.utils import timezone
 
-from billing.models import Expense, Service
-from common.comparison import COMPARE
+from billing.models import Client, Expense, Service
+from common.comparison import LOOKUPS
 from common.groups import grouped_terms
 from common.money import money_round
 from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
 
-BATCH = 5000
+# Referrals per chunk: a chunk is one transaction, the unit of progress and of resumption.
+CHUNK_REFERRALS = 2000
 
 PERIOD_OF = {
     Rule.Schedule.MONTH: TruncMonth,
@@ -31,91 +49,206 @@ PERIOD_OF = {
 }
 
 
-@dataclass
-class RuleFacts:
-    sales: dict[tuple[int, object], Decimal] = field(default_factory=dict)  # (client, period)
-    partner_sales: dict[tuple[int, object], Decimal] = field(default_factory=dict)
-    services: dict[int, int] = field(default_factory=dict)
-    referrals: dict[int, int] = field(default_factory=dict)
+def _period(rule: Rule) -> list[Expression]:
+    trunc = PERIOD_OF.get(rule.schedule)
+    return [trunc("created_at", output_field=DateTimeField())] if trunc else []
 
 
-# The value each condition type compares, from the facts about one expense's referral and period.
-MEASURES: dict[str, Callable[[RuleFacts, int, int, object], Decimal | int]] = {
-    RuleCondition.Type.REFERRAL_SALES: lambda f, client, partner, period: f.sales.get(
-        (client, period), Decimal(0)
-    ),
-    RuleCondition.Type.REFERRAL_SERVICES: lambda f, client, partner, period: f.services.get(
-        client, 0
-    ),
-    RuleCondition.Type.PARTNER_REFERRALS: lambda f, client, partner, period: f.referrals.get(
-        partner, 0
-    ),
-    RuleCondition.Type.ALL_REFERRALS_SALES: lambda f, client, partner, period: f.partner_sales.get(
-        (partner, period), Decimal(0)
-    ),
+def _referral_sales(program: ReferralProgram, rule: Rule) -> Expression:
+    return Window(Sum("amount"), partition_by=[F("client_id"), *_period(rule)])
+
+
+def _all_referrals_sales(program: ReferralProgram, rule: Rule) -> Expression:
+    return Window(Sum("amount"), partition_by=[F("partner_ref"), *_period(rule)])
+
+
+def _referral_services(program: ReferralProgram, rule: Rule) -> Expression:
+    services = (
+        Service.objects.filter(client_id=OuterRef("client_id"))
+        .order_by()
+        .values("client_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(services, output_field=IntegerField()), Value(0))
+
+
+def _partner_referrals(program: ReferralProgram, rule: Rule) -> Expression:
+    referrals = (
+        Referral.objects.filter(program=program, partner_id=OuterRef("partner_ref"))
+        .order_by()
+        .values("partner_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(referrals, output_field=IntegerField()), Value(0))
+
+
+# The value each condition type compares: an annotation name and how to compute it per expense.
+MEASURES: dict[str, tuple[str, Callable[[ReferralProgram, Rule], Expression]]] = {
+    RuleCondition.Type.REFERRAL_SALES: ("referral_sales", _referral_sales),
+    RuleCondition.Type.REFERRAL_SERVICES: ("referral_services", _referral_services),
+    RuleCondition.Type.PARTNER_REFERRALS: ("partner_referrals", _partner_referrals),
+    RuleCondition.Type.ALL_REFERRALS_SALES: ("all_referrals_sales", _all_referrals_sales),
 }
 
 
-def _holds(c: RuleCondition, facts: RuleFacts, client: int, partner: int, period) -> bool:
+def _condition_q(c: RuleCondition) -> Q | None:
+    """The condition as a filter, or None when it always holds."""
     if c.ctype == RuleCondition.Type.NONE:
-        return True
-    value = MEASURES[c.ctype](facts, client, partner, period)
-    return COMPARE[c.comparison](value, getattr(c, RuleCondition.AMOUNT_FIELD[c.ctype]))
+        return None
+    name, _ = MEASURES[c.ctype]
+    threshold = getattr(c, RuleCondition.AMOUNT_FIELD[c.ctype])
+    return Q(**{f"{name}__{LOOKUPS[c.comparison]}": threshold})
 
 
-def conditions_hold(conditions, facts: RuleFacts, client: int, partner: int, period) -> bool:
-    """OR inside a group, AND across groups (an ungrouped condition is its own group)."""
-    return all(
-        any(_holds(c, facts, client, partner, period) for c in members)
-        for members in grouped_terms(conditions)
+def qualifying_expenses(
+    rule: Rule, *, until: datetime.date | None = None, conditions: list[RuleCondition] | None = None
+) -> QuerySet:
+    """Expenses of the rule's program that its conditions let earn a reward (rewarded or not).
+
+    Conditions are OR-ed inside a group and AND-ed across groups (an ungrouped condition is its
+    own group); the program's min_referrals is one more AND-ed term.
+    """
+    program = rule.program
+    conditions = list(rule.conditions.all()) if conditions is None else conditions
+    expenses = _program_expenses(program, until).annotate(
+        partner_ref=F("client__referral__partner_id"), referral_ref=F("client__referral__id")
     )
-
-
-def _period(rule: Rule):
-    trunc = PERIOD_OF.get(rule.schedule)
-    return trunc("created_at", output_field=DateTimeField()) if trunc else None
-
-
-def _facts(rule: Rule, expenses) -> RuleFacts:
-    facts = RuleFacts()
-    period = _period(rule)
-    grouped = expenses.annotate(period=period) if period is not None else expenses
-    keys = ["client_id", "period"] if period is not None else ["client_id"]
-    partner_of = dict(
-        Referral.objects.filter(program=rule.program).values_list("client_id", "partner_id")
+    used = {c.ctype for c in conditions if c.ctype in MEASURES}
+    if program.min_referrals:
+        used.add(RuleCondition.Type.PARTNER_REFERRALS)
+    expenses = expenses.annotate(
+        **{MEASURES[t][0]: MEASURES[t][1](program, rule) for t in sorted(used)}
     )
-    for row in grouped.values(*keys).annotate(total=Sum("amount")).order_by():
-        key = (row["client_id"], row.get("period"))
-        facts.sales[key] = row["total"]
-        partner_key = (partner_of[row["client_id"]], row.get("period"))
-        facts.partner_sales[partner_key] = facts.partner_sales.get(partner_key, 0) + row["total"]
-    facts.services = dict(
-        Service.objects.filter(client__referral__program=rule.program)
-        .values("client_id")
-        .annotate(n=Count("id"))
-        .values_list("client_id", "n")
-    )
-    facts.referrals = dict(
-        Referral.objects.filter(program=rule.program)
-        .values("partner_id")
-        .annotate(n=Count("id"))
-        .values_list("partner_id", "n")
-    )
-    return facts
+    for members in grouped_terms(conditions):
+        alternatives = [_condition_q(c) for c in members]
+        if None in alternatives:
+            continue
+        term = Q()
+        for q in alternatives:
+            term |= q
+        expenses = expenses.filter(term)
+    if program.min_referrals:
+        expenses = expenses.filter(partner_referrals__gte=program.min_referrals)
+    return expenses
 
 
-def _expenses(program: ReferralProgram, until: datetime.date | None):
+def _program_expenses(program: ReferralProgram, until: datetime.date | None) -> QuerySet:
     last = min(d for d in (program.end_date, until) if d) if (program.end_date or until) else None
     expenses = Expense.objects.filter(
         client__referral__program=program, created_at__date__gte=program.start_date
     )
     if last:
         expenses = expenses.filter(created_at__date__lte=last)
-    if program.account_group_restrict_id:
-        expenses = expenses.exclude(
-            client__referral__partner__groups=program.account_group_restrict_id
-        )
     return expenses
+
+
+def _partner_chunks(program: ReferralProgram) -> Iterator[tuple[int, int]]:
+    """Ranges of partner ids holding about CHUNK_REFERRALS referrals each."""
+    counts = (
+        Referral.objects.filter(program=program)
+        .order_by("partner_id")
+        .values("partner_id")
+        .annotate(n=Count("id"))
+        .values_list("partner_id", "n")
+    )
+    first = held = None
+    for partner_id, n in counts.iterator():
+        if first is None:
+            first, held = partner_id, 0
+        held += n
+        if held >= CHUNK_REFERRALS:
+            yield first, partner_id
+            first = None
+    if first is not None:
+        yield first, partner_id
+
+
+# Who a reward credits, per beneficiary: the selection's column holding that client.
+CREDITED = {Reward.Beneficiary.REFERRER: "partner_ref", Reward.Beneficiary.REFEREE: "client_id"}
+
+BENEFICIARIES = {
+    ReferralProgram.Rewarded.REFERRER: [Reward.Beneficiary.REFERRER],
+    ReferralProgram.Rewarded.REFEREE: [Reward.Beneficiary.REFEREE],
+    ReferralProgram.Rewarded.BOTH: [Reward.Beneficiary.REFERRER, Reward.Beneficiary.REFEREE],
+}
+
+
+def _accrue_chunk(rule: Rule, selection: QuerySet, beneficiary: str) -> int:
+    program = rule.program
+    rows = selection.order_by().values(
+        e_id=F("id"),
+        e_credited=F(CREDITED[beneficiary]),
+        e_referral=F("referral_ref"),
+        e_currency=F("currency_id"),
+        e_amount=F("amount"),
+        e_minor_units=F("currency__minor_units"),
+    )
+    inner_sql, params = rows.query.sql_with_params()
+    rewarded = Reward._meta.db_table
+    pick = f"SELECT q.* FROM ({inner_sql}) q WHERE q.e_amount > 0"
+    if program.account_group_restrict_id:
+        # Measured over every expense, but the restricted group's clients are credited nothing.
+        membership = Client.groups.through._meta.db_table
+        pick += (
+            f" AND NOT EXISTS (SELECT 1 FROM {membership} m "
+            f"WHERE m.client_id = q.e_credited AND m.clientgroup_id = %s)"
+        )
+        params = (*params, program.account_group_restrict_id)
+    now = timezone.now()
+    kind = (
+        program.referrer_reward_kind
+        if beneficiary == Reward.Beneficiary.REFERRER
+        else program.referee_reward_kind
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # No NOT EXISTS against the ledger: planned while the ledger is still empty, it becomes
+            # a scan per row of the rows this very statement inserts. The unique index answers.
+            amount = (
+                "ROUND(q.e_amount * %s / 100, q.e_minor_units)"
+                if rule.reward_type == Rule.RewardType.PERCENT
+                else "%s"
+            )
+            cursor.execute(
+                f"INSERT INTO {rewarded} (partner_id, referral_id, rule_id, expense_id, "
+                f"beneficiary, amount, currency_id, kind, created_at) "
+                f"SELECT q.e_credited, q.e_referral, %s, q.e_id, %s, {amount}, q.e_currency, %s, %s "
+                f"FROM ({pick}) q ON CONFLICT (rule_id, expense_id, beneficiary) DO NOTHING",
+                [rule.pk, beneficiary, rule.amount, kind, now, *params],
+            )
+            return cursor.rowcount
+        cursor.execute(
+            f"SELECT q.e_id, q.e_credited, q.e_referral, q.e_currency, q.e_amount, "
+            f"q.e_minor_units FROM ({pick}) q WHERE NOT EXISTS (SELECT 1 FROM {rewarded} r "
+            f"WHERE r.rule_id = %s AND r.expense_id = q.e_id AND r.beneficiary = %s)",
+            [*params, rule.pk, beneficiary],
+        )
+        rewards = [
+            Reward(
+                partner_id=credited,
+                referral_id=referral,
+                rule=rule,
+                expense_id=expense,
+                beneficiary=beneficiary,
+                amount=_amount(rule, amount, minor_units),
+                currency_id=currency,
+                kind=kind,
+                created_at=now,
+            )
+            for expense, credited, referral, currency, amount, minor_units in cursor.fetchall()
+        ]
+        # SQLite runs one writer at a time, so what was picked is what gets inserted.
+        Reward.objects.bulk_create(rewards, ignore_conflicts=True)
+    return len(rewards)
+
+
+def _amount(rule: Rule, expense_amount, minor_units: int):
+    if rule.reward_type == Rule.RewardType.FIXED:
+        return rule.amount
+    share = Expense._meta.get_field("amount").to_python(expense_amount) * rule.amount / 100
+    return money_round(share, minor_units=minor_units)
 
 
 def rewards_accrue(
@@ -130,55 +263,18 @@ def rewards_accrue(
         programs = programs.filter(pk=program.pk)
     added = 0
     for prog in programs:
-        expenses = _expenses(prog, until)
+        chunks = list(_partner_chunks(prog))
         for rule in prog.rules.filter(active=True).prefetch_related("conditions"):
-            conditions = list(rule.conditions.all())
-            facts = _facts(rule, expenses)
-            period = _period(rule)
-            todo = expenses.exclude(rewards__rule=rule).select_related("currency")
-            todo = todo.annotate(
-                partner_ref=F("client__referral__partner_id"),
-                referral_ref=F("client__referral__id"),
+            rule.program = prog
+            selection = qualifying_expenses(
+                rule, until=until, conditions=list(rule.conditions.all())
             )
-            if period is not None:
-                todo = todo.annotate(period=period)
-            last_pk = 0
-            while True:
-                batch = list(todo.filter(pk__gt=last_pk).order_by("pk")[:BATCH])
-                if not batch:
-                    break
-                last_pk = batch[-1].pk
-                rewards = [
-                    Reward(
-                        partner_id=e.partner_ref,
-                        referral_id=e.referral_ref,
-                        rule=rule,
-                        expense=e,
-                        amount=_amount(rule, e),
-                        currency=e.currency,
-                        kind=prog.referrer_reward_kind,
-                        created_at=timezone.now(),
-                    )
-                    for e in batch
-                    if conditions_hold(
-                        conditions, facts, e.client_id, e.partner_ref, getattr(e, "period", None)
-                    )
-                ]
-                # Counted over this batch's expenses only (the unique index answers it), so the
-                # cost does not grow with the ledger; a concurrent run's rows are not counted twice.
-                mine = Reward.objects.filter(
-                    rule=rule, expense_id__in=[r.expense_id for r in rewards]
+            for first, last in chunks:
+                chunk = selection.filter(
+                    client__referral__partner_id__gte=first,
+                    client__referral__partner_id__lte=last,
                 )
-                with transaction.atomic():
-                    before = mine.count()
-                    Reward.objects.bulk_create(rewards, ignore_conflicts=True)
-                    added += mine.count() - before
+                for beneficiary in BENEFICIARIES[prog.rewarded]:
+                    added += _accrue_chunk(rule, chunk, beneficiary)
                 progress(added)
     return added
-
-
-def _amount(rule: Rule, expense: Expense) -> Decimal:
-    if rule.reward_type == Rule.RewardType.FIXED:
-        return rule.amount
-    share = expense.amount * rule.amount / 100
-    return money_round(share, minor_units=expense.currency.minor_units)

@@ -282,14 +282,29 @@ class Payout(models.Model):
 
 
 class Reward(models.Model):
-    """A ledger row: what a rule earned a partner on one expense of their referral."""
+    """A ledger row: what a rule earned a client (the partner, or the referred client) on one
+    expense of a referral."""
 
-    partner = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="rewards")
+    class Beneficiary(models.TextChoices):
+        REFERRER = "referrer", "the referrer"
+        REFEREE = "referee", "the referred client"
+
+    # The credited client: the partner for a referrer's reward, the referred client for theirs.
+    # The unique (rule, expense, beneficiary) index starts with rule and (partner, payout) with
+    # partner, so neither needs an index of its own; accrual writes a million rows at a time.
+    partner = models.ForeignKey(
+        Client, on_delete=models.PROTECT, related_name="rewards", db_index=False
+    )
     referral = models.ForeignKey(Referral, on_delete=models.PROTECT, related_name="rewards")
-    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="rewards")
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="rewards", db_index=False)
     expense = models.ForeignKey(Expense, on_delete=models.PROTECT, related_name="rewards")
+    beneficiary = models.CharField(
+        max_length=10, choices=Beneficiary.choices, default=Beneficiary.REFERRER
+    )
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     kind = models.CharField(max_length=10, choices=RewardKind.choices, default=RewardKind.CASH)
     created_at = models.DateTimeField(default=timezone.now)
     payout = models.ForeignKey(
@@ -300,7 +315,7 @@ class Reward(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["rule", "expense"], name="reward_once_per_rule_expense"
+                fields=["rule", "expense", "beneficiary"], name="reward_once_per_rule_expense"
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="reward_amount_gte_0"),
         ]

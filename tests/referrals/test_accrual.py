@@ -137,6 +137,88 @@ def test_all_referrals_sales_count_the_partners_other_referrals(referral):
     assert rewards_accrue() == 2
 
 
+@pytest.mark.parametrize(
+    ("rewarded", "credited"),
+    [
+        ("referrer", {("referrer", "partner", "cash")}),
+        ("referee", {("referee", "client", "points")}),
+        ("both", {("referrer", "partner", "cash"), ("referee", "client", "points")}),
+    ],
+)
+def test_the_program_says_who_is_credited_and_in_what_kind(referral, rewarded, credited):
+    # given a program paying the referrer in cash and the referred client in points
+    program = referral.program
+    program.rewarded, program.referee_reward_kind = rewarded, "points"
+    program.save()
+    rule_for(referral)
+    spend(referral, "20", "2026-01-05")
+    # when accrued twice
+    first, again = rewards_accrue(), rewards_accrue()
+    # then each beneficiary gets one row of 10%, credited to the right client, once
+    people = {"partner": referral.partner, "client": referral.client}
+    rows = {(r.beneficiary, r.partner, r.kind, r.amount) for r in Reward.objects.all()}
+    assert rows == {(b, people[who], kind, Decimal("2.00")) for b, who, kind in credited}
+    assert (first, again) == (len(credited), 0)
+
+
+def test_a_restricted_referred_client_earns_nothing_but_their_partner_does(referral):
+    banned = ClientGroupFactory()
+    referral.client.groups.add(banned)
+    program = referral.program
+    program.account_group_restrict, program.rewarded = banned, "both"
+    program.save()
+    rule_for(referral)
+    spend(referral, "10", "2026-01-05")
+    assert rewards_accrue() == 1
+    assert Reward.objects.get().beneficiary == "referrer"
+
+
+@pytest.mark.parametrize(("referrals", "rewarded"), [(1, 0), (2, 2)])
+def test_partners_below_min_referrals_earn_nothing(referral, referrals, rewarded):
+    referral.program.min_referrals = 2
+    referral.program.save()
+    rule_for(referral)
+    others = [
+        ReferralFactory(program=referral.program, partner=referral.partner)
+        for _ in range(referrals - 1)
+    ]
+    for r in [referral, *others]:
+        spend(r, "10", "2026-01-05")
+    assert rewards_accrue() == rewarded
+
+
+def test_refunds_earn_nothing_and_count_against_sales(referral):
+    # given a monthly rule on sales >= 50 and a refund that takes January below it
+    rule = rule_for(referral, schedule="month")
+    RuleCondition.objects.create(
+        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
+    )
+    spend(referral, "60", "2026-01-05")
+    spend(referral, "-20", "2026-01-06")
+    spend(referral, "80", "2026-02-05")
+    spend(referral, "-5", "2026-02-06")
+    # then only February's charge earns
+    rewards_accrue()
+    assert [r.expense.amount for r in Reward.objects.all()] == [Decimal("80")]
+
+
+def test_chunks_of_partners_keep_each_partners_sums_whole(referral, monkeypatch):
+    # given chunks of one referral and a partner whose two referrals only reach 100 together
+    monkeypatch.setattr("referrals.accrual.CHUNK_REFERRALS", 1)
+    rule = rule_for(referral, schedule="program")
+    RuleCondition.objects.create(
+        rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("100")
+    )
+    sibling = ReferralFactory(program=referral.program, partner=referral.partner)
+    loner = ReferralFactory(program=referral.program)
+    spend(referral, "60", "2026-01-10")
+    spend(sibling, "40", "2026-01-11")
+    spend(loner, "90", "2026-01-12")
+    # when accrued, the partner's pair earns and the partner below 100 does not
+    assert rewards_accrue() == 2
+    assert {r.referral for r in Reward.objects.all()} == {referral, sibling}
+
+
 def test_the_command_reports_and_refuses_bad_arguments(referral):
     rule_for(referral)
     spend(referral, "10", "2026-01-05")

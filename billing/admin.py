@@ -1,6 +1,8 @@
 from django.contrib import admin
 
+from billing import services
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from common.admin_tools import ServiceSavedAdmin
 
 
 @admin.register(Currency)
@@ -22,11 +24,21 @@ class ClientGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(Client)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(ServiceSavedAdmin):
+    """Through the services, so that a new client is enrolled in the default referral program."""
+
     list_display = ["id", "name", "email", "provider", "registration_date"]
     list_filter = ["provider", "groups"]
     search_fields = ["name", "email"]
     filter_horizontal = ["groups"]
+
+    @staticmethod
+    def create(actor, data):
+        return services.substrate_create(model=Client, actor=actor, **data)
+
+    @staticmethod
+    def update(current, actor, data):
+        return services.substrate_update(instance=current, actor=actor, **data)
 
 
 @admin.register(Tariff)

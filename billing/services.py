@@ -22,7 +22,13 @@ M = TypeVar("M", bound=models.Model)
 def substrate_create(*, model: type[M], actor: Actor, **fields: Any) -> M:
     """Create a currency, provider, client group, client or tariff."""
     _check_substrate(model, None, fields)
-    return model_create(model=model, data=fields, actor=actor)
+    created = model_create(model=model, data=fields, actor=actor)
+    if model is Client:
+        # Referrals build on billing, so billing reaches them only when a client registers.
+        from referrals.services import client_registered
+
+        client_registered(client=created, actor=actor)
+    return created
 
 
 @transaction.atomic

@@ -2,11 +2,19 @@
 
 import csv
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from common.actors import Actor
+from common.groups import GroupChoice
+
+# How an inline's rows are written: create(data), update(current, changed data), delete(objects).
+InlineWriters = tuple[Callable[[dict], Any], Callable[[Any, dict], Any], Callable[[list], Any]]
 
 
 def admin_actor(request: HttpRequest, action: str) -> Actor:
@@ -29,3 +37,71 @@ def csv_response(
     for item in rows:
         writer.writerow(row(item) if row else item)
     return response
+
+
+def group_arg(data: dict) -> dict:
+    """The admin picks a group object; the services take a group name (or `none`)."""
+    data = dict(data)
+    if "group" in data:
+        group = data.pop("group")
+        data["group"] = group.name if group else GroupChoice.NONE
+    return data
+
+
+def formset_save_through(formset, writers: InlineWriters, parent_field: str) -> None:
+    """Save an inline formset through services, in one transaction: deletes, then each changed
+    row's changed fields, then new rows; each write keeps its own history line."""
+    create, update, delete = writers
+    formset.new_objects, formset.changed_objects = [], []
+    formset.deleted_objects = [f.instance for f in formset.deleted_forms if f.instance.pk]
+    with transaction.atomic():
+        delete(formset.deleted_objects)
+        for f in formset.forms:
+            if f in formset.deleted_forms or not f.has_changed():
+                continue
+            data = {
+                k: v for k, v in f.cleaned_data.items() if k not in ("id", "DELETE", parent_field)
+            }
+            if f.instance.pk:
+                current = formset.model.objects.get(pk=f.instance.pk)
+                update(current, {k: data[k] for k in f.changed_data if k in data})
+                formset.changed_objects.append((current, f.changed_data))
+            else:
+                made = create(data)
+                if isinstance(made, formset.model):
+                    formset.new_objects.append(made)
+
+
+class ServiceSavedAdmin(admin.ModelAdmin):
+    """Saves go through the app's services, so history and rules are the same as on every door.
+
+    Subclasses give `create(actor, data)`, `update(current, actor, changed)` and, for inlines,
+    `inline_writers(request, parent)` -> {model: (create, update, delete)}.
+    """
+
+    create = update = None
+
+    def save_model(self, request, obj, form, change):
+        actor = admin_actor(
+            request, f"{self.model._meta.model_name}.{'change' if change else 'add'}"
+        )
+        try:
+            if change:
+                current = type(obj).objects.get(pk=obj.pk)
+                saved = self.update(current, actor, changed_fields(form))
+            else:
+                saved = self.create(actor, form.cleaned_data)
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+            raise
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    def inline_writers(self, request, parent) -> dict[type, InlineWriters]:
+        return {}
+
+    def save_formset(self, request, form, formset, change):
+        writers = self.inline_writers(request, form.instance).get(formset.model)
+        if writers is None:
+            return super().save_formset(request, form, formset, change)
+        formset_save_through(formset, writers, formset.fk.name)

@@ -17,5 +17,6 @@ urlpatterns = [
     path("promotions", promotion_apis.PromotionListApi.as_view(), name="promotion-list"),
     path("promocodes", promotion_apis.PromoCodeListApi.as_view(), name="promocode-list"),
     path("referrals/attach", referral_apis.ReferralAttachApi.as_view(), name="referral-attach"),
+    path("referrals/clicks", referral_apis.LinkClickCreateApi.as_view(), name="link-click"),
     path("expenses", billing_apis.ExpenseCreateApi.as_view(), name="expense-create"),
 ]

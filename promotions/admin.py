@@ -8,8 +8,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from common.admin_tools import admin_actor, changed_fields
-from common.groups import GroupChoice
+from common.admin_tools import admin_actor, changed_fields, formset_save_through, group_arg
 from promotions import codegen, selectors, services
 from promotions.models import (
     Condition,
@@ -177,10 +176,10 @@ class PromotionAdmin(admin.ModelAdmin):
             ),
             Condition: (
                 lambda data: services.condition_create(
-                    promotion=promotion, actor=actor, **_group_arg(data)
+                    promotion=promotion, actor=actor, **group_arg(data)
                 ),
                 lambda obj, data: services.condition_update(
-                    condition=obj, actor=actor, **_group_arg(data)
+                    condition=obj, actor=actor, **group_arg(data)
                 ),
                 lambda objs: services.condition_delete_many(conditions=objs, actor=actor),
             ),
@@ -192,27 +191,7 @@ class PromotionAdmin(admin.ModelAdmin):
         }
         if formset.model not in handlers:
             return super().save_formset(request, form, formset, change)
-        create, update, delete = handlers[formset.model]
-        formset.new_objects, formset.changed_objects = [], []
-        formset.deleted_objects = [f.instance for f in formset.deleted_forms if f.instance.pk]
-        with transaction.atomic():
-            delete(formset.deleted_objects)
-            for f in formset.forms:
-                if f in formset.deleted_forms or not f.has_changed():
-                    continue
-                data = {
-                    k: v
-                    for k, v in f.cleaned_data.items()
-                    if k not in ("id", "DELETE", "promotion")
-                }
-                if f.instance.pk:
-                    current = formset.model.objects.get(pk=f.instance.pk)
-                    update(current, {k: data[k] for k in f.changed_data if k in data})
-                    formset.changed_objects.append((current, f.changed_data))
-                else:
-                    made = create(data)
-                    if isinstance(made, formset.model):
-                        formset.new_objects.append(made)
+        formset_save_through(formset, handlers[formset.model], "promotion")
 
     @admin.action(description="Archive selected promotions", permissions=["change"])
     def archive(self, request, queryset):
@@ -267,15 +246,6 @@ class PromotionAdmin(admin.ModelAdmin):
                 "opts": self.model._meta,
             },
         )
-
-
-def _group_arg(data: dict) -> dict:
-    """The admin picks a group object; the service takes a group name (or `none`)."""
-    data = dict(data)
-    if "group" in data:
-        group = data.pop("group")
-        data["group"] = group.name if group else GroupChoice.NONE
-    return data
 
 
 class PromoCodeForm(forms.ModelForm):

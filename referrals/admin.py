@@ -1,40 +1,34 @@
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import admin
 
 from billing.models import Client
-from common.admin_tools import admin_actor, changed_fields, csv_response
+from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from referrals import services
-from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
-
-
-class ServiceSavedAdmin(admin.ModelAdmin):
-    """Saves go through the app's services, so history and rules are the same as on every door."""
-
-    create = update = None
-
-    def save_model(self, request, obj, form, change):
-        actor = admin_actor(
-            request, f"{self.model._meta.model_name}.{'change' if change else 'add'}"
-        )
-        try:
-            if change:
-                current = type(obj).objects.get(pk=obj.pk)
-                saved = self.update(current, actor, changed_fields(form))
-            else:
-                saved = self.create(actor, form.cleaned_data)
-        except ValidationError as exc:
-            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
-            raise
-        obj.pk = saved.pk
+from referrals.models import (
+    LinkClick,
+    Partnership,
+    Referral,
+    ReferralProgram,
+    Reward,
+    Rule,
+    RuleCondition,
+    RuleConditionGroup,
+)
 
 
 class RuleInline(admin.TabularInline):
     model = Rule
     fields = ["name", "reward_type", "amount", "schedule", "active"]
-    readonly_fields = fields
     extra = 0
     show_change_link = True
+
+
+class PartnershipInline(admin.TabularInline):
+    model = Partnership
+    fields = ["partner", "code", "link", "enrolled_at"]
+    readonly_fields = fields
+    extra = 0
     can_delete = False
+    verbose_name_plural = "partners enrolled (with the code and link they hand out)"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -53,7 +47,7 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
     ]
     list_filter = ["provider", "status", "assign_by_default"]
     search_fields = ["name", "promocode"]
-    inlines = [RuleInline]
+    inlines = [RuleInline, PartnershipInline]
 
     @staticmethod
     def create(actor, data):
@@ -62,6 +56,22 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
     @staticmethod
     def update(current, actor, data):
         return services.program_update(program=current, actor=actor, **data)
+
+    def inline_writers(self, request, parent):
+        actor = admin_actor(request, "referralprogram.rule")
+        return {
+            Rule: (
+                lambda data: services.rule_create(program=parent, actor=actor, **data),
+                lambda rule, data: services.rule_update(rule=rule, actor=actor, **data),
+                lambda rules: services.rule_delete_many(rules=rules, actor=actor),
+            )
+        }
+
+
+class RuleConditionGroupInline(admin.TabularInline):
+    model = RuleConditionGroup
+    extra = 0
+    verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
 class RuleConditionInline(admin.TabularInline):
@@ -75,19 +85,23 @@ class RuleConditionInline(admin.TabularInline):
         "referral_count",
         "group",
     ]
-    readonly_fields = fields
     extra = 0
-    can_delete = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        groups = formset.form.base_fields.get("group")
+        if groups is not None:
+            groups.queryset = (
+                RuleConditionGroup.objects.filter(rule=obj) if obj else groups.queryset.none()
+            )
+        return formset
 
 
 @admin.register(Rule)
 class RuleAdmin(ServiceSavedAdmin):
     list_display = ["id", "name", "program", "reward_type", "amount", "schedule", "active"]
     list_filter = ["program", "reward_type", "active"]
-    inlines = [RuleConditionInline]
+    inlines = [RuleConditionGroupInline, RuleConditionInline]
 
     @staticmethod
     def create(actor, data):
@@ -97,6 +111,50 @@ class RuleAdmin(ServiceSavedAdmin):
     @staticmethod
     def update(current, actor, data):
         return services.rule_update(rule=current, actor=actor, **data)
+
+    def inline_writers(self, request, parent):
+        actor = admin_actor(request, "referralprogram.rule.condition")
+        return {
+            RuleCondition: (
+                lambda data: services.rule_condition_create(
+                    rule=parent, actor=actor, **group_arg(data)
+                ),
+                lambda condition, data: services.rule_condition_update(
+                    condition=condition, actor=actor, **group_arg(data)
+                ),
+                lambda conditions: services.rule_condition_delete_many(
+                    conditions=conditions, actor=actor
+                ),
+            )
+        }
+
+
+@admin.register(Partnership)
+class PartnershipAdmin(admin.ModelAdmin):
+    list_display = ["id", "partner", "program", "code", "link", "enrolled_at"]
+    list_filter = ["program"]
+    search_fields = ["partner__name", "code"]
+    readonly_fields = ["link"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LinkClick)
+class LinkClickAdmin(admin.ModelAdmin):
+    list_display = ["id", "visitor", "partner", "program", "clicked_at", "referral"]
+    list_filter = ["program"]
+    search_fields = ["visitor", "partner__name"]
+    date_hierarchy = "clicked_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Referral)

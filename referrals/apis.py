@@ -8,9 +8,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Client
-from common.apis import Conflict, HasPerm, api_actor
+from common.apis import Conflict, HasPerm, api_actor, service_call
 from referrals import services
-from referrals.models import Referral, ReferralProgram
+from referrals.models import LinkClick, Referral, ReferralProgram, partner_link
 
 
 class ReferralOutput(serializers.ModelSerializer):
@@ -29,10 +29,15 @@ class ReferralAttachApi(APIView):
         partner = serializers.IntegerField(min_value=1, required=False)
         program = serializers.IntegerField(min_value=1, required=False)
         source = serializers.ChoiceField(choices=["link"], required=False, default="link")
+        visitor = serializers.CharField(max_length=64, required=False)
 
         def validate(self, data):
-            if "code" not in data and not {"partner", "program"} <= data.keys():
-                raise ValidationError("Send `code`, or `partner` and `program` for a link.")
+            ways = ["code" in data, {"partner", "program"} <= data.keys(), "visitor" in data]
+            if sum(ways) != 1:
+                raise ValidationError(
+                    "Send one of: `code`; `partner` and `program` for a link; `visitor` for the "
+                    "link click recorded before registration."
+                )
             return data
 
     @extend_schema(
@@ -51,6 +56,10 @@ class ReferralAttachApi(APIView):
                 referral = services.referral_attach_by_code(
                     client=client, code=data["code"], actor=actor
                 )
+            elif "visitor" in data:
+                referral = services.referral_attach_by_click(
+                    client=client, visitor=data["visitor"], actor=actor
+                )
             else:
                 referral = services.referral_attach(
                     client=client,
@@ -62,3 +71,38 @@ class ReferralAttachApi(APIView):
         except services.AttachRefused as exc:
             return Response({"detail": exc.reason}, status=status.HTTP_409_CONFLICT)
         return Response(ReferralOutput(referral).data, status=status.HTTP_201_CREATED)
+
+
+class LinkClickCreateApi(APIView):
+    """Record that a visitor followed a partner's link (`url?from=PARTNER`), before registering."""
+
+    required_perm = "referrals.add_linkclick"
+    permission_classes = [HasPerm]
+
+    class ClickInput(serializers.Serializer):
+        program = serializers.IntegerField(min_value=1)
+        partner = serializers.IntegerField(min_value=1)
+        visitor = serializers.CharField(max_length=64)
+
+    class ClickOutput(serializers.ModelSerializer):
+        link = serializers.SerializerMethodField()
+
+        class Meta:
+            model = LinkClick
+            fields = ["id", "program", "partner", "visitor", "clicked_at", "link"]
+
+        def get_link(self, click: LinkClick) -> str:
+            return partner_link(click.program, click.partner_id)
+
+    @extend_schema(request=ClickInput, responses={201: ClickOutput}, operation_id="link_click")
+    def post(self, request):
+        data = self.ClickInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        data = data.validated_data
+        program = get_object_or_404(ReferralProgram, pk=data["program"])
+        click = service_call(
+            lambda: services.link_click_record(
+                program=program, partner_id=data["partner"], visitor=data["visitor"]
+            )
+        )
+        return Response(self.ClickOutput(click).data, status=status.HTTP_201_CREATED)

@@ -262,6 +262,65 @@ class Referral(models.Model):
         return f"{self.client} via {self.partner}"
 
 
+class Partnership(models.Model):
+    """A client enrolled as a partner of a program, with the code and link they hand out."""
+
+    program = models.ForeignKey(
+        ReferralProgram, on_delete=models.CASCADE, related_name="partnerships"
+    )
+    partner = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="partnerships")
+    code = models.CharField(max_length=120, blank=True)
+    enrolled_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "partner"], name="partnership_once_per_program"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} in {self.program}"
+
+    @property
+    def link(self) -> str:
+        return partner_link(self.program, self.partner_id)
+
+
+def partner_link(program: ReferralProgram, partner_id: int) -> str:
+    if not program.url:
+        return ""
+    joiner = "&" if "?" in program.url else "?"
+    return f"{program.url}{joiner}from={partner_id}"
+
+
+def partner_code(program: ReferralProgram, partner_id: int) -> str:
+    return program.promocode.replace(PARTNER_PLACEHOLDER, str(partner_id))
+
+
+class LinkClick(models.Model):
+    """A visitor followed a partner's link; their registration later attaches them to the partner."""
+
+    program = models.ForeignKey(ReferralProgram, on_delete=models.CASCADE, related_name="clicks")
+    partner = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="link_clicks")
+    visitor = models.CharField(
+        max_length=64,
+        help_text="The visitor's id, e.g. the site's cookie, kept until registration.",
+    )
+    clicked_at = models.DateTimeField(default=timezone.now)
+    referral = models.ForeignKey(
+        Referral, null=True, blank=True, on_delete=models.SET_NULL, related_name="clicks"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["visitor", "clicked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.visitor} via {self.partner}"
+
+
 class Payout(models.Model):
     """Rewards paid out to a partner at once."""
 

@@ -15,6 +15,8 @@ from common.groups import group_resolve, groups_drop_empty
 from common.services import history_record, model_create, model_delete_many, model_update
 from referrals.models import (
     PARTNER_PLACEHOLDER,
+    LinkClick,
+    Partnership,
     Payout,
     Referral,
     ReferralProgram,
@@ -22,6 +24,7 @@ from referrals.models import (
     Rule,
     RuleCondition,
     RuleConditionGroup,
+    partner_code,
 )
 
 DEFAULT_TAKEN = "Only one referral program of a provider is assigned by default."
@@ -244,6 +247,124 @@ def referral_attach_by_code(
         actor=actor,
         at=at,
     )
+
+
+# Enrolment and link clicks -----------------------------------------------------------------------
+
+# How long a recorded link click still attaches the visitor when they register.
+CLICK_LIFETIME = datetime.timedelta(days=30)
+
+
+@transaction.atomic
+def partner_enrol(
+    *,
+    program: ReferralProgram,
+    partner: Client,
+    actor: Actor,
+    at: datetime.datetime | None = None,
+) -> Partnership:
+    """Make `partner` a partner of `program`, once, with the code and link they hand out."""
+    existing = Partnership.objects.filter(program=program, partner=partner).first()
+    if existing is not None:
+        return existing
+    if partner.provider_id != program.provider_id:
+        raise ValidationError({"partner": "The client is not a client of the program's provider."})
+    partnership = Partnership(
+        program=program,
+        partner=partner,
+        code=partner_code(program, partner.pk),
+        enrolled_at=at or timezone.now(),
+    )
+    partnership.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            partnership.save()
+    except IntegrityError:
+        return Partnership.objects.get(program=program, partner=partner)
+    history_record(
+        obj=program,
+        actor=actor,
+        desc=f"{partner} has been enrolled as a partner ({partnership.code})",
+    )
+    return partnership
+
+
+def link_click_record(
+    *,
+    program: ReferralProgram,
+    partner_id: int,
+    visitor: str,
+    at: datetime.datetime | None = None,
+) -> LinkClick:
+    """Remember that `visitor` followed partner `partner_id`'s link, until they register.
+
+    No history line: clicks are traffic, not operator changes.
+    """
+    partner = Client.objects.filter(pk=partner_id, provider_id=program.provider_id).first()
+    if partner is None:
+        raise ValidationError({"partner": f"There is no partner {partner_id} in this program."})
+    click = LinkClick(
+        program=program, partner=partner, visitor=visitor.strip(), clicked_at=at or timezone.now()
+    )
+    click.full_clean()
+    click.save()
+    return click
+
+
+@transaction.atomic
+def referral_attach_by_click(
+    *, client: Client, visitor: str, actor: Actor, at: datetime.datetime | None = None
+) -> Referral:
+    """Attach a registering client to the partner whose link they followed last."""
+    at = at or timezone.now()
+    clicks = LinkClick.objects.filter(
+        visitor=visitor.strip(),
+        program__provider_id=client.provider_id,
+        referral__isnull=True,
+        clicked_at__gt=at - CLICK_LIFETIME,
+        clicked_at__lte=at,
+    )
+    click = clicks.select_related("program").order_by("-clicked_at", "-pk").first()
+    if click is None:
+        raise AttachRefused("no partner link was followed by this visitor")
+    referral = referral_attach(
+        client=client,
+        partner_id=click.partner_id,
+        program=click.program,
+        source=Referral.Source.LINK,
+        actor=actor,
+        at=at,
+    )
+    clicks.update(referral=referral)
+    return referral
+
+
+def client_registered(
+    *, client: Client, actor: Actor, visitor: str = "", at: datetime.datetime | None = None
+) -> Referral | None:
+    """What a new client means to referrals: enrolment as a partner of the provider's default
+    program, and attachment to the partner whose link they followed (None when there is none)."""
+    at = at or timezone.now()
+    default = ReferralProgram.objects.filter(
+        provider_id=client.provider_id,
+        assign_by_default=True,
+        status=ReferralProgram.Status.ACTIVE,
+    ).first()
+    if (
+        default is not None
+        and _program_live(default, timezone.localdate(at))
+        and (
+            default.account_group_id is None
+            or client.groups.filter(pk=default.account_group_id).exists()
+        )
+    ):
+        partner_enrol(program=default, partner=client, actor=actor, at=at)
+    if not visitor.strip():
+        return None
+    try:
+        return referral_attach_by_click(client=client, visitor=visitor, actor=actor, at=at)
+    except AttachRefused:
+        return None
 
 
 # Payouts ----------------------------------------------------------------------------------------

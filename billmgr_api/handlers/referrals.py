@@ -1,6 +1,6 @@
 """BILLmanager's referralprogram function family, translated onto referrals.services."""
 
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Subquery, Sum
 
 from billing.models import Client, ClientGroup, Currency, Provider
 from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Switch, Text
@@ -11,7 +11,15 @@ from billmgr_api.results import FuncResult
 from common.comparison import Comparison
 from common.groups import GroupChoice
 from referrals import services
-from referrals.models import Referral, ReferralProgram, Reward, RewardKind, Rule, RuleCondition
+from referrals.models import (
+    Partnership,
+    Referral,
+    ReferralProgram,
+    Reward,
+    RewardKind,
+    Rule,
+    RuleCondition,
+)
 
 program = Resource(
     func="referralprogram",
@@ -148,7 +156,8 @@ partner_view = read_only_list(
     [
         id_column(),
         Column("name", lambda c: c.name, "name__icontains"),
-        Column("referrals", lambda c: c.referral_count),
+        Column("code", lambda c: c.partner_code or ""),
+        Column("referrals", lambda c: c.referral_count or 0),
         Column("earned", lambda c: c.earned or 0),
         Column("unpaid", lambda c: c.unpaid or 0),
     ],
@@ -180,8 +189,12 @@ def program_partners(req: FuncRequest) -> FuncResult:
         # A subquery per sum: joining rewards beside referrals would multiply the rows.
         return Subquery(queryset.values("partner").annotate(s=Sum("amount")).values("s"))
 
-    partners = Client.objects.filter(referrals_made__program=target).annotate(
-        referral_count=Count("referrals_made"),
+    referrals = Referral.objects.filter(program=target, partner=OuterRef("pk"))
+    enrolled = Partnership.objects.filter(program=target, partner=OuterRef("pk"))
+    # Partners are the enrolled clients and those who have brought referrals.
+    partners = Client.objects.filter(Exists(referrals) | Exists(enrolled)).annotate(
+        partner_code=Subquery(enrolled.values("code")[:1]),
+        referral_count=Subquery(referrals.values("partner").annotate(n=Count("id")).values("n")),
         earned=total(rewards),
         unpaid=total(rewards.filter(payout__isnull=True)),
     )

@@ -270,3 +270,15 @@ def test_partner_referral_and_reward_lists(door, out):
         (Decimal("3"), "on"),
         (Decimal("4"), "off"),
     ]
+
+
+def test_an_account_created_on_the_door_is_an_enrolled_partner(door, out):
+    # given a default program of the provider
+    program = ReferralProgramFactory(assign_by_default=True, promocode="PAL@ID@")
+    # when an account is created through account.edit
+    created = door("account.edit", out=out, sok="ok", name="Ann", project=program.provider_id)
+    # then the program's partner list shows them with their code and no referrals yet
+    partners = door("referralprogram.partner", out=out, elid=program.pk)["elem"]
+    assert [(p["id"], p["code"], p["referrals"]) for p in partners] == [
+        (str(created["id"]), f"PAL{created['id']}", "0")
+    ]

@@ -6,7 +6,14 @@ from decimal import Decimal
 import pytest
 
 from common.models import History
-from referrals.models import ReferralProgram, Reward, Rule
+from referrals.models import (
+    Partnership,
+    ReferralProgram,
+    Reward,
+    Rule,
+    RuleCondition,
+    RuleConditionGroup,
+)
 from tests.factories import (
     ExpenseFactory,
     ProviderFactory,
@@ -18,13 +25,24 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 
+def inline_forms(*prefixes: str, initial: int = 0, total: int = 0) -> dict:
+    """The management form of each inline formset on a page."""
+    forms = {}
+    for prefix in prefixes:
+        forms[f"{prefix}-TOTAL_FORMS"] = str(total if prefix == prefixes[0] else 0)
+        forms[f"{prefix}-INITIAL_FORMS"] = str(initial if prefix == prefixes[0] else 0)
+    return forms
+
+
 @pytest.fixture
 def admin_client(client):
     client.force_login(UserFactory(is_superuser=True, is_staff=True))
     return client
 
 
-@pytest.mark.parametrize("model", ["referralprogram", "rule", "referral", "reward"])
+@pytest.mark.parametrize(
+    "model", ["referralprogram", "rule", "referral", "reward", "partnership", "linkclick"]
+)
 def test_changelists_and_add_pages_load(admin_client, model):
     ReferralProgramFactory()
     assert admin_client.get(f"/admin/referrals/{model}/").status_code == 200
@@ -43,8 +61,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
             "referee_reward_kind": "cash",
             "rewarded": "referrer",
             "status": "active",
-            "rules-TOTAL_FORMS": "0",
-            "rules-INITIAL_FORMS": "0",
+            **inline_forms("rules", "partnerships"),
         },
     )
     assert response.status_code == 302, response.content[:2000]
@@ -61,8 +78,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
             "referee_reward_kind": "cash",
             "rewarded": "referrer",
             "status": "active",
-            "rules-TOTAL_FORMS": "0",
-            "rules-INITIAL_FORMS": "0",
+            **inline_forms("rules", "partnerships"),
         },
     )
     assert bad.status_code == 200 and b"@ID@" in bad.content
@@ -116,3 +132,143 @@ def test_pay_action_pays_the_partner_once(admin_client):
     payout = Payout.objects.get()
     assert payout.amount == Decimal("7.00") and payout.partner == referral.partner
     assert set(Reward.objects.values_list("payout", flat=True)) == {payout.pk}
+
+
+def program_form(program, **changes) -> dict:
+    values = {
+        "provider": program.provider_id,
+        "name": program.name,
+        "promocode": program.promocode,
+        "start_date": program.start_date.isoformat(),
+        "referrer_reward_kind": "cash",
+        "referee_reward_kind": "cash",
+        "rewarded": "referrer",
+        "status": "active",
+    }
+    return {**values, **changes}
+
+
+def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client):
+    # given a program with one rule
+    program = ReferralProgramFactory()
+    kept = Rule.objects.create(program=program, name="old", amount=Decimal("5"))
+    doomed = Rule.objects.create(program=program, name="doomed", amount=Decimal("1"))
+    rule_row = {"reward_type": "percent", "schedule": "month", "active": "on"}
+    # when the program page saves a changed rule, a deleted one and a new one
+    response = admin_client.post(
+        f"/admin/referrals/referralprogram/{program.pk}/change/",
+        program_form(
+            program,
+            **inline_forms("rules", "partnerships", initial=2, total=3),
+            **{f"rules-0-{k}": v for k, v in {**rule_row, "id": kept.pk, "name": "new"}.items()},
+            **{"rules-0-amount": "7", "rules-0-program": program.pk},
+            **{
+                f"rules-1-{k}": v
+                for k, v in {**rule_row, "id": doomed.pk, "name": "doomed"}.items()
+            },
+            **{"rules-1-amount": "1", "rules-1-program": program.pk, "rules-1-DELETE": "on"},
+            **{f"rules-2-{k}": v for k, v in {**rule_row, "name": "added"}.items()},
+            **{"rules-2-amount": "150", "rules-2-program": program.pk},
+        ),
+    )
+    # then the percentage over 100 is refused on the page and nothing is saved
+    assert response.status_code == 200 and Rule.objects.count() == 2
+    # when the new rule is valid
+    response = admin_client.post(
+        f"/admin/referrals/referralprogram/{program.pk}/change/",
+        program_form(
+            program,
+            **inline_forms("rules", "partnerships", initial=2, total=3),
+            **{f"rules-0-{k}": v for k, v in {**rule_row, "id": kept.pk, "name": "new"}.items()},
+            **{"rules-0-amount": "7", "rules-0-program": program.pk},
+            **{
+                f"rules-1-{k}": v
+                for k, v in {**rule_row, "id": doomed.pk, "name": "doomed"}.items()
+            },
+            **{"rules-1-amount": "1", "rules-1-program": program.pk, "rules-1-DELETE": "on"},
+            **{f"rules-2-{k}": v for k, v in {**rule_row, "name": "added"}.items()},
+            **{"rules-2-amount": "15", "rules-2-program": program.pk},
+        ),
+    )
+    # then every row went through the services, each with its history line on the program
+    assert response.status_code == 302, response.content[:3000]
+    assert sorted(Rule.objects.values_list("name", "amount")) == [
+        ("added", Decimal("15")),
+        ("new", Decimal("7")),
+    ]
+    lines = list(
+        History.objects.filter(
+            object_id=program.pk, action="admin:referralprogram.rule"
+        ).values_list("desc", flat=True)
+    )
+    assert len(lines) >= 3 and any("new" in line for line in lines)
+
+
+def test_conditions_added_inline_land_in_their_group(admin_client):
+    # given a rule with a condition group
+    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    group = RuleConditionGroup.objects.create(rule=rule, name="either")
+    # when two conditions are added on the rule page, one in the group
+    rows = {
+        "conditions-0-ctype": "2",
+        "conditions-0-comparison": "ge",
+        "conditions-0-item_count": "2",
+        "conditions-0-group": group.pk,
+        "conditions-0-rule": rule.pk,
+        "conditions-1-ctype": "1",
+        "conditions-1-comparison": "gt",
+        "conditions-1-amount_ctype_1": "100",
+        "conditions-1-rule": rule.pk,
+    }
+    response = admin_client.post(
+        f"/admin/referrals/rule/{rule.pk}/change/",
+        {
+            "program": rule.program_id,
+            "name": "r",
+            "reward_type": "percent",
+            "amount": "5",
+            "schedule": "month",
+            "active": "on",
+            "groups-TOTAL_FORMS": "1",
+            "groups-INITIAL_FORMS": "1",
+            "groups-0-id": group.pk,
+            "groups-0-name": "either",
+            "groups-0-rule": rule.pk,
+            "conditions-TOTAL_FORMS": "2",
+            "conditions-INITIAL_FORMS": "0",
+            **rows,
+        },
+    )
+    # then both exist, the first in the group, each recorded in the program's history
+    assert response.status_code == 302, response.content[:3000]
+    conditions = {c.ctype: c for c in RuleCondition.objects.all()}
+    assert conditions["2"].group == group and conditions["1"].group is None
+    assert conditions["1"].amount_ctype_1 == Decimal("100")
+    assert (
+        History.objects.filter(
+            object_id=rule.program_id, action="admin:referralprogram.rule.condition"
+        ).count()
+        == 2
+    )
+
+
+def test_a_client_added_in_the_admin_is_enrolled_in_the_default_program(admin_client):
+    program = ReferralProgramFactory(
+        assign_by_default=True, promocode="PAL@ID@", url="https://example.com/join"
+    )
+    response = admin_client.post(
+        "/admin/billing/client/add/",
+        {
+            "name": "Newcomer",
+            "email": "new@example.com",
+            "provider": program.provider_id,
+            "registration_date_0": "2026-11-20",
+            "registration_date_1": "10:00:00",
+        },
+    )
+    assert response.status_code == 302, response.content[:3000]
+    partnership = Partnership.objects.get()
+    client = partnership.partner
+    assert (client.name, partnership.program) == ("Newcomer", program)
+    assert partnership.code == f"PAL{client.pk}"
+    assert partnership.link == f"https://example.com/join?from={client.pk}"

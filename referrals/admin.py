@@ -196,7 +196,13 @@ class RewardAdmin(admin.ModelAdmin):
         "created_at",
         "payout",
     ]
-    list_filter = [PaidFilter, "rule__program", "kind"]
+    list_filter = [
+        PaidFilter,
+        "rule__program",
+        ("partner", admin.RelatedOnlyFieldListFilter),
+        "beneficiary",
+        "kind",
+    ]
     search_fields = ["partner__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]

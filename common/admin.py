@@ -1,6 +1,12 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from common.models import History
+from common.jobs import job_done_so_far
+from common.models import History, Job
 
 
 @admin.register(History)
@@ -14,3 +20,68 @@ class HistoryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    """Background jobs, each with a page that follows its progress."""
+
+    list_display = ["id", "kind", "status", "done", "total", "username", "created_at", "progress"]
+    list_filter = ["kind", "status"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress(self, job: Job) -> str:
+        url = reverse("admin:common_job_progress", args=[job.pk])
+        return format_html('<a href="{}">follow</a>', url)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:job_id>/progress/", view(self.progress_view), name="common_job_progress"),
+            path("<int:job_id>/status/", view(self.status_view), name="common_job_status"),
+            *super().get_urls(),
+        ]
+
+    def _job(self, request, job_id: int) -> Job:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(Job, pk=job_id)
+
+    def status_view(self, request, job_id: int):
+        job = self._job(request, job_id)
+        return JsonResponse(job_status(job))
+
+    def progress_view(self, request, job_id: int):
+        job = self._job(request, job_id)
+        return render(
+            request,
+            "admin/common/job_progress.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{job.params.get('title') or job.kind}",
+                "job": job,
+                "state": job_status(job),
+                "status_url": reverse("admin:common_job_status", args=[job.pk]),
+                "opts": self.model._meta,
+            },
+        )
+
+
+def job_status(job: Job) -> dict:
+    done = job_done_so_far(job)
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "done": done,
+        "total": job.total,
+        "percent": int(done * 100 / job.total) if job.total else 100,
+        "message": job.message,
+        "finished": job.status in (Job.Status.DONE, Job.Status.FAILED),
+        "back": job.params.get("back", ""),
+    }

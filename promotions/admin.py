@@ -4,12 +4,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from common.admin_tools import admin_actor, changed_fields, formset_save_through, group_arg
+from common.jobs import JOBS, job_start
 from promotions import codegen, selectors, services
+from promotions.jobs import GENERATE_CODES, background_from
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -215,24 +218,20 @@ class PromotionAdmin(admin.ModelAdmin):
         if form.is_valid():
             actor = admin_actor(request, "promotion.promocode.generate")
             data = form.cleaned_data
+            params = {**data, "promotions": sorted(p.pk for p in queryset)}
+            total = data["count"] * len(params["promotions"])
+            if total >= background_from():
+                first = params["promotions"][0]
+                params["back"] = reverse("admin:promotions_promotion_change", args=[first])
+                params["title"] = f"Generating {total} promo codes from {data['template']}"
+                job = job_start(kind=GENERATE_CODES, params=params, total=total, actor=actor)
+                return redirect("admin:common_job_progress", job.pk)
             try:
-                total = 0
-                with transaction.atomic():
-                    for promotion in queryset:
-                        made = services.promocode_create(
-                            promotion=promotion,
-                            actor=actor,
-                            code=data["template"],
-                            count=data["count"],
-                            onlydigit=data["onlydigit"],
-                            uselimit=data["uselimit"],
-                            account_uselimit=data["account_uselimit"],
-                        )
-                        total += made if isinstance(made, int) else 1
+                message = JOBS[GENERATE_CODES](params, actor, lambda n: None)
             except ValidationError as exc:
                 self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
                 return None
-            self.message_user(request, f"{total} promo code(s) generated.")
+            self.message_user(request, message)
             return None
         return render(
             request,

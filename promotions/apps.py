@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class PromotionsConfig(AppConfig):
     name = "promotions"
+
+    def ready(self) -> None:
+        from promotions import jobs  # noqa: F401 - registers the background job kinds

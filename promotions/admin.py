@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from common.admin_tools import admin_actor, changed_fields, formset_save_through, group_arg
+from common.charts import bar_chart
 from common.jobs import JOBS, job_start
 from promotions import codegen, selectors, services
 from promotions.jobs import GENERATE_CODES, background_from
@@ -113,8 +114,17 @@ class PromotionAdmin(admin.ModelAdmin):
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
     date_hierarchy = "fromdate"
-    fields = ["name", "provider", "fromdate", "todate", "archived", "history_table"]
-    readonly_fields = ["archived", "history_table"]
+    fields = [
+        "at_a_glance",
+        "redemptions_chart",
+        "name",
+        "provider",
+        "fromdate",
+        "todate",
+        "archived",
+        "history_table",
+    ]
+    readonly_fields = ["at_a_glance", "redemptions_chart", "archived", "history_table"]
     inlines = [DiscountInline, ConditionGroupInline, ConditionInline, PromoCodeInline]
     actions = ["archive", "restore", "generate_codes"]
 
@@ -128,6 +138,55 @@ class PromotionAdmin(admin.ModelAdmin):
     @admin.display(description="codes")
     def code_count(self, obj: Promotion) -> int:
         return obj.promocodes.count()
+
+    @admin.display(description="at a glance")
+    def at_a_glance(self, obj: Promotion) -> str:
+        if not obj.pk:
+            return "-"
+        window = f"{obj.fromdate} to {obj.todate or 'open end'}"
+        discounts = [str(d) for d in obj.discounts.all()] or ["none yet"]
+        codes = obj.promocodes.order_by("-use_count", "code")
+        uses = sum(c.use_count for c in codes)
+        top = codes[:20]
+        return format_html(
+            '<dl class="at-a-glance">'
+            "<dt>Window</dt><dd>{}</dd><dt>Status</dt><dd><strong>{}</strong></dd>"
+            "<dt>Discounts</dt><dd>{}</dd>"
+            '<dt>Conditions</dt><dd><code class="conditions">{}</code></dd>'
+            "<dt>Codes</dt><dd>{} codes, {} uses{}</dd></dl>{}",
+            window,
+            obj.status,
+            format_html_join("", "<div>{}</div>", ((d,) for d in discounts)),
+            selectors.conditions_expression(promotion=obj) or "none: every client qualifies",
+            len(codes),
+            uses,
+            " (the 20 most used below)" if len(codes) > 20 else "",
+            format_html(
+                "<table><tr><th>code</th><th>uses</th><th>limit</th><th>per client</th></tr>{}</table>",
+                format_html_join(
+                    "",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    (
+                        (c.code, c.use_count, c.uselimit or "-", c.account_uselimit or "-")
+                        for c in top
+                    ),
+                ),
+            )
+            if top
+            else "",
+        )
+
+    @admin.display(description="redemptions per day")
+    def redemptions_chart(self, obj: Promotion) -> str:
+        if not obj.pk:
+            return "-"
+        points = [
+            (day.strftime("%m-%d"), n)
+            for day, n in selectors.redemptions_per_day(promotion=obj, days=30)
+        ]
+        if not any(n for _, n in points):
+            points = []
+        return bar_chart(points, title="Code uses per day, last 30 days")
 
     @admin.display(description="history")
     def history_table(self, obj: Promotion) -> str:

@@ -4,8 +4,11 @@ import datetime
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models import Q
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
+from common.groups import grouped_terms
 from common.models import History
 from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
 
@@ -64,3 +67,34 @@ def redemption_as_dict(*, redemption: Redemption) -> dict:
             for u in usages
         ],
     }
+
+
+def conditions_expression(*, promotion: Promotion) -> str:
+    """The promotion's conditions as they combine: `(A OR B) AND C`; empty when there are none."""
+    terms = grouped_terms(
+        promotion.conditions.select_related("pricelist", "currency", "account_group", "affiliate")
+    )
+    parts = []
+    for members in terms:
+        text = " OR ".join(c.describe() for c in members)
+        parts.append(f"({text})" if len(members) > 1 or members[0].group_id else text)
+    return " AND ".join(parts)
+
+
+def redemptions_per_day(
+    *, promotion: Promotion, days: int = 30, today: datetime.date | None = None
+) -> list[tuple[datetime.date, int]]:
+    """Code uses per day over the last `days` days, released ones included, zeros kept."""
+    today = today or timezone.localdate()
+    first = today - datetime.timedelta(days=days - 1)
+    counts = dict(
+        PromoCodeUsage.objects.filter(promocode__promotion=promotion, created_at__date__gte=first)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return [
+        (first + datetime.timedelta(days=i), counts.get(first + datetime.timedelta(days=i), 0))
+        for i in range(days)
+    ]

@@ -547,3 +547,47 @@ def test_promo_code_usage_admin_is_read_only(staff, operator):
     page = staff.get(url(PromoCodeUsage, "change", usage.pk))
     assert page.status_code == 200
     assert page.context["has_change_permission"] is False
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_the_promotion_page_shows_conditions_codes_and_uses_at_a_glance(staff):
+    # given a promotion with two OR-ed conditions in a group, one alone, and used codes
+    from tests.factories import PromoCodeUsageFactory as UsageFactory
+
+    promotion = PromotionFactory(fromdate=datetime.date(2026, 6, 1))
+    group = ConditionGroupFactory(promotion=promotion)
+    ConditionFactory(promotion=promotion, ctype="service_count", amount=2, group=group)
+    ConditionFactory(promotion=promotion, ctype="paid_services", amount=1, group=group)
+    ConditionFactory(promotion=promotion, ctype="service_count", comparison="lt", amount=9)
+    busy = PromoCodeFactory(promotion=promotion, code="BUSY", use_count=3, uselimit=5)
+    PromoCodeFactory(promotion=promotion, code="IDLE")
+    day = datetime.datetime(2026, 6, 14, 9, tzinfo=datetime.UTC)
+    for _ in range(3):
+        UsageFactory(promocode=busy, created_at=day)
+    # when the page is opened
+    page = staff.get(url(Promotion, "change", promotion.pk)).content.decode()
+    # then the conditions read as an expression, the codes carry their uses, and a chart shows them
+    assert escape("(active services >= 2 OR paid services >= 1) AND active services < 9") in page
+    assert "<td>BUSY</td><td>3</td><td>5</td>" in page and "2 codes, 3 uses" in page
+    assert "<svg" in page and "06-14: 3" in page
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_redemptions_per_day_counts_each_day_and_keeps_the_empty_ones():
+    from promotions.selectors import redemptions_per_day
+    from tests.factories import PromoCodeUsageFactory as UsageFactory
+
+    code = PromoCodeFactory()
+    for when in (
+        "2026-06-13T23:59:00+00:00",
+        "2026-06-13T00:00:00+00:00",
+        "2026-06-15T08:00:00+00:00",
+        "2026-05-01T00:00:00+00:00",
+    ):
+        UsageFactory(promocode=code, created_at=datetime.datetime.fromisoformat(when))
+    days = redemptions_per_day(promotion=code.promotion, days=3)
+    assert days == [
+        (datetime.date(2026, 6, 13), 2),
+        (datetime.date(2026, 6, 14), 0),
+        (datetime.date(2026, 6, 15), 1),
+    ]

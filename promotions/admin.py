@@ -1,15 +1,24 @@
 """Operators' admin: every save goes through promotions.services, so history and rules hold."""
 
+import csv
+import io
+
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from common.admin_tools import admin_actor, changed_fields, formset_save_through, group_arg
+from common.admin_tools import (
+    admin_actor,
+    changed_fields,
+    csv_response,
+    formset_save_through,
+    group_arg,
+)
 from common.charts import bar_chart
 from common.jobs import JOBS, job_start
 from promotions import codegen, selectors, services
@@ -98,6 +107,21 @@ class PromoCodeInline(admin.TabularInline):
     show_change_link = True
 
 
+class ImportCodesForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row; only the code column is required.")
+
+    def rows(self) -> list[dict[str, str]]:
+        raw = self.cleaned_data["file"].read()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ValidationError("The file is not UTF-8 text.") from None
+        reader = csv.DictReader(io.StringIO(text))
+        if "code" not in (reader.fieldnames or []):
+            raise ValidationError("The header row has no code column.")
+        return list(reader)
+
+
 class GenerateCodesForm(forms.Form):
     template = forms.CharField(max_length=100, help_text='Each "?" becomes a random character.')
     count = forms.IntegerField(min_value=1, max_value=services.MAX_CODES_PER_CALL, initial=10)
@@ -153,7 +177,8 @@ class PromotionAdmin(admin.ModelAdmin):
             "<dt>Window</dt><dd>{}</dd><dt>Status</dt><dd><strong>{}</strong></dd>"
             "<dt>Discounts</dt><dd>{}</dd>"
             '<dt>Conditions</dt><dd><code class="conditions">{}</code></dd>'
-            "<dt>Codes</dt><dd>{} codes, {} uses{}</dd></dl>{}",
+            "<dt>Codes</dt><dd>{} codes, {} uses{} &mdash; "
+            '<a href="{}">export as CSV</a>, <a href="{}">import from CSV</a></dd></dl>{}',
             window,
             obj.status,
             format_html_join("", "<div>{}</div>", ((d,) for d in discounts)),
@@ -161,6 +186,8 @@ class PromotionAdmin(admin.ModelAdmin):
             len(codes),
             uses,
             " (the 20 most used below)" if len(codes) > 20 else "",
+            reverse("admin:promotions_promotion_export_codes", args=[obj.pk]),
+            reverse("admin:promotions_promotion_import_codes", args=[obj.pk]),
             format_html(
                 "<table><tr><th>code</th><th>uses</th><th>limit</th><th>per client</th></tr>{}</table>",
                 format_html_join(
@@ -174,6 +201,74 @@ class PromotionAdmin(admin.ModelAdmin):
             )
             if top
             else "",
+        )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<int:promotion_id>/codes.csv",
+                view(self.export_codes_view),
+                name="promotions_promotion_export_codes",
+            ),
+            path(
+                "<int:promotion_id>/import-codes/",
+                view(self.import_codes_view),
+                name="promotions_promotion_import_codes",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _promotion(self, request, promotion_id: int, *, change: bool) -> Promotion:
+        promotion = get_object_or_404(Promotion, pk=promotion_id)
+        allowed = (
+            self.has_change_permission(request, promotion)
+            if change
+            else self.has_view_permission(request, promotion)
+        )
+        if not allowed:
+            raise PermissionDenied
+        return promotion
+
+    def export_codes_view(self, request, promotion_id: int):
+        promotion = self._promotion(request, promotion_id, change=False)
+        columns = [*services.CSV_COLUMNS, "use_count"]
+        return csv_response(
+            f"promotion-{promotion.pk}-codes.csv",
+            columns,
+            promotion.promocodes.order_by("code").values_list(*columns),
+            row=lambda values: ["" if v is None else v for v in values],
+        )
+
+    def import_codes_view(self, request, promotion_id: int):
+        promotion = self._promotion(request, promotion_id, change=True)
+        form = ImportCodesForm(request.POST or None, request.FILES or None)
+        errors: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                rows = form.rows()
+                added = services.promocodes_import(
+                    promotion=promotion,
+                    rows=rows,
+                    actor=admin_actor(request, "promotion.promocode.import"),
+                )
+            except ValidationError as exc:
+                errors = exc.messages
+            else:
+                self.message_user(request, f"{added} promo code(s) imported.")
+                return redirect("admin:promotions_promotion_change", promotion.pk)
+        return render(
+            request,
+            "admin/promotions/import_codes.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Import promo codes into {promotion.name}",
+                "form": form,
+                "errors": errors,
+                "promotion": promotion,
+                "columns": services.CSV_COLUMNS,
+                "opts": self.model._meta,
+            },
         )
 
     @admin.display(description="redemptions per day")

@@ -12,6 +12,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from billing.models import Client, Tariff
 from common.admin_tools import (
     admin_actor,
     changed_fields,
@@ -22,6 +23,8 @@ from common.admin_tools import (
 from common.charts import bar_chart
 from common.jobs import JOBS, job_start
 from promotions import codegen, selectors, services
+from promotions.engine import Order, normalize_code, quote_order
+from promotions.engine.types import Kind, Line
 from promotions.jobs import GENERATE_CODES, background_from
 from promotions.models import (
     Condition,
@@ -107,6 +110,86 @@ class PromoCodeInline(admin.TabularInline):
     show_change_link = True
 
 
+class TryOrderForm(forms.Form):
+    client = forms.ModelChoiceField(queryset=Client.objects.select_related("provider"))
+    codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
+    at = forms.DateTimeField(
+        required=False, help_text="When the order is placed (YYYY-MM-DD HH:MM); empty is now."
+    )
+
+    def order(self, lines: forms.BaseFormSet) -> Order:
+        client = self.cleaned_data["client"]
+        currency = client.provider.currency.iso
+        rows = [f.cleaned_data for f in lines.forms if f.cleaned_data.get("tariff")]
+        if not rows:
+            raise ValidationError("Add at least one line with a tariff.")
+        return Order(
+            client_id=client.pk,
+            provider_id=client.provider_id,
+            at=self.cleaned_data["at"] or timezone.now(),
+            lines=tuple(
+                Line(
+                    tariff_id=row["tariff"].pk,
+                    period=row["period"],
+                    price=row["price"]
+                    if row["price"] is not None
+                    else row["tariff"].price * row["period"],
+                    currency=currency,
+                    kind=row["kind"],
+                )
+                for row in rows
+            ),
+            codes=tuple(
+                normalize_code(c) for c in self.cleaned_data["codes"].split(",") if c.strip()
+            ),
+        )
+
+
+class TryLineForm(forms.Form):
+    tariff = forms.ModelChoiceField(queryset=Tariff.objects.all(), required=False)
+    period = forms.IntegerField(min_value=1, initial=1, help_text="months")
+    price = forms.DecimalField(
+        required=False, min_value=0, help_text="empty: the tariff's price times the period"
+    )
+    kind = forms.ChoiceField(choices=[(Kind.NEW, "new"), (Kind.RENEWAL, "renewal")])
+
+
+TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
+
+
+def present_quote(quote) -> dict:
+    """The quote with names: what the try-an-order page shows."""
+    names = dict(
+        Promotion.objects.filter(
+            pk__in={v.promotion_id for lq in quote.lines for v in lq.verdicts}
+        ).values_list("pk", "name")
+    )
+    tariffs = Tariff.objects.in_bulk({lq.line.tariff_id for lq in quote.lines})
+    return {
+        "lines": [
+            {
+                "tariff": tariffs[lq.line.tariff_id].name,
+                "period": lq.line.period,
+                "kind": lq.line.kind,
+                "price": lq.line.price,
+                "discount": lq.discount,
+                "final_price": lq.final_price,
+                "currency": lq.line.currency,
+                "promotion": names.get(lq.promotion_id, ""),
+                "code": lq.code or "",
+                "verdicts": [
+                    {"promotion": names[v.promotion_id], "applied": v.applied, "reason": v.reason}
+                    for v in lq.verdicts
+                ],
+            }
+            for lq in quote.lines
+        ],
+        "codes": quote.codes,
+        "total": quote.total,
+        "discount_total": quote.discount_total,
+    }
+
+
 class ImportCodesForm(forms.Form):
     file = forms.FileField(help_text="CSV with a header row; only the code column is required.")
 
@@ -134,6 +217,7 @@ class GenerateCodesForm(forms.Form):
 
 @admin.register(Promotion)
 class PromotionAdmin(admin.ModelAdmin):
+    change_list_template = "admin/promotions/promotion/change_list.html"
     list_display = ["id", "name", "provider", "fromdate", "todate", "status_display", "code_count"]
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
@@ -211,6 +295,7 @@ class PromotionAdmin(admin.ModelAdmin):
                 view(self.export_codes_view),
                 name="promotions_promotion_export_codes",
             ),
+            path("try-order/", view(self.try_order_view), name="promotions_promotion_try_order"),
             path(
                 "<int:promotion_id>/import-codes/",
                 view(self.import_codes_view),
@@ -267,6 +352,33 @@ class PromotionAdmin(admin.ModelAdmin):
                 "errors": errors,
                 "promotion": promotion,
                 "columns": services.CSV_COLUMNS,
+                "opts": self.model._meta,
+            },
+        )
+
+    def try_order_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = TryOrderForm(request.POST or None)
+        lines = TryLineFormSet(request.POST or None, prefix="lines")
+        result, errors = None, []
+        if request.method == "POST" and form.is_valid() and lines.is_valid():
+            try:
+                quote = quote_order(order=form.order(lines))
+            except ValidationError as exc:
+                errors = exc.messages
+            else:
+                result = present_quote(quote)
+        return render(
+            request,
+            "admin/promotions/try_order.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Try an order",
+                "form": form,
+                "lines": lines,
+                "result": result,
+                "errors": errors,
                 "opts": self.model._meta,
             },
         )

@@ -1,8 +1,16 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from billing.models import Client
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
-from referrals import services
+from common.charts import bar_chart
+from referrals import selectors, services
 from referrals.models import (
     LinkClick,
     Partnership,
@@ -22,9 +30,45 @@ class RuleInline(admin.TabularInline):
     show_change_link = True
 
 
+# The partner page: /admin/referrals/referralprogram/<program_id>/partner/<client_id>/
+PARTNER_URL = "admin:referrals_referralprogram_partner"
+PARTNER_PAY_URL = "admin:referrals_referralprogram_partner_pay"
+# How many partners the program page lists; the Partnership changelist has them all.
+PARTNERS_SHOWN = 50
+
+
+def partner_url(program_id: int, partner_id: int) -> str:
+    return reverse(PARTNER_URL, args=[program_id, partner_id])
+
+
+def partner_page_link(program_id: int, partner_id: int, text: str = "partner page") -> SafeString:
+    return format_html('<a href="{}">{}</a>', partner_url(program_id, partner_id), text)
+
+
+def money_list(amounts) -> str:
+    return ", ".join(str(m) for m in amounts) or "—"
+
+
+def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
+    """A bar chart per currency over the same months (a month without rewards is a zero bar)."""
+    if not months:
+        return bar_chart([], title=title)
+    labels = sorted({m.month: m.label for m in months}.items())
+    by_key = {(m.month, m.currency): m.amount.shown for m in months}
+    charts = [
+        bar_chart(
+            [(label, by_key.get((month, currency), 0)) for month, label in labels],
+            title=f"{title} ({currency})",
+            unit=f" {currency}",
+        )
+        for currency in sorted({m.currency for m in months})
+    ]
+    return format_html_join("", "{}", ((c,) for c in charts))
+
+
 class PartnershipInline(admin.TabularInline):
     model = Partnership
-    fields = ["partner", "code", "link", "enrolled_at"]
+    fields = ["partner", "code", "link", "enrolled_at", "page"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -32,6 +76,14 @@ class PartnershipInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        # The partner's name and the link (from the program's URL) on every row, without a query each.
+        return super().get_queryset(request).select_related("partner", "program")
+
+    @admin.display(description="referrals, rewards, payouts")
+    def page(self, obj):
+        return partner_page_link(obj.program_id, obj.partner_id) if obj.pk else "—"
 
 
 @admin.register(ReferralProgram)
@@ -48,6 +100,138 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
     list_filter = ["provider", "status", "assign_by_default"]
     search_fields = ["name", "promocode"]
     inlines = [RuleInline, PartnershipInline]
+    # Shown in their own section of a saved program's page, never on the add page.
+    overview_fields = ["rewards_chart", "partners_overview"]
+    readonly_fields = overview_fields
+
+    def get_fields(self, request, obj=None):
+        return [f for f in super().get_fields(request, obj) if f not in self.overview_fields]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        return [*fieldsets, ("Partners and rewards", {"fields": self.overview_fields})]
+
+    @admin.display(description="rewards per month")
+    def rewards_chart(self, obj):
+        if not obj.pk:
+            return "—"
+        months = selectors.program_rewards_per_month(program=obj, last=12)
+        return month_charts(months, "Rewards per month, last 12 months with rewards")
+
+    @admin.display(description="partners")
+    def partners_overview(self, obj):
+        if not obj.pk:
+            return "—"
+        rows, total = selectors.partner_rows(program=obj, limit=PARTNERS_SHOWN)
+        if not rows:
+            return "No partners yet."
+        body = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td class="referrals">{}</td>'
+            '<td class="earned">{}</td><td class="unpaid">{}</td></tr>',
+            (
+                (
+                    partner_url(obj.pk, r.partner_id),
+                    r.name,
+                    r.code or "—",
+                    r.referral_count,
+                    money_list(r.earned),
+                    money_list(r.unpaid),
+                )
+                for r in rows
+            ),
+        )
+        more = ""
+        if total > len(rows):
+            more = format_html(
+                '<p>The {} with the most referrals of {}; <a href="{}?program__id__exact={}">'
+                "every enrolled partner</a>.</p>",
+                len(rows),
+                total,
+                reverse("admin:referrals_partnership_changelist"),
+                obj.pk,
+            )
+        return format_html(
+            '<table id="program-partners"><thead><tr><th>partner</th><th>code</th>'
+            "<th>referrals</th><th>earned</th><th>unpaid</th></tr></thead>"
+            "<tbody>{}</tbody></table>{}",
+            body,
+            more,
+        )
+
+    # The partner page ---------------------------------------------------------------------------
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:program_id>/partner/<int:client_id>/",
+                self.admin_site.admin_view(self.partner_view),
+                name="referrals_referralprogram_partner",
+            ),
+            path(
+                "<int:program_id>/partner/<int:client_id>/pay/",
+                self.admin_site.admin_view(self.partner_pay_view),
+                name="referrals_referralprogram_partner_pay",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _program_and_partner(self, request, program_id: int, client_id: int):
+        program = get_object_or_404(self.get_queryset(request), pk=program_id)
+        if not self.has_view_permission(request, program):
+            raise PermissionDenied
+        # 404 for a client who is neither enrolled in the program nor has brought referrals in it.
+        partner = get_object_or_404(selectors.partners(program), pk=client_id)
+        return program, partner
+
+    @staticmethod
+    def can_pay(request) -> bool:
+        return request.user.has_perm("referrals.add_payout")
+
+    def partner_view(self, request, program_id: int, client_id: int):
+        program, partner = self._program_and_partner(request, program_id, client_id)
+        summary = selectors.partner_summary(program=program, partner=partner)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"{partner.name}, partner in {program.name}",
+            "program": program,
+            "partner": partner,
+            "summary": summary,
+            "earned": money_list(summary.earned),
+            "unpaid": money_list(summary.unpaid),
+            "charts": month_charts(summary.months, "Rewards per month"),
+            "can_pay": self.can_pay(request),
+            "pay_url": reverse(PARTNER_PAY_URL, args=[program.pk, partner.pk]),
+            "referrals_shown": selectors.REFERRALS_SHOWN,
+        }
+        return TemplateResponse(request, "admin/referrals/partner.html", context)
+
+    def partner_pay_view(self, request, program_id: int, client_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        program, partner = self._program_and_partner(request, program_id, client_id)
+        if not self.can_pay(request):
+            raise PermissionDenied
+        payouts = services.payouts_create(
+            program=program, partner=partner, actor=admin_actor(request, "reward.payout")
+        )
+        if payouts:
+            paid = " and ".join(
+                str(selectors.Money(p.amount, p.currency.iso, p.currency.minor_units))
+                for p in payouts
+            )
+            self.message_user(request, f"Paid {paid} to {partner.name}.", messages.SUCCESS)
+        else:
+            self.message_user(
+                request,
+                f"Nothing was paid: {partner.name} has no unpaid rewards in {program.name} "
+                "(every reward has been paid already).",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(partner_url(program.pk, partner.pk))
 
     @staticmethod
     def create(actor, data):
@@ -131,7 +315,7 @@ class RuleAdmin(ServiceSavedAdmin):
 
 @admin.register(Partnership)
 class PartnershipAdmin(admin.ModelAdmin):
-    list_display = ["id", "partner", "program", "code", "link", "enrolled_at"]
+    list_display = ["id", "partner", "program", "code", "link", "enrolled_at", "page"]
     list_filter = ["program"]
     search_fields = ["partner__name", "code"]
     readonly_fields = ["link"]
@@ -141,6 +325,10 @@ class PartnershipAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="partner page")
+    def page(self, obj):
+        return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
 
 
 @admin.register(LinkClick)
@@ -213,7 +401,12 @@ class RewardAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Pay the unpaid rewards of the selected rewards' partners")
+    def has_pay_permission(self, request) -> bool:
+        return request.user.has_perm("referrals.add_payout")
+
+    @admin.action(
+        description="Pay the unpaid rewards of the selected rewards' partners", permissions=["pay"]
+    )
     def pay_partners(self, request, queryset):
         actor = admin_actor(request, "reward.payout")
         pairs = sorted(set(queryset.values_list("rule__program_id", "partner_id")))

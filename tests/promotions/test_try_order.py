@@ -1,0 +1,89 @@
+"""The admin's "try an order": a quote for a chosen client and lines, with every verdict."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+import time_machine
+
+from promotions.models import PromoCode, PromoCodeUsage
+from tests.factories import (
+    ClientFactory,
+    ConditionFactory,
+    DiscountFactory,
+    PromoCodeFactory,
+    PromotionFactory,
+    TariffFactory,
+    UserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+URL = "/admin/promotions/promotion/try-order/"
+
+
+@pytest.fixture
+def staff(client, operator):
+    client.force_login(operator)
+    return client
+
+
+def lines(*rows: dict) -> dict:
+    form = {"lines-TOTAL_FORMS": str(len(rows)), "lines-INITIAL_FORMS": "0"}
+    for i, row in enumerate(rows):
+        form |= {f"lines-{i}-{k}": v for k, v in row.items()}
+    return form
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_the_quote_shows_the_discount_and_why_each_promotion_did_or_did_not_apply(staff):
+    # given a 25% promotion for everyone and a promotion that needs a code
+    tariff = TariffFactory(price=Decimal("20.00"))
+    provider = tariff.provider
+    sale = PromotionFactory(
+        name="Quarter off", provider=provider, fromdate=datetime.date(2026, 6, 1)
+    )
+    DiscountFactory(promotion=sale, percentage=Decimal("25"))
+    coded = PromotionFactory(
+        name="Code only", provider=provider, fromdate=datetime.date(2026, 6, 1)
+    )
+    DiscountFactory(promotion=coded, percentage=Decimal("50"))
+    ConditionFactory(promotion=coded, ctype="service_count", amount=5)
+    PromoCodeFactory(promotion=coded, code="HALF")
+    client = ClientFactory(provider=provider)
+    # when a 3-month line is tried with the code, for a client without 5 services
+    page = staff.post(
+        URL,
+        {
+            "client": client.pk,
+            "codes": "half",
+            **lines({"tariff": tariff.pk, "period": 3, "kind": "new"}),
+        },
+    ).content.decode()
+    # then the line costs 60.00, gets 15.00 off from the sale, and both verdicts say why
+    assert "<td>60.00 USD</td>" in page and "<td>15.00</td>" in page and "<td>45.00</td>" in page
+    assert "<strong>Quarter off</strong>: applied" in page
+    assert "<strong>Code only</strong>:" in page and "active services" in page
+    assert "Total <strong>45.00</strong>" in page
+    # and nothing was used
+    assert PromoCode.objects.get(code="HALF").use_count == 0
+    assert not PromoCodeUsage.objects.exists()
+
+
+def test_an_order_without_lines_or_with_a_foreign_tariff_says_so(staff):
+    client = ClientFactory()
+    empty = staff.post(URL, {"client": client.pk, **lines({"period": 1, "kind": "new"})})
+    assert "at least one line" in empty.content.decode()
+    foreign = staff.post(
+        URL,
+        {"client": client.pk, **lines({"tariff": TariffFactory().pk, "period": 1, "kind": "new"})},
+    )
+    assert "is not a tariff of provider" in foreign.content.decode()
+
+
+def test_the_page_needs_the_view_permission(client):
+    client.force_login(UserFactory(is_staff=True))
+    assert client.get(URL).status_code == 403
+
+
+def test_the_promotion_list_links_to_it(staff):
+    assert URL in staff.get("/admin/promotions/promotion/").content.decode()

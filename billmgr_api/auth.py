@@ -10,11 +10,12 @@ from django.utils import timezone
 
 from billmgr_api.errors import FuncError
 from billmgr_api.models import BillmgrSession
+from common.throttle import Throttled, throttle_check, throttle_fail
 
 
-def login(*, username: str, password: str) -> str:
+def login(*, username: str, password: str, ip: str | None = None) -> str:
     """Check the password and open a session; answers the session id."""
-    user = _check_password(username, password)
+    user = _check_password(username, password, ip)
     now = timezone.now()
     session = BillmgrSession.objects.create(key=secrets.token_hex(16), user=user, last_seen=now)
     return session.key
@@ -24,20 +25,30 @@ def logout(*, session_id: str) -> None:
     BillmgrSession.objects.filter(key=session_id).delete()
 
 
-def _check_password(username: str, password: str) -> AbstractBaseUser:
+def _check_password(username: str, password: str, ip: str | None) -> AbstractBaseUser:
     if not username or not password:
         raise FuncError("auth", "username", "Give a user name and a password")
+    keys = [f"user:{username.lower()}", f"ip:{ip}" if ip else ""]
+    try:
+        throttle_check(scope="auth", keys=keys)
+    except Throttled as exc:
+        raise FuncError(
+            "limit",
+            "username",
+            f"Too many failed sign-ins; try again in {exc.retry_after} seconds",
+        ) from None
     user = authenticate(username=username, password=password)
     if user is None:
+        throttle_fail(scope="auth", keys=keys)
         raise FuncError("auth", "", "Wrong user name or password")
     return user
 
 
-def identify(params: dict[str, str]) -> AbstractBaseUser:
+def identify(params: dict[str, str], ip: str | None = None) -> AbstractBaseUser:
     """The user behind the request's `authinfo` or `auth`; an `auth` error when there is none."""
     if params.get("authinfo"):
         username, _, password = params["authinfo"].partition(":")
-        return _check_password(username, password)
+        return _check_password(username, password, ip)
     session_id = params.get("auth", "").strip()
     if not session_id:
         raise FuncError("auth", "", "Authenticate with authinfo=USER:PASSWORD or auth=SESSION")

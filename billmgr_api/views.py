@@ -67,8 +67,9 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
         spec = FUNCS.get(func_name)
         if spec is None:
             raise FuncError("missing", "func", f"Unknown function {func_name!r}")
-        user = None if spec.public else identify(params)
-        req = FuncRequest(func=func_name, params=params, user=user, ip=_client_ip(request))
+        ip = _client_ip(request)
+        user = None if spec.public else identify(params, ip)
+        req = FuncRequest(func=func_name, params=params, user=user, ip=ip)
         if spec.perm:
             req.require(spec.perm)
         result = spec.handler(req)

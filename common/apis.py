@@ -2,10 +2,11 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 from common.actors import Actor
+from common.throttle import Throttled as BrakeThrottled
 
 
 def api_actor(request, action: str) -> Actor:
@@ -33,9 +34,14 @@ class Conflict(serializers.Serializer):
 
 
 def service_call(fn):
-    """Run a service; a Django ValidationError becomes a 400 with the same field messages."""
+    """Run a service; a Django ValidationError becomes a 400 with the same field messages, and a
+    brake on guessing a 429 with Retry-After."""
     try:
         return fn()
+    except BrakeThrottled as exc:
+        raise Throttled(
+            wait=exc.retry_after, detail="Too many failed attempts; slow down."
+        ) from None
     except DjangoValidationError as exc:
         raise ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else exc.messages

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
 from promotions import services
-from promotions.engine import Kind, Line, Order, quote_order
+from promotions.engine import Kind, Line, Order
 from promotions.engine.present import quote_as_dict
 from promotions.filters import PromoCodeFilter, PromotionFilter
 from promotions.models import PromoCode, Promotion, Redemption
@@ -113,7 +113,9 @@ class QuoteApi(APIView):
     @extend_schema(request=OrderInput, responses={200: QuoteOutput}, operation_id="quote_create")
     def post(self, request):
         order = _order_from(request)
-        quote = service_call(lambda: quote_order(order=order))
+        quote = service_call(
+            lambda: services.order_quote(order=order, actor=api_actor(request, "api.quote"))
+        )
         return Response(quote_as_dict(quote))
 
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from common.actors import Actor
 from common.groups import group_resolve, groups_drop_empty
 from common.services import history_record, model_create, model_delete_many, model_update
+from common.throttle import throttle_check, throttle_fail
 from promotions import codegen
 from promotions.engine import Order, Quote, normalize_code, quote_order
 from promotions.engine.present import quote_as_dict
@@ -408,10 +409,35 @@ def order_fingerprint(order: Order) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _guessing_keys(order: Order, actor: Actor) -> list[str]:
+    return [f"client:{order.client_id}", f"ip:{actor.ip}" if actor.ip else ""]
+
+
+def _guard_codes(order: Order, actor: Actor) -> None:
+    """Refuse an order with codes from a client or address that has guessed too many unknown
+    codes lately, and count this order's unknown codes against them."""
+    if not order.codes:
+        return
+    keys = _guessing_keys(order, actor)
+    throttle_check(scope="promocode", keys=keys)
+    known = set(PromoCode.objects.filter(code__in=order.codes).values_list("code", flat=True))
+    unknown = len(set(order.codes) - known)
+    if unknown:
+        # Outside any transaction of the caller's work, so a refused order still counts.
+        throttle_fail(scope="promocode", keys=keys, count=unknown)
+
+
+def order_quote(*, order: Order, actor: Actor) -> Quote:
+    """The engine's quote, behind the promo-code guessing brake."""
+    _guard_codes(order, actor)
+    return quote_order(order=order)
+
+
 def redemption_redeem(
     *, order: Order, idempotency_key: str, actor: Actor
 ) -> tuple[Redemption, bool]:
     """Record the order's code usages once per key; returns the redemption and whether it is new."""
+    _guard_codes(order, actor)
     fingerprint = order_fingerprint(order)
     # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
     order = dataclasses.replace(order, at=timezone.now())

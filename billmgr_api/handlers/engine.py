@@ -15,8 +15,9 @@ from billmgr_api.fields import split_list
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
+from common.throttle import Throttled
 from promotions import services
-from promotions.engine import Kind, Line, Order, Quote, quote_order
+from promotions.engine import Kind, Line, Order, Quote
 from promotions.engine.present import quote_as_dict
 from promotions.models import Redemption
 
@@ -109,11 +110,21 @@ def _quoted(fn):
         return fn()
     except ValidationError as exc:
         raise from_validation_error(exc, PARAM_OF) from None
+    except Throttled as exc:
+        raise _guessing_limit(exc) from None
+
+
+def _guessing_limit(exc: Throttled) -> FuncError:
+    return FuncError(
+        "limit",
+        "promocode",
+        f"Too many unknown promo codes; try again in {exc.retry_after} seconds",
+    )
 
 
 @func("promotion.quote", perm="promotions.view_promotion")
 def promotion_quote(req: FuncRequest) -> FuncResult:
-    quote: Quote = _quoted(lambda: quote_order(order=_order(req)))
+    quote: Quote = _quoted(lambda: services.order_quote(order=_order(req), actor=req.actor))
     data = quote_as_dict(quote)
     rows = _line_rows(data["lines"])
     result = FuncResult.listing(rows, page=1, page_size=len(rows), total=len(rows))

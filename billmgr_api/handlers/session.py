@@ -7,7 +7,9 @@ from billmgr_api.results import FuncResult
 @func("auth", public=True)
 def login(req: FuncRequest) -> FuncResult:
     """`func=auth&username=U&password=P` answers a session id for later `auth=ID` calls."""
-    return FuncResult.auth(auth.login(username=req.get("username"), password=req.get("password")))
+    return FuncResult.auth(
+        auth.login(username=req.get("username"), password=req.get("password"), ip=req.ip)
+    )
 
 
 @func("session.logout", public=True)

@@ -1,0 +1,79 @@
+"""Brute-force brakes: failures per key in a fixed window, kept in the database so every app
+server shares them; a key over its budget is refused until the window ends."""
+
+import datetime
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from common.models import Attempt
+
+
+@dataclass(frozen=True)
+class Budget:
+    failures: int
+    seconds: int
+
+
+# scope -> (setting holding the failures allowed, setting holding the window in seconds, defaults)
+SCOPES = {
+    "auth": ("THROTTLE_AUTH_FAILURES", "THROTTLE_AUTH_SECONDS", 10, 300),
+    "promocode": ("THROTTLE_PROMOCODE_FAILURES", "THROTTLE_PROMOCODE_SECONDS", 20, 600),
+}
+
+
+class Throttled(Exception):
+    def __init__(self, scope: str, retry_after: int):
+        super().__init__(scope)
+        self.scope, self.retry_after = scope, retry_after
+
+
+def budget(scope: str) -> Budget:
+    failures, seconds, default_failures, default_seconds = SCOPES[scope]
+    return Budget(
+        int(getattr(settings, failures, default_failures)),
+        int(getattr(settings, seconds, default_seconds)),
+    )
+
+
+def _window(scope: str, at: datetime.datetime) -> tuple[datetime.datetime, int]:
+    seconds = budget(scope).seconds
+    epoch = int(at.timestamp())
+    start = epoch - epoch % seconds
+    return datetime.datetime.fromtimestamp(start, tz=datetime.UTC), start + seconds - epoch
+
+
+def _hashed(scope: str, keys: Iterable[str]) -> list[str]:
+    # Hashed, so the table holds no user names or addresses.
+    return sorted({hashlib.sha256(f"{scope}:{k}".encode()).hexdigest() for k in keys if k})
+
+
+def throttle_check(*, scope: str, keys: Iterable[str], at: datetime.datetime | None = None) -> None:
+    """Raise Throttled when any key has spent its failures in the current window."""
+    start, left = _window(scope, at or timezone.now())
+    spent = Attempt.objects.filter(
+        key__in=_hashed(scope, keys), window_start=start, failures__gte=budget(scope).failures
+    )
+    if spent.exists():
+        raise Throttled(scope, left)
+
+
+def throttle_fail(
+    *, scope: str, keys: Iterable[str], count: int = 1, at: datetime.datetime | None = None
+) -> None:
+    """Count `count` failures against every key, atomically under concurrency."""
+    start, _ = _window(scope, at or timezone.now())
+    table = Attempt._meta.db_table
+    with connection.cursor() as cursor:
+        for key in _hashed(scope, keys):
+            cursor.execute(
+                f"INSERT INTO {table} (key, window_start, failures) VALUES (%s, %s, %s) "
+                f"ON CONFLICT (key, window_start) "
+                f"DO UPDATE SET failures = {table}.failures + EXCLUDED.failures",
+                [key, connection.ops.adapt_datetimefield_value(start), count],
+            )
+    Attempt.objects.filter(window_start__lt=start - datetime.timedelta(days=1)).delete()

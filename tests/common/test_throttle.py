@@ -1,0 +1,145 @@
+"""Brakes on brute force: failed sign-ins and unknown promo codes, per user or client and per
+address, refused with a `limit` error (429 on REST) until the window ends."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+import time_machine
+from rest_framework.test import APIClient
+
+from common.models import Attempt
+from common.throttle import Throttled, throttle_check, throttle_fail
+from tests.conftest import Door, run_in_threads
+from tests.factories import (
+    ClientFactory,
+    DiscountFactory,
+    PromoCodeFactory,
+    PromotionFactory,
+    TariffFactory,
+)
+
+NOW = "2026-06-15 10:00:30+00:00"
+
+
+@pytest.fixture
+def tight(settings):
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 3, 60
+    settings.THROTTLE_PROMOCODE_FAILURES, settings.THROTTLE_PROMOCODE_SECONDS = 3, 60
+    return settings
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("out", ["bjson", "xml"])
+def test_wrong_passwords_lock_the_user_out_until_the_window_ends(client, operator, tight, out):
+    # given three wrong passwords for the operator
+    wrong = Door(client, authinfo="operator:nope")
+    for _ in range(3):
+        assert wrong("promotion", out=out)["error"]["type"] == "auth"
+    # when the right password comes next, then it is refused with a limit error too
+    right = Door(client)
+    refused = right("promotion", out=out)["error"]
+    assert refused["type"] == "limit" and "try again in 30 seconds" in refused["msg"]
+    # and func=auth is braked the same way
+    login = Door(client, authinfo=None)("auth", out=out, username="operator", password="secret")
+    assert login["error"]["type"] == "limit"
+    # when the window has passed, the right password works again
+    with time_machine.travel("2026-06-15 10:01:01+00:00", tick=False):
+        assert "error" not in right("promotion", out=out)
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+def test_the_brake_is_per_user_and_per_address(client, operator, tight):
+    # given two failures of the operator and one of another name, all from one address
+    Door(client, authinfo="operator:nope")("promotion")
+    Door(client, authinfo="operator:nope")("promotion")
+    Door(client, authinfo="ghost:nope")("promotion")
+    # then that address is braked, whoever signs in from it
+    assert Door(client)("promotion")["error"]["type"] == "limit"
+    # while the operator may still sign in from another address
+    client.defaults["REMOTE_ADDR"] = "10.9.9.9"
+    assert "error" not in Door(client)("promotion")
+    # until their own third failure brakes the name everywhere
+    assert Door(client, authinfo="operator:nope")("promotion")["error"]["type"] == "auth"
+    assert Door(client)("promotion")["error"]["type"] == "limit"
+
+
+@pytest.fixture
+def shop(db):
+    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
+    PromoCodeFactory(promotion=promotion, code="REAL")
+    provider = promotion.provider
+    return {
+        "client": ClientFactory(provider=provider),
+        "provider": provider,
+        "tariff": TariffFactory(provider=provider),
+    }
+
+
+def quote_body(shop, *codes):
+    return {
+        "client": shop["client"].pk,
+        "provider": shop["provider"].pk,
+        "codes": list(codes),
+        "lines": [{"tariff": shop["tariff"].pk, "period": 1, "price": "10", "currency": "USD"}],
+    }
+
+
+@time_machine.travel(NOW, tick=False)
+def test_guessing_codes_is_braked_per_client_on_rest_and_on_the_func_door(
+    client, operator, shop, tight
+):
+    api = APIClient()
+    api.force_authenticate(operator)
+    # given a client who tried three codes that do not exist (real ones do not count)
+    assert api.post("/api/v1/quotes", quote_body(shop, "REAL"), format="json").status_code == 200
+    for guess in ("AAAA", "BBBB", "CCCC"):
+        assert api.post("/api/v1/quotes", quote_body(shop, guess), format="json").status_code == 200
+    # when the client quotes with any code again, REST answers 429 with Retry-After
+    braked = api.post("/api/v1/quotes", quote_body(shop, "REAL"), format="json")
+    assert braked.status_code == 429 and braked["Retry-After"] == "30"
+    redeemed = api.post(
+        "/api/v1/redemptions",
+        quote_body(shop, "REAL"),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    assert redeemed.status_code == 429
+    # and the func door answers a limit error
+    answer = Door(client)(
+        "promotion.quote",
+        project=shop["provider"].pk,
+        account=shop["client"].pk,
+        pricelist=shop["tariff"].pk,
+        period=1,
+        price="10",
+        currency="USD",
+        promocode="REAL",
+    )
+    assert answer["error"]["type"] == "limit" and answer["error"]["object"] == "promocode"
+    # while an order without codes still gets its quote
+    assert api.post("/api/v1/quotes", quote_body(shop), format="json").status_code == 200
+
+
+@pytest.mark.django_db
+def test_failures_count_in_fixed_windows(settings):
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 2, 60
+    at = datetime.datetime(2026, 6, 15, 10, 0, 59, tzinfo=datetime.UTC)
+    throttle_fail(scope="auth", keys=["user:a"], count=2, at=at)
+    with pytest.raises(Throttled) as braked:
+        throttle_check(scope="auth", keys=["user:a", "ip:x"], at=at)
+    assert braked.value.retry_after == 1
+    throttle_check(scope="auth", keys=["user:a"], at=at + datetime.timedelta(seconds=1))
+    throttle_check(scope="auth", keys=["user:b"], at=at)
+    assert "user:a" not in str(list(Attempt.objects.values_list("key", flat=True)))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_failures_are_all_counted(settings):
+    at = datetime.datetime(2026, 6, 15, 10, 0, 0, tzinfo=datetime.UTC)
+    run_in_threads(lambda _: throttle_fail(scope="auth", keys=["user:z"], at=at), list(range(12)))
+    assert Attempt.objects.get().failures == 12

@@ -1,0 +1,222 @@
+"""Faults: a redeeming worker killed mid-transaction, and the database connection cut during code
+generation and during accrual. Afterwards no limit is exceeded, no partial batch is visible, and a
+re-run completes the work. PostgreSQL only: the faults are real processes and real backends."""
+
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import OperationalError, connection, connections
+
+from common.actors import Actor
+from promotions import services
+from promotions.engine import Line, Order
+from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from referrals import accrual
+from referrals.models import Referral, Reward, Rule
+from tests.factories import (
+    ClientFactory,
+    DiscountFactory,
+    PromoCodeFactory,
+    PromotionFactory,
+    ReferralProgramFactory,
+    TariffFactory,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+ACTOR = Actor.system("faults")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def terminate_backend(pid: int) -> None:
+    """Cut one backend's connection from the server side, as a network or server fault would."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def order_for(code: PromoCode) -> Order:
+    promotion = code.promotion
+    client = ClientFactory(provider=promotion.provider)
+    tariff = TariffFactory(provider=promotion.provider)
+    return Order(
+        client_id=client.pk,
+        provider_id=promotion.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(Line(tariff_id=tariff.pk, period=1, price=Decimal("10"), currency="USD"),),
+        codes=(code.code,),
+    )
+
+
+WORKER = textwrap.dedent(
+    """
+    import datetime, os, sys, time
+    from decimal import Decimal
+    import django
+    django.setup()
+    from common.actors import Actor
+    from promotions import services
+    from promotions.engine import Line, Order
+
+    real_take = services._take_use
+
+    def take_then_hang(**kwargs):
+        usage = real_take(**kwargs)
+        print("inside", flush=True)  # the use is taken, the transaction is open
+        time.sleep(60)
+        return usage
+
+    services._take_use = take_then_hang
+    client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
+    order = Order(
+        client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
+        lines=(Line(tariff_id=tariff, period=1, price=Decimal("10"), currency="USD"),),
+        codes=(code,),
+    )
+    services.redemption_redeem(order=order, idempotency_key="killed", actor=Actor.system("w"))
+    """
+)
+
+
+def test_a_worker_killed_mid_redemption_leaves_the_code_unused_and_a_retry_redeems():
+    # given a code that may be used once
+    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
+    code = PromoCodeFactory(promotion=promotion, code="ONCE", uselimit=1)
+    order = order_for(code)
+    # when a worker process takes the use and is killed before it commits
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": _test_database_url(),
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(order.client_id),
+            str(order.provider_id),
+            str(order.lines[0].tariff_id),
+            code.code,
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout.readline().strip() == "inside"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        worker.kill()
+    # then nothing of its work is visible: the use is back and no usage or redemption exists
+    assert PromoCode.objects.get(pk=code.pk).use_count == 0
+    assert not PromoCodeUsage.objects.exists() and not Redemption.objects.exists()
+    # and the same order under the same key redeems now, once
+    _, created = services.redemption_redeem(
+        order=order, idempotency_key="killed", actor=ACTOR
+    )
+    assert created and PromoCode.objects.get(pk=code.pk).use_count == 1
+
+
+def _test_database_url() -> str:
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def run_cut_after_first_progress(work):
+    """Run `work(progress)` on a thread whose connection is cut at its first progress report."""
+    outcome = {}
+
+    def progress(done: int) -> None:
+        if "pid" not in outcome:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                outcome["pid"] = cursor.fetchone()[0]
+            terminate_backend(outcome["pid"])
+
+    def run() -> None:
+        try:
+            outcome["result"] = work(progress)
+        except OperationalError as exc:
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    return outcome
+
+
+def test_a_cut_connection_during_generation_saves_no_code_and_a_rerun_makes_them_all(
+    monkeypatch,
+):
+    # given batches of 1,000 codes, so 5,000 codes take five statements
+    monkeypatch.setattr(services, "GENERATION_BATCH", 1000)
+    promotion = PromotionFactory()
+
+    def generate(progress):
+        return services.promocodes_generate(
+            promotion=promotion,
+            template="CUT-??????",
+            count=5000,
+            digits_only=False,
+            actor=ACTOR,
+            progress=progress,
+        )
+
+    # when the connection is cut after the first batch
+    outcome = run_cut_after_first_progress(generate)
+    # then the generation failed and not one code of it is visible
+    assert "error" in outcome and not PromoCode.objects.exists()
+    # and a re-run makes exactly the 5,000 codes
+    assert generate(lambda n: None) == 5000
+    assert PromoCode.objects.filter(promotion=promotion).count() == 5000
+
+
+def test_a_cut_connection_during_accrual_leaves_whole_chunks_and_a_rerun_completes(monkeypatch):
+    # given 6 partners with 2 referrals each, one expense per referral, chunks of 4 referrals
+    monkeypatch.setattr(accrual, "CHUNK_REFERRALS", 4)
+    program = ReferralProgramFactory(start_date=datetime.date(2026, 1, 1))
+    Rule.objects.create(program=program, name="10%", amount=Decimal("10"))
+    from tests.factories import ExpenseFactory
+
+    for _ in range(6):
+        partner = ClientFactory(provider=program.provider)
+        for _ in range(2):
+            referral = Referral.objects.create(
+                program=program,
+                partner=partner,
+                client=ClientFactory(provider=program.provider),
+                source="link",
+            )
+            ExpenseFactory(
+                client=referral.client,
+                amount=Decimal("20"),
+                created_at=datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC),
+            )
+
+    # when the connection is cut right after the first chunk committed
+    outcome = run_cut_after_first_progress(
+        lambda progress: accrual.rewards_accrue(program=program, progress=progress)
+    )
+    # then the run stopped with whole chunks only: every partner has both rewards or none
+    assert "error" in outcome
+    per_partner = {}
+    for partner_id in Reward.objects.values_list("partner_id", flat=True):
+        per_partner[partner_id] = per_partner.get(partner_id, 0) + 1
+    assert set(per_partner.values()) <= {2} and 0 < Reward.objects.count() < 12
+    # and a re-run adds exactly the rest, each reward once
+    before = Reward.objects.count()
+    assert accrual.rewards_accrue(program=program) == 12 - before
+    assert Reward.objects.count() == 12
+    assert Reward.objects.values("expense").distinct().count() == 12

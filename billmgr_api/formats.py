@@ -1,6 +1,7 @@
 """Renders a FuncResult or FuncError as bjson, json/sjson or xml; the one place formats live."""
 
 import json
+import re
 from xml.etree import ElementTree
 
 from django.http import HttpResponse
@@ -72,11 +73,19 @@ def _to_json(nodes: list) -> dict:
     return out
 
 
+# What XML 1.0 cannot carry (control characters, lone surrogates) becomes U+FFFD.
+NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(value: str) -> str:
+    return NOT_XML.sub("\ufffd", value)
+
+
 def _to_xml(parent: ElementTree.Element, nodes: list) -> None:
     for tag, attrs, text, children in nodes:
-        el = ElementTree.SubElement(parent, tag, attrs)
+        el = ElementTree.SubElement(parent, tag, {k: _xml_text(v) for k, v in attrs.items()})
         if text is not None:
-            el.text = text
+            el.text = _xml_text(text)
         _to_xml(el, children)
 
 
@@ -94,7 +103,8 @@ def render(
         )
     payload = _bjson(func, result) if out == "bjson" else {"doc": _to_json(_doc(result))}
     return HttpResponse(
-        json.dumps(payload, ensure_ascii=False),
+        # A lone surrogate from a JSON body cannot be UTF-8: it is replaced, not a 500.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace"),
         content_type="application/json; charset=utf-8",
         status=status,
     )

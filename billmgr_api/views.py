@@ -42,10 +42,14 @@ def collect_params(request: HttpRequest) -> dict[str, str]:
             params.update({str(k): _scalar(v) for k, v in body.items()})
         else:
             params.update({k: request.POST.get(k, "") for k in request.POST})
+    return params
+
+
+def refuse_nul(params: dict[str, str]) -> None:
+    """Checked once the answer's format is known, so the error comes in that format."""
     for key, value in params.items():
         if "\x00" in value or "\x00" in key:
             raise FuncError("value", key, "NUL characters are not allowed")
-    return params
 
 
 def _client_ip(request: HttpRequest) -> str | None:
@@ -63,6 +67,7 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
         if out not in FORMATS:
             out = DEFAULT_FORMAT
             raise FuncError("value", "out", f"out is one of {', '.join(FORMATS)}")
+        refuse_nul(params)
         func_name = params.get("func", "").strip()
         spec = FUNCS.get(func_name)
         if spec is None:

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "referrals",
     "promotions",
     "billmgr_api",
+    "digipay_api",
 ]
 
 MIDDLEWARE = [
@@ -112,6 +113,17 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Promotions and referrals engine",
     "VERSION": "1.0.0",
+    # The DigiPay door's integer choice sets, each under one name.
+    "ENUM_NAME_OVERRIDES": {
+        "DigiPayRewardTypeEnum": "digipay_api.mapping.REWARD_TYPE_CHOICES",
+        "DigiPayReferralForEnum": "digipay_api.mapping.REFERRAL_FOR_CHOICES",
+        "DigiPayRewardUsersEnum": "digipay_api.mapping.REWARD_USERS_CHOICES",
+        "DigiPayStatusEnum": "digipay_api.mapping.STATUS_CHOICES",
+        "DigiPayWritableStatusEnum": "digipay_api.mapping.WRITABLE_STATUS_CHOICES",
+        "DigiPayFlagEnum": "digipay_api.mapping.FLAG_CHOICES",
+        "DigiPaySuccessEnum": "digipay_api.mapping.SUCCESS_CHOICES",
+        "DigiPayFailureEnum": "digipay_api.mapping.FAILURE_CHOICES",
+    },
 }
 
 LOGGING = {

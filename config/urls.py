@@ -7,6 +7,7 @@ from billmgr_api.views import billmgr_view
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("billmgr", billmgr_view, name="billmgr"),
+    path("digipay/", include("digipay_api.urls")),
     path("api/v1/", include("config.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

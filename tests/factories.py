@@ -6,6 +6,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from digipay_api.models import ApiToken, Company, CompanyCurrency
+from digipay_api.selectors import key_digest
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -169,3 +171,37 @@ class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
         ClientFactory, provider=factory.SelfAttribute("..promocode.promotion.provider")
     )
     created_at = factory.LazyFunction(timezone.now)
+
+
+class CompanyFactory(factory.django.DjangoModelFactory):
+    """A DigiPay company, its provider of the same name, and an id for the provider's currency."""
+
+    class Meta:
+        model = Company
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Company {n}")
+    provider = factory.SubFactory(ProviderFactory, name=factory.SelfAttribute("..name"))
+
+    @factory.post_generation
+    def currency_id(obj, create, extracted, **kwargs):
+        if create:
+            CompanyCurrency.objects.get_or_create(
+                company=obj,
+                currency=obj.provider.currency,
+                defaults={"public_id": extracted} if extracted else {},
+            )
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """A token whose plain key is `key` (kept only as its digest, as the service keeps it)."""
+
+    class Meta:
+        model = ApiToken
+
+    class Params:
+        key = factory.Sequence(lambda n: f"test-token-{n:030d}")
+
+    company = factory.SubFactory(CompanyFactory)
+    key_hash = factory.LazyAttribute(lambda o: key_digest(o.key))
+    prefix = factory.LazyAttribute(lambda o: o.key[:4])

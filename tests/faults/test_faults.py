@@ -121,9 +121,7 @@ def test_a_worker_killed_mid_redemption_leaves_the_code_unused_and_a_retry_redee
     assert PromoCode.objects.get(pk=code.pk).use_count == 0
     assert not PromoCodeUsage.objects.exists() and not Redemption.objects.exists()
     # and the same order under the same key redeems now, once
-    _, created = services.redemption_redeem(
-        order=order, idempotency_key="killed", actor=ACTOR
-    )
+    _, created = services.redemption_redeem(order=order, idempotency_key="killed", actor=ACTOR)
     assert created and PromoCode.objects.get(pk=code.pk).use_count == 1
 
 

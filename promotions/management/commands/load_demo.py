@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.actors import Actor
+from digipay_api.demo import DEMO_COMPANY_ID, DEMO_TOKEN, demo_company_ensure
 from promotions import services
 from promotions.models import Condition, Discount
 from referrals.models import Referral, ReferralProgram, Rule
@@ -27,7 +28,11 @@ class Command(BaseCommand):
             raise CommandError(
                 "load_demo creates the operator admin/admin: run it only with DEBUG=1"
             )
+        digipay = f"DigiPay demo: CompanyID: {DEMO_COMPANY_ID}, Authorization: Token {DEMO_TOKEN}"
         if Provider.objects.filter(name=DEMO_PROVIDER).exists():
+            # The DigiPay example also goes into a database whose demo data came before it.
+            if demo_company_ensure()[1]:
+                self.stdout.write(digipay)
             self.stdout.write("Demo data is loaded already.")
             return
         actor = Actor.system("load_demo")
@@ -140,3 +145,6 @@ class Command(BaseCommand):
             f"Demo data loaded: provider {provider.pk}, promotions {spring.pk} and {welcome.pk}; "
             "operator admin/admin."
         )
+        # After the rest, so the demo provider keeps id 1.
+        demo_company_ensure()
+        self.stdout.write(digipay)

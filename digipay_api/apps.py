@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DigipayApiConfig(AppConfig):
+    name = "digipay_api"
+    verbose_name = "DigiPay door"

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,9 +127,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Every log line, request lines included, goes through the filter that masks credentials.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"redact": {"()": "common.logging.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
+
+# Brakes on brute force (common/throttle.py): failures allowed per window, per key.
+THROTTLE_AUTH_FAILURES = int(os.environ.get("THROTTLE_AUTH_FAILURES", "10"))
+THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
+THROTTLE_PROMOCODE_FAILURES = int(os.environ.get("THROTTLE_PROMOCODE_FAILURES", "20"))
+THROTTLE_PROMOCODE_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_SECONDS", "600"))
+
+# From how many codes the admin's "Generate promo codes" runs in the background.
+PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "500"))
+# Run background jobs in the request's thread once it commits (tests, single-process debugging).
+JOBS_INLINE = env_flag("JOBS_INLINE", default=False)

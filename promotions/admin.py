@@ -92,13 +92,17 @@ class ConditionInline(admin.TabularInline):
 
 
 class PromoCodeInline(admin.TabularInline):
+    """Rows for adding codes only: a promotion may hold millions, which no page can list as forms.
+
+    The existing codes are in the at-a-glance panel, the codes list and the CSV export.
+    """
+
     model = PromoCode
-    extra = 0
+    extra = 1
     fields = [
         "code",
         "uselimit",
         "account_uselimit",
-        "use_count",
         "active_time_type",
         "fromdate",
         "todate",
@@ -106,8 +110,10 @@ class PromoCodeInline(admin.TabularInline):
         "periodtype",
         "periodlength",
     ]
-    readonly_fields = ["use_count"]
-    show_change_link = True
+    verbose_name_plural = "add promo codes (one code per row; templates: the Generate action)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).none()
 
 
 class TryOrderForm(forms.Form):
@@ -262,6 +268,7 @@ class PromotionAdmin(admin.ModelAdmin):
             "<dt>Discounts</dt><dd>{}</dd>"
             '<dt>Conditions</dt><dd><code class="conditions">{}</code></dd>'
             "<dt>Codes</dt><dd>{} codes, {} uses{} &mdash; "
+            '<a href="{}">all codes</a>, '
             '<a href="{}">export as CSV</a>, <a href="{}">import from CSV</a></dd></dl>{}',
             window,
             obj.status,
@@ -270,6 +277,7 @@ class PromotionAdmin(admin.ModelAdmin):
             len(codes),
             uses,
             " (the 20 most used below)" if len(codes) > 20 else "",
+            reverse("admin:promotions_promocode_changelist") + f"?promotion__id__exact={obj.pk}",
             reverse("admin:promotions_promotion_export_codes", args=[obj.pk]),
             reverse("admin:promotions_promotion_import_codes", args=[obj.pk]),
             format_html(

@@ -12,7 +12,8 @@ from django.core.management.base import CommandError
 from billing.models import Client as BillingClient
 from promotions import codegen
 from promotions.models import PromoCode, Promotion
-from promotions.selectors import history_of
+from promotions.selectors import history_of, redemptions_per_day
+from referrals.models import Partnership, Reward
 from tests.factories import PromoCodeFactory, PromotionFactory
 
 pytestmark = pytest.mark.django_db
@@ -121,7 +122,8 @@ def test_load_demo_loads_once_and_the_operator_can_log_in(settings, client):
     second_out = StringIO()
     call_command("load_demo", stdout=second_out)
     # then the first run made the demo and the second made nothing new
-    assert after_first == {"promotions": 2, "clients": 5, "codes": 22, "users": 1}
+    # (5 named clients, 60 shoppers who used Black Friday codes, 12 partners' friends)
+    assert after_first == {"promotions": 3, "clients": 77, "codes": 322, "users": 1}
     assert counts() == after_first
     assert first_out.getvalue().startswith("Demo data loaded")
     assert second_out.getvalue().strip() == "Demo data is loaded already."
@@ -136,6 +138,12 @@ def test_load_demo_loads_once_and_the_operator_can_log_in(settings, client):
     )
     assert PromoCode.objects.filter(code="WELCOME20").exists()
     assert {h.action for h in history_of(obj=spring)} == {"load_demo"}
+    # and the activity the admin's charts show: 60 codes used over the last 30 days, rewards
+    friday = Promotion.objects.get(name="Black Friday")
+    assert sum(n for _, n in redemptions_per_day(promotion=friday, days=30)) == 60
+    assert len([n for _, n in redemptions_per_day(promotion=friday, days=30) if n]) > 10
+    assert Reward.objects.exists() and Reward.objects.filter(payout__isnull=False).exists()
+    assert Partnership.objects.count() == 3
     # and the operator admin/admin can log in to the admin
     assert client.login(username="admin", password="admin")
     assert client.get("/admin/promotions/promotion/").status_code == 200

@@ -1,4 +1,5 @@
-"""Demo data for `make run`: a provider, clients, groups, tariffs, two promotions and an operator."""
+"""Demo data for `make run`: a provider, clients, groups, tariffs, promotions with used codes, a
+referral program with partners and rewards, the DigiPay example company, and an operator."""
 
 import datetime
 from decimal import Decimal
@@ -13,7 +14,9 @@ from billing.models import Client, ClientGroup, Currency, Expense, Provider, Ser
 from common.actors import Actor
 from digipay_api.demo import DEMO_COMPANY_ID, DEMO_TOKEN, demo_company_ensure
 from promotions import services
+from promotions.demo import demo_code_uses
 from promotions.models import Condition, Discount
+from referrals.demo import demo_referral_activity
 from referrals.models import Referral, ReferralProgram, Rule
 
 DEMO_PROVIDER = "Demo Hosting"
@@ -141,9 +144,20 @@ class Command(BaseCommand):
         services.promocode_create(
             promotion=welcome, actor=actor, code="WELCOME20", uselimit=1000, account_uselimit=1
         )
+        # Activity for the admin's pages and charts: used codes, partners, a month of rewards.
+        friday = services.promotion_create(
+            actor=actor,
+            name="Black Friday",
+            provider=provider,
+            fromdate=today - datetime.timedelta(days=35),
+            todate=today + datetime.timedelta(days=10),
+        )
+        services.discount_create(promotion=friday, actor=actor, percentage=Decimal("15"))
+        used = demo_code_uses(promotion=friday, tariff=start, actor=actor)
+        rewards = demo_referral_activity(program=program, partners=clients[:3], actor=actor)
         self.stdout.write(
-            f"Demo data loaded: provider {provider.pk}, promotions {spring.pk} and {welcome.pk}; "
-            "operator admin/admin."
+            f"Demo data loaded: provider {provider.pk}, promotions {spring.pk}, {welcome.pk} and "
+            f"{friday.pk} ({used} codes used), {rewards} referral rewards; operator admin/admin."
         )
         # After the rest, so the demo provider keeps id 1.
         demo_company_ensure()

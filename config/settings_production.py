@@ -9,7 +9,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings import *  # noqa: F403
-from config.settings import BASE_DIR, DEBUG, SECRET_KEY, env_flag
+from config.settings import BASE_DIR, DEBUG, MIDDLEWARE, SECRET_KEY, env_flag
 
 KNOWN_SECRETS = {"insecure-development-key-only-for-debug", "change-me", "secret", "bench"}
 
@@ -33,6 +33,8 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Static files from the app servers themselves, collected by `make serve`, right after security.
+MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

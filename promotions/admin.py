@@ -99,17 +99,7 @@ class PromoCodeInline(admin.TabularInline):
 
     model = PromoCode
     extra = 1
-    fields = [
-        "code",
-        "uselimit",
-        "account_uselimit",
-        "active_time_type",
-        "fromdate",
-        "todate",
-        "expiretype",
-        "periodtype",
-        "periodlength",
-    ]
+    fields = services.CSV_COLUMNS  # a code's own settings: what a row adds and a CSV carries
     verbose_name_plural = "add promo codes (one code per row; templates: the Generate action)"
 
     def get_queryset(self, request):

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.core import signals
+from django.db import close_old_connections, connection, connections
 
 from tests.factories import UserFactory
 
@@ -32,6 +33,21 @@ def run_in_threads(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=len(args)) as pool:
         return list(pool.map(call, args))
+
+
+@pytest.fixture
+def wsgi_keeps_test_connection(settings):
+    """For calls through the WSGI app itself (schemathesis), as Django's test client does: the
+    request's end must not close the connection that holds the test's transaction, and the host
+    schemathesis sends ("localhost") is allowed."""
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

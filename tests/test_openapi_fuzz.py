@@ -5,9 +5,7 @@ import os
 
 import pytest
 import schemathesis
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
@@ -27,20 +25,13 @@ schema = _api_schema()
 
 
 @pytest.fixture
-def operator_token(operator, settings):
-    """A token of the operator, some data for ids to hit, and the test's connection kept open."""
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
+def operator_token(operator, wsgi_keeps_test_connection):
+    """A token of the operator, and some data for the ids schemathesis draws to hit."""
     promotion = PromotionFactory()
     PromoCodeFactory(promotion=promotion)
     TariffFactory(provider=promotion.provider)
     ClientFactory(provider=promotion.provider)
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield Token.objects.create(user=operator).key
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+    return Token.objects.create(user=operator).key
 
 
 @schema.parametrize()

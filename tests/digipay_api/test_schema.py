@@ -7,9 +7,7 @@ import uuid
 import pytest
 import schemathesis
 import yaml
-from django.core import signals
 from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -113,19 +111,11 @@ schema = _digipay_schema()
 
 
 @pytest.fixture
-def tenant(db, settings):
-    """A company with a token, and the WSGI app as Django's test client runs it: the request's
-    end must not close the connection that holds the test's transaction (on PostgreSQL)."""
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "localhost"]
+def tenant(db, wsgi_keeps_test_connection):
+    """A company with a token."""
     company = CompanyFactory(name="Fuzz Pay")
     ApiTokenFactory(company=company, key="fuzz-key")
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        yield company
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
+    return company
 
 
 @schema.parametrize()

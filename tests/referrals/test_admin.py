@@ -154,42 +154,32 @@ def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client
     kept = Rule.objects.create(program=program, name="old", amount=Decimal("5"))
     doomed = Rule.objects.create(program=program, name="doomed", amount=Decimal("1"))
     rule_row = {"reward_type": "percent", "schedule": "month", "active": "on"}
-    # when the program page saves a changed rule, a deleted one and a new one
-    response = admin_client.post(
-        f"/admin/referrals/referralprogram/{program.pk}/change/",
-        program_form(
-            program,
-            **inline_forms("rules", "partnerships", initial=2, total=3),
-            **{f"rules-0-{k}": v for k, v in {**rule_row, "id": kept.pk, "name": "new"}.items()},
-            **{"rules-0-amount": "7", "rules-0-program": program.pk},
-            **{
-                f"rules-1-{k}": v
-                for k, v in {**rule_row, "id": doomed.pk, "name": "doomed"}.items()
-            },
-            **{"rules-1-amount": "1", "rules-1-program": program.pk, "rules-1-DELETE": "on"},
-            **{f"rules-2-{k}": v for k, v in {**rule_row, "name": "added"}.items()},
-            **{"rules-2-amount": "150", "rules-2-program": program.pk},
-        ),
-    )
+
+    def save(added_amount: str):
+        rows = [
+            {**rule_row, "id": kept.pk, "name": "new", "amount": "7"},
+            {**rule_row, "id": doomed.pk, "name": "doomed", "amount": "1", "DELETE": "on"},
+            {**rule_row, "name": "added", "amount": added_amount},
+        ]
+        return admin_client.post(
+            f"/admin/referrals/referralprogram/{program.pk}/change/",
+            program_form(
+                program,
+                **inline_forms("rules", "partnerships", initial=2, total=3),
+                **{
+                    f"rules-{i}-{k}": v
+                    for i, row in enumerate(rows)
+                    for k, v in {**row, "program": program.pk}.items()
+                },
+            ),
+        )
+
+    # when the program page saves a changed rule, a deleted one and a new one over 100%
+    response = save("150")
     # then the percentage over 100 is refused on the page and nothing is saved
     assert response.status_code == 200 and Rule.objects.count() == 2
     # when the new rule is valid
-    response = admin_client.post(
-        f"/admin/referrals/referralprogram/{program.pk}/change/",
-        program_form(
-            program,
-            **inline_forms("rules", "partnerships", initial=2, total=3),
-            **{f"rules-0-{k}": v for k, v in {**rule_row, "id": kept.pk, "name": "new"}.items()},
-            **{"rules-0-amount": "7", "rules-0-program": program.pk},
-            **{
-                f"rules-1-{k}": v
-                for k, v in {**rule_row, "id": doomed.pk, "name": "doomed"}.items()
-            },
-            **{"rules-1-amount": "1", "rules-1-program": program.pk, "rules-1-DELETE": "on"},
-            **{f"rules-2-{k}": v for k, v in {**rule_row, "name": "added"}.items()},
-            **{"rules-2-amount": "15", "rules-2-program": program.pk},
-        ),
-    )
+    response = save("15")
     # then every row went through the services, each with its history line on the program
     assert response.status_code == 302, response.content[:3000]
     assert sorted(Rule.objects.values_list("name", "amount")) == [

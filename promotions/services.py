@@ -496,7 +496,11 @@ def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemptio
         provider_id=order.provider_id,
         quote=quote_as_dict(quote),
     )
-    redemption.full_clean(validate_unique=False)
+    # The quote has just resolved this client of this provider, and the key's uniqueness and the
+    # status check are the database's: validating them again would cost four queries a redemption.
+    redemption.full_clean(
+        exclude=["client", "provider"], validate_unique=False, validate_constraints=False
+    )
     redemption.save()
     for code in sorted((locked[c] for c in used), key=lambda c: c.pk):
         _take_use(code=code, client_id=order.client_id, redemption=redemption)

@@ -5,10 +5,17 @@ with another company's id is a 403."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    PermissionDenied,
+    Throttled,
+)
 from rest_framework.permissions import BasePermission
 
 from common.actors import Actor
+from common.throttle import Throttled as BrakeThrottled
+from common.throttle import throttle_check, throttle_fail
 from digipay_api import selectors
 from digipay_api.models import Company
 
@@ -44,8 +51,17 @@ class CompanyTokenAuthentication(BaseAuthentication):
             key = parts[1].decode()
         except UnicodeDecodeError:
             raise AuthenticationFailed("The token is wrong or revoked.") from None
+        # Guessing keys is braked per address like failed sign-ins on the func door.
+        address = [f"ip:{request.META.get('REMOTE_ADDR', '')}"]
+        try:
+            throttle_check(scope="auth", keys=address)
+        except BrakeThrottled as exc:
+            raise Throttled(
+                wait=exc.retry_after, detail="Too many wrong tokens; slow down."
+            ) from None
         token = selectors.token_find(key=key)
         if token is None:
+            throttle_fail(scope="auth", keys=address)
             raise AuthenticationFailed("The token is wrong or revoked.")
         return CompanyPrincipal(token.company), token
 

@@ -1,11 +1,11 @@
 """Every refusal in the envelope: 400, 401, 403, 404, 405 and 500, never HTML or a trace."""
 
 import pytest
+import time_machine
 from django.test import override_settings
-from rest_framework.exceptions import Throttled
 
 from common.actors import Actor
-from digipay_api import selectors, services
+from digipay_api import services
 from digipay_api.models import DigiPayProgram
 from referrals.models import ReferralProgram
 from tests.digipay_api.conftest import ROUTE, SPEC_BODY, DigiPay, assert_envelope, body
@@ -226,16 +226,19 @@ def test_a_method_the_route_lacks_answers_405(digipay):
     assert_envelope(digipay.call("options"), 405, [5], "METHOD_NOT_ALLOWED")
 
 
-def test_a_throttled_call_answers_429_with_retry_after(digipay, monkeypatch):
-    # given a throttle in front of the token check (as common throttles would raise it)
-    def throttled(**kwargs):
-        raise Throttled(wait=30)
-
-    monkeypatch.setattr(selectors, "token_find", throttled)
-    # then the refusal is in the envelope too, and says when to come back
+@time_machine.travel("2026-06-15 10:00:30+00:00", tick=False)
+def test_guessing_tokens_is_braked_with_429_and_retry_after(digipay, settings):
+    # given an address that sent two wrong keys, the budget of a 60-second window
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 2, 60
+    guesser = DigiPay(digipay.client, "guess-1", digipay.company_id)
+    for _ in range(2):
+        assert_envelope(guesser.list(), 401, [2], "UNAUTHORIZED")
+    # then even the right key from that address waits, in the envelope, until the window ends
     response = digipay.list()
     assert_envelope(response, 429, [8], "TOO_MANY_REQUESTS")
     assert response["Retry-After"] == "30"
+    with time_machine.travel("2026-06-15 10:01:01+00:00", tick=False):
+        assert digipay.list().status_code == 200
 
 
 # 500 --------------------------------------------------------------------------------------------

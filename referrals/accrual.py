@@ -22,6 +22,7 @@ from django.db.models import (
     Expression,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -62,6 +63,11 @@ def _all_referrals_sales(program: ReferralProgram, rule: Rule) -> Expression:
     return Window(Sum("amount"), partition_by=[F("partner_ref"), *_period(rule)])
 
 
+# Counts are wrapped as windows (a MAX over a value constant in its partition), so that every
+# measure is filtered after the windows are taken: a plain filter would go into the inner WHERE and
+# drop rows before a partner-wide sum is taken, making that sum too low.
+
+
 def _referral_services(program: ReferralProgram, rule: Rule) -> Expression:
     services = (
         Service.objects.filter(client_id=OuterRef("client_id"))
@@ -70,7 +76,8 @@ def _referral_services(program: ReferralProgram, rule: Rule) -> Expression:
         .annotate(n=Count("id"))
         .values("n")
     )
-    return Coalesce(Subquery(services, output_field=IntegerField()), Value(0))
+    count = Coalesce(Subquery(services, output_field=IntegerField()), Value(0))
+    return Window(Max(count), partition_by=[F("client_id")])
 
 
 def _partner_referrals(program: ReferralProgram, rule: Rule) -> Expression:
@@ -81,7 +88,8 @@ def _partner_referrals(program: ReferralProgram, rule: Rule) -> Expression:
         .annotate(n=Count("id"))
         .values("n")
     )
-    return Coalesce(Subquery(referrals, output_field=IntegerField()), Value(0))
+    count = Coalesce(Subquery(referrals, output_field=IntegerField()), Value(0))
+    return Window(Max(count), partition_by=[F("partner_ref")])
 
 
 # The value each condition type compares: an annotation name and how to compute it per expense.

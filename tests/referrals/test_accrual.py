@@ -219,6 +219,23 @@ def test_chunks_of_partners_keep_each_partners_sums_whole(referral, monkeypatch)
     assert {r.referral for r in Reward.objects.all()} == {referral, sibling}
 
 
+def test_a_per_referral_condition_does_not_shrink_the_partners_sales(referral):
+    # given (referral bought >= 1 service) AND (all the partner's referrals spent >= 150)
+    rule = rule_for(referral, schedule="program")
+    RuleCondition.objects.create(rule=rule, ctype="2", item_count=1)
+    RuleCondition.objects.create(
+        rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("150")
+    )
+    # and two referrals of 100 each, only the first with a service
+    sibling = ReferralFactory(program=referral.program, partner=referral.partner)
+    ServiceFactory(client=referral.client)
+    spend(referral, "100", "2026-01-10")
+    ExpenseFactory(client=sibling.client, amount=Decimal("100"), created_at=at("2026-01-11"))
+    # when accrued, the partner's sales count both (200), and only the first earns
+    assert rewards_accrue() == 1
+    assert Reward.objects.get().referral == referral
+
+
 def test_the_command_reports_and_refuses_bad_arguments(referral):
     rule_for(referral)
     spend(referral, "10", "2026-01-05")

@@ -52,11 +52,21 @@ def _hashed(scope: str, keys: Iterable[str]) -> list[str]:
     return sorted({hashlib.sha256(f"{scope}:{k}".encode()).hexdigest() for k in keys if k})
 
 
-def throttle_check(*, scope: str, keys: Iterable[str], at: datetime.datetime | None = None) -> None:
-    """Raise Throttled when any key has spent its failures in the current window."""
+def throttle_check(
+    *,
+    scope: str,
+    keys: Iterable[str],
+    at: datetime.datetime | None = None,
+    over: bool = False,
+) -> None:
+    """Raise Throttled when any key has spent its failures in the current window (`over`: when
+    it has gone past them, for a check made after counting the request's own failures)."""
     start, left = _window(scope, at or timezone.now())
+    allowed = budget(scope).failures
     spent = Attempt.objects.filter(
-        key__in=_hashed(scope, keys), window_start=start, failures__gte=budget(scope).failures
+        key__in=_hashed(scope, keys),
+        window_start=start,
+        failures__gte=allowed + 1 if over else allowed,
     )
     if spent.exists():
         raise Throttled(scope, left)

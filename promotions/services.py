@@ -413,11 +413,20 @@ def _guessing_keys(order: Order, actor: Actor) -> list[str]:
     return [f"client:{order.client_id}", f"ip:{actor.ip}" if actor.ip else ""]
 
 
+# An order names a few codes; more would turn one request into a batch of guesses.
+MAX_CODES_PER_ORDER = 10
+
+
 def _guard_codes(order: Order, actor: Actor) -> None:
     """Refuse an order with codes from a client or address that has guessed too many unknown
-    codes lately, and count this order's unknown codes against them."""
+    codes lately; this order's unknown codes are counted first, so no single order can carry
+    more guesses than are left."""
     if not order.codes:
         return
+    if len(set(order.codes)) > MAX_CODES_PER_ORDER:
+        raise ValidationError(
+            {"codes": f"An order carries at most {MAX_CODES_PER_ORDER} promo codes."}
+        )
     keys = _guessing_keys(order, actor)
     throttle_check(scope="promocode", keys=keys)
     known = set(PromoCode.objects.filter(code__in=order.codes).values_list("code", flat=True))
@@ -425,6 +434,7 @@ def _guard_codes(order: Order, actor: Actor) -> None:
     if unknown:
         # Outside any transaction of the caller's work, so a refused order still counts.
         throttle_fail(scope="promocode", keys=keys, count=unknown)
+        throttle_check(scope="promocode", keys=keys, over=True)
 
 
 def order_quote(*, order: Order, actor: Actor) -> Quote:

@@ -143,3 +143,16 @@ def test_parallel_failures_are_all_counted(settings):
     at = datetime.datetime(2026, 6, 15, 10, 0, 0, tzinfo=datetime.UTC)
     run_in_threads(lambda _: throttle_fail(scope="auth", keys=["user:z"], at=at), list(range(12)))
     assert Attempt.objects.get().failures == 12
+
+
+@time_machine.travel(NOW, tick=False)
+def test_one_order_cannot_carry_more_guesses_than_are_left(operator, shop, tight):
+    api = APIClient()
+    api.force_authenticate(operator)
+    # given a budget of 3: an order with 4 unknown codes and a real one is refused whole
+    guesses = quote_body(shop, "REAL", "G1", "G2", "G3", "G4")
+    assert api.post("/api/v1/quotes", guesses, format="json").status_code == 429
+    # and an order may not name more than 10 codes at all
+    many = quote_body(shop, *(f"X{i}" for i in range(11)))
+    refused = api.post("/api/v1/quotes", many, format="json")
+    assert refused.status_code == 400 and "at most 10" in str(refused.json())

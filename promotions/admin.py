@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -250,8 +251,10 @@ class PromotionAdmin(admin.ModelAdmin):
         window = f"{obj.fromdate} to {obj.todate or 'open end'}"
         discounts = [str(d) for d in obj.discounts.all()] or ["none yet"]
         codes = obj.promocodes.order_by("-use_count", "code")
-        uses = sum(c.use_count for c in codes)
-        top = codes[:20]
+        # Counted by the database: a promotion may hold millions of codes.
+        totals = codes.aggregate(n=Count("id"), uses=Sum("use_count"))
+        count, uses = totals["n"], totals["uses"] or 0
+        top = list(codes[:20])
         return format_html(
             '<dl class="at-a-glance">'
             "<dt>Window</dt><dd>{}</dd><dt>Status</dt><dd><strong>{}</strong></dd>"
@@ -264,9 +267,9 @@ class PromotionAdmin(admin.ModelAdmin):
             obj.status,
             format_html_join("", "<div>{}</div>", ((d,) for d in discounts)),
             selectors.conditions_expression(promotion=obj) or "none: every client qualifies",
-            len(codes),
+            count,
             uses,
-            " (the 20 most used below)" if len(codes) > 20 else "",
+            " (the 20 most used below)" if count > 20 else "",
             reverse("admin:promotions_promocode_changelist") + f"?promotion__id__exact={obj.pk}",
             reverse("admin:promotions_promotion_export_codes", args=[obj.pk]),
             reverse("admin:promotions_promotion_import_codes", args=[obj.pk]),
@@ -303,11 +306,14 @@ class PromotionAdmin(admin.ModelAdmin):
         ]
 
     def _promotion(self, request, promotion_id: int, *, change: bool) -> Promotion:
+        """Exporting reads the codes, importing adds codes: each needs its right on codes too."""
         promotion = get_object_or_404(Promotion, pk=promotion_id)
         allowed = (
             self.has_change_permission(request, promotion)
+            and request.user.has_perm("promotions.add_promocode")
             if change
             else self.has_view_permission(request, promotion)
+            and request.user.has_perm("promotions.view_promocode")
         )
         if not allowed:
             raise PermissionDenied

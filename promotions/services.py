@@ -619,9 +619,14 @@ def promocodes_import(*, promotion: Promotion, rows: Iterable[dict[str, str]], a
             raise ValidationError(f"At most {MAX_IMPORT_ROWS} codes per file.", code="limit")
         try:
             code = _csv_row_code(promotion, row)
+            code.code = normalize_code(code.code)
             if codegen.PLACEHOLDER in code.code:
                 raise ValidationError({"code": 'A "?" template cannot be imported.'})
-            code.full_clean(exclude=["promotion"], validate_unique=False)
+            # Uniqueness is checked for the whole file at once below, and the database holds the
+            # constraints: per row, only the fields and the model's own rules.
+            code.full_clean(
+                exclude=["promotion"], validate_unique=False, validate_constraints=False
+            )
         except ValidationError as exc:
             details = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
             errors += [
@@ -633,11 +638,14 @@ def promocodes_import(*, promotion: Promotion, rows: Iterable[dict[str, str]], a
             continue
         seen[code.code] = line
         codes.append(code)
-    taken = (
-        set(PromoCode.objects.filter(code__in=list(seen)).values_list("code", flat=True))
-        if seen
-        else set()
-    )
+    wanted = list(seen)
+    taken = {
+        code
+        for i in range(0, len(wanted), 5000)
+        for code in PromoCode.objects.filter(code__in=wanted[i : i + 5000]).values_list(
+            "code", flat=True
+        )
+    }
     errors += [f"line {seen[c]}: code: {c} exists already" for c in sorted(taken, key=seen.get)]
     if not errors and not codes:
         errors.append("The file holds no codes.")

@@ -105,11 +105,18 @@ def test_files_without_codes_are_refused(staff, text, message):
     assert message in response.content.decode() and not PromoCode.objects.exists()
 
 
-def test_a_viewer_may_export_but_not_import(client):
+def test_a_viewer_of_codes_may_export_and_only_a_creator_of_codes_may_import(client):
     viewer = UserFactory(is_staff=True)
-    viewer.user_permissions.add(Permission.objects.get(codename="view_promotion"))
+    for codename in ("view_promotion", "view_promocode", "change_promotion"):
+        viewer.user_permissions.add(Permission.objects.get(codename=codename))
     client.force_login(viewer)
     promotion = PromotionFactory()
     assert client.get(f"/admin/promotions/promotion/{promotion.pk}/codes.csv").status_code == 200
+    # changing the promotion is not enough to add codes to it
     assert upload(client, promotion, "code\nX1\n").status_code == 403
     assert not PromoCode.objects.exists()
+    viewer.user_permissions.add(Permission.objects.get(codename="add_promocode"))
+    viewer = type(viewer).objects.get(pk=viewer.pk)
+    client.force_login(viewer)
+    assert upload(client, promotion, "code\nX1\n").status_code == 302
+    assert PromoCode.objects.get().code == "X1"

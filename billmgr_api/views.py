@@ -12,6 +12,7 @@ from billmgr_api.errors import FuncError, from_validation_error
 from billmgr_api.formats import DEFAULT_FORMAT, FORMATS, render
 from billmgr_api.registry import FUNCS
 from billmgr_api.request import FuncRequest
+from common.net import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def refuse_nul(params: dict[str, str]) -> None:
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_ip(request)
 
 
 @csrf_exempt

@@ -12,13 +12,14 @@ from django.http import HttpRequest, HttpResponse
 
 from common.actors import Actor
 from common.groups import GroupChoice
+from common.net import client_ip
 
 # How an inline's rows are written: create(data), update(current, changed data), delete(objects).
 InlineWriters = tuple[Callable[[dict], Any], Callable[[Any, dict], Any], Callable[[list], Any]]
 
 
 def admin_actor(request: HttpRequest, action: str) -> Actor:
-    return Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"), action=f"admin:{action}")
+    return Actor(user=request.user, ip=client_ip(request), action=f"admin:{action}")
 
 
 def changed_fields(form: forms.ModelForm) -> dict:

@@ -6,11 +6,12 @@ from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 
 from common.actors import Actor
+from common.net import client_ip
 from common.throttle import Throttled as BrakeThrottled
 
 
 def api_actor(request, action: str) -> Actor:
-    return Actor(user=request.user, ip=request.META.get("REMOTE_ADDR"), action=action)
+    return Actor(user=request.user, ip=client_ip(request), action=action)
 
 
 class ModelPermissionsWithView(DjangoModelPermissions):

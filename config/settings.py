@@ -145,6 +145,10 @@ THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
 THROTTLE_PROMOCODE_FAILURES = int(os.environ.get("THROTTLE_PROMOCODE_FAILURES", "20"))
 THROTTLE_PROMOCODE_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_SECONDS", "600"))
 
+# How many proxies of ours stand in front of the app (each appends to X-Forwarded-For); 0 trusts
+# REMOTE_ADDR alone. Brakes, history and logs key on the address this gives.
+TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
+
 # From how many codes the admin's "Generate promo codes" runs in the background.
 PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "500"))
 # Run background jobs in the request's thread once it commits (tests, single-process debugging).

@@ -14,6 +14,7 @@ from rest_framework.exceptions import (
 from rest_framework.permissions import BasePermission
 
 from common.actors import Actor
+from common.net import client_ip
 from common.throttle import Throttled as BrakeThrottled
 from common.throttle import throttle_check, throttle_fail
 from digipay_api import selectors
@@ -52,7 +53,7 @@ class CompanyTokenAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise AuthenticationFailed("The token is wrong or revoked.") from None
         # Guessing keys is braked per address like failed sign-ins on the func door.
-        address = [f"ip:{request.META.get('REMOTE_ADDR', '')}"]
+        address = [f"ip:{client_ip(request) or ''}"]
         try:
             throttle_check(scope="auth", keys=address)
         except BrakeThrottled as exc:
@@ -92,7 +93,7 @@ def actor_of(request, action: str) -> Actor:
     company = company_of(request)
     return Actor(
         user=None,
-        ip=request.META.get("REMOTE_ADDR"),
+        ip=client_ip(request),
         action=f"digipay:{action} company {company.public_id}",
     )
 

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -411,12 +412,13 @@ class RewardAdmin(admin.ModelAdmin):
         actor = admin_actor(request, "reward.payout")
         pairs = sorted(set(queryset.values_list("rule__program_id", "partner_id")))
         made = []
-        for program_id, partner_id in pairs:
-            made += services.payouts_create(
-                program=ReferralProgram.objects.get(pk=program_id),
-                partner=Client.objects.get(pk=partner_id),
-                actor=actor,
-            )
+        with transaction.atomic():  # every selected partner is paid, or none
+            for program_id, partner_id in pairs:
+                made += services.payouts_create(
+                    program=ReferralProgram.objects.get(pk=program_id),
+                    partner=Client.objects.get(pk=partner_id),
+                    actor=actor,
+                )
         paid = ", ".join(f"{p.amount.normalize():f} {p.currency} to {p.partner}" for p in made)
         self.message_user(request, f"Paid {paid}." if made else "Nothing was left to pay.")
 

@@ -151,6 +151,25 @@ class AttachRefused(Exception):
         self.reason = reason
 
 
+def _admission_refusals(
+    program: ReferralProgram, client: Client, at: datetime.datetime
+) -> list[str]:
+    """Why `client` may not take part in `program` at `at` (empty when they may): one rule for
+    attaching referred clients and enrolling partners."""
+    reasons = []
+    if client.provider_id != program.provider_id:
+        reasons.append("the client is not a client of the program's provider")
+    if not _program_live(program, timezone.localdate(at)):
+        reasons.append(f"the program {program.name} is not running")
+    outside = (
+        program.account_group_id is not None
+        and not client.groups.filter(pk=program.account_group_id).exists()
+    )
+    if outside:
+        reasons.append("the client is outside the program's group")
+    return reasons
+
+
 def _program_live(program: ReferralProgram, day: datetime.date) -> bool:
     ended = program.end_date is not None and day > program.end_date
     return (
@@ -173,23 +192,11 @@ def referral_attach(
     # Lock the client row so two attachments of one client queue; the one-to-one decides anyway.
     client = Client.objects.select_for_update().get(pk=client.pk)
     partner = Client.objects.filter(pk=partner_id, provider_id=program.provider_id).first()
-    groups = set(client.groups.values_list("id", flat=True))
     refusals = [
         (partner is None, f"there is no partner {partner_id} in this program"),
         (partner_id == client.pk, "a client cannot refer themselves"),
-        (
-            client.provider_id != program.provider_id,
-            "the client is not a client of the program's provider",
-        ),
-        (
-            not _program_live(program, timezone.localdate(at)),
-            f"the program {program.name} is not running",
-        ),
+        *((True, reason) for reason in _admission_refusals(program, client, at)),
         (Referral.objects.filter(client=client).exists(), "the client has been referred already"),
-        (
-            program.account_group_id is not None and program.account_group_id not in groups,
-            "the client is outside the program's group",
-        ),
         (
             source == Referral.Source.PROMOCODE
             and (client.services.exists() or client.expenses.exists()),
@@ -346,18 +353,9 @@ def client_registered(
     program, and attachment to the partner whose link they followed (None when there is none)."""
     at = at or timezone.now()
     default = ReferralProgram.objects.filter(
-        provider_id=client.provider_id,
-        assign_by_default=True,
-        status=ReferralProgram.Status.ACTIVE,
+        provider_id=client.provider_id, assign_by_default=True
     ).first()
-    if (
-        default is not None
-        and _program_live(default, timezone.localdate(at))
-        and (
-            default.account_group_id is None
-            or client.groups.filter(pk=default.account_group_id).exists()
-        )
-    ):
+    if default is not None and not _admission_refusals(default, client, at):
         partner_enrol(program=default, partner=client, actor=actor, at=at)
     if not visitor.strip():
         return None

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billmgr_api.errors import FuncError
 from billmgr_api.models import BillmgrSession
-from common.throttle import Throttled, throttle_check, throttle_fail
+from common.throttle import Throttled, throttle_give_back, throttle_take
 
 
 def login(*, username: str, password: str, ip: str | None = None) -> str:
@@ -30,7 +30,7 @@ def _check_password(username: str, password: str, ip: str | None) -> AbstractBas
         raise FuncError("auth", "username", "Give a user name and a password")
     keys = [f"user:{username.lower()}", f"ip:{ip}" if ip else ""]
     try:
-        throttle_check(scope="auth", keys=keys)
+        throttle_take(scope="auth", keys=keys)
     except Throttled as exc:
         raise FuncError(
             "limit",
@@ -39,8 +39,8 @@ def _check_password(username: str, password: str, ip: str | None) -> AbstractBas
         ) from None
     user = authenticate(username=username, password=password)
     if user is None:
-        throttle_fail(scope="auth", keys=keys)
         raise FuncError("auth", "", "Wrong user name or password")
+    throttle_give_back(scope="auth", keys=keys)
     return user
 
 

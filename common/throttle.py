@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from common.models import Attempt
@@ -87,3 +88,35 @@ def throttle_fail(
                 [key, connection.ops.adapt_datetimefield_value(start), count],
             )
     Attempt.objects.filter(window_start__lt=start - datetime.timedelta(days=1)).delete()
+
+
+def throttle_take(*, scope: str, keys: Iterable[str], at: datetime.datetime | None = None) -> None:
+    """Count an attempt against every key before it is made, and refuse it (taking the count
+    back) when its own count goes past a budget: each attempt compares the count its increment
+    returned, so parallel attempts get exactly the budget, no more and no less. A successful
+    attempt gives its count back with `throttle_give_back`."""
+    keys = list(keys)
+    start, left = _window(scope, at or timezone.now())
+    table = Attempt._meta.db_table
+    counts = []
+    with connection.cursor() as cursor:
+        for key in _hashed(scope, keys):
+            cursor.execute(
+                f"INSERT INTO {table} (key, window_start, failures) VALUES (%s, %s, 1) "
+                f"ON CONFLICT (key, window_start) "
+                f"DO UPDATE SET failures = {table}.failures + 1 RETURNING failures",
+                [key, connection.ops.adapt_datetimefield_value(start)],
+            )
+            counts.append(cursor.fetchone()[0])
+    if any(n > budget(scope).failures for n in counts):
+        throttle_give_back(scope=scope, keys=keys, at=at)
+        raise Throttled(scope, left)
+
+
+def throttle_give_back(
+    *, scope: str, keys: Iterable[str], at: datetime.datetime | None = None
+) -> None:
+    start, _ = _window(scope, at or timezone.now())
+    Attempt.objects.filter(key__in=_hashed(scope, keys), window_start=start, failures__gt=0).update(
+        failures=F("failures") - 1
+    )

@@ -16,7 +16,7 @@ from rest_framework.permissions import BasePermission
 from common.actors import Actor
 from common.net import client_ip
 from common.throttle import Throttled as BrakeThrottled
-from common.throttle import throttle_check, throttle_fail
+from common.throttle import throttle_give_back, throttle_take
 from digipay_api import selectors
 from digipay_api.models import Company
 
@@ -55,15 +55,15 @@ class CompanyTokenAuthentication(BaseAuthentication):
         # Guessing keys is braked per address like failed sign-ins on the func door.
         address = [f"ip:{client_ip(request) or ''}"]
         try:
-            throttle_check(scope="auth", keys=address)
+            throttle_take(scope="auth", keys=address)
         except BrakeThrottled as exc:
             raise Throttled(
                 wait=exc.retry_after, detail="Too many wrong tokens; slow down."
             ) from None
         token = selectors.token_find(key=key)
         if token is None:
-            throttle_fail(scope="auth", keys=address)
             raise AuthenticationFailed("The token is wrong or revoked.")
+        throttle_give_back(scope="auth", keys=address)
         return CompanyPrincipal(token.company), token
 
     def authenticate_header(self, request) -> str:

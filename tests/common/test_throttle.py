@@ -9,7 +9,7 @@ import time_machine
 from rest_framework.test import APIClient
 
 from common.models import Attempt
-from common.throttle import Throttled, throttle_check, throttle_fail
+from common.throttle import Throttled, throttle_check, throttle_fail, throttle_take
 from tests.conftest import Door, run_in_threads
 from tests.factories import (
     ClientFactory,
@@ -156,3 +156,22 @@ def test_one_order_cannot_carry_more_guesses_than_are_left(operator, shop, tight
     many = quote_body(shop, *(f"X{i}" for i in range(11)))
     refused = api.post("/api/v1/quotes", many, format="json")
     assert refused.status_code == 400 and "at most 10" in str(refused.json())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_get_exactly_the_budget(settings):
+    # given a budget of 3 failures and 12 attempts at once from one address, all failing
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 3, 3600
+
+    def attempt(_):
+        try:
+            throttle_take(scope="auth", keys=["ip:1.2.3.4"])
+        except Throttled:
+            return "refused"
+        return "tried"
+
+    outcomes = run_in_threads(attempt, list(range(12)))
+    # then exactly 3 were let through to try a password, and the count says 3
+    assert outcomes.count("tried") == 3
+    assert Attempt.objects.get().failures == 3

@@ -73,20 +73,29 @@ def throttle_check(
         raise Throttled(scope, left)
 
 
-def throttle_fail(
-    *, scope: str, keys: Iterable[str], count: int = 1, at: datetime.datetime | None = None
-) -> None:
-    """Count `count` failures against every key, atomically under concurrency."""
-    start, _ = _window(scope, at or timezone.now())
+def _count(scope: str, keys: Iterable[str], count: int, start: datetime.datetime) -> list[int]:
+    """Add `count` failures to every key atomically; answers each key's new total."""
     table = Attempt._meta.db_table
+    totals = []
     with connection.cursor() as cursor:
         for key in _hashed(scope, keys):
             cursor.execute(
                 f"INSERT INTO {table} (key, window_start, failures) VALUES (%s, %s, %s) "
                 f"ON CONFLICT (key, window_start) "
-                f"DO UPDATE SET failures = {table}.failures + EXCLUDED.failures",
+                f"DO UPDATE SET failures = {table}.failures + EXCLUDED.failures "
+                f"RETURNING failures",
                 [key, connection.ops.adapt_datetimefield_value(start), count],
             )
+            totals.append(cursor.fetchone()[0])
+    return totals
+
+
+def throttle_fail(
+    *, scope: str, keys: Iterable[str], count: int = 1, at: datetime.datetime | None = None
+) -> None:
+    """Count `count` failures against every key, atomically under concurrency."""
+    start, _ = _window(scope, at or timezone.now())
+    _count(scope, keys, count, start)
     Attempt.objects.filter(window_start__lt=start - datetime.timedelta(days=1)).delete()
 
 
@@ -97,18 +106,7 @@ def throttle_take(*, scope: str, keys: Iterable[str], at: datetime.datetime | No
     attempt gives its count back with `throttle_give_back`."""
     keys = list(keys)
     start, left = _window(scope, at or timezone.now())
-    table = Attempt._meta.db_table
-    counts = []
-    with connection.cursor() as cursor:
-        for key in _hashed(scope, keys):
-            cursor.execute(
-                f"INSERT INTO {table} (key, window_start, failures) VALUES (%s, %s, 1) "
-                f"ON CONFLICT (key, window_start) "
-                f"DO UPDATE SET failures = {table}.failures + 1 RETURNING failures",
-                [key, connection.ops.adapt_datetimefield_value(start)],
-            )
-            counts.append(cursor.fetchone()[0])
-    if any(n > budget(scope).failures for n in counts):
+    if any(n > budget(scope).failures for n in _count(scope, keys, 1, start)):
         throttle_give_back(scope=scope, keys=keys, at=at)
         raise Throttled(scope, left)
 

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from common.jobs import job_done_so_far
+from common.jobs import job_done_so_far, jobs_sweep_stale
 from common.models import History, Job
 
 
@@ -51,6 +51,7 @@ class JobAdmin(admin.ModelAdmin):
     def _job(self, request, job_id: int) -> Job:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        jobs_sweep_stale()
         return get_object_or_404(Job, pk=job_id)
 
     def status_view(self, request, job_id: int):

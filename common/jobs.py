@@ -6,6 +6,7 @@ server; on SQLite, which locks the whole file while writing, progress is kept in
 the row is written when the job ends.
 """
 
+import datetime
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +40,7 @@ def job_start(*, kind: str, params: dict[str, Any], total: int, actor: Actor) ->
     """Record the job; it starts once the caller's transaction commits."""
     if kind not in JOBS:
         raise ValueError(f"No job kind {kind!r}")
+    jobs_sweep_stale()
     job = Job(kind=kind, params=params, total=total, username=actor.username)
     job.full_clean()
     job.save()
@@ -59,6 +61,23 @@ def _run_in_thread(job_id: int, actor: Actor) -> None:
         job_run(job_id, actor=actor)
     finally:
         connections.close_all()
+
+
+# A job still queued or running this long after it was started lost its worker (a restart, a
+# killed process): it is marked failed so that nobody waits on it.
+STALE_AFTER = datetime.timedelta(hours=2)
+
+
+def jobs_sweep_stale(*, at: datetime.datetime | None = None) -> int:
+    """Mark the jobs whose worker is gone as failed; answers how many."""
+    at = at or timezone.now()
+    return Job.objects.filter(
+        status__in=[Job.Status.QUEUED, Job.Status.RUNNING], created_at__lt=at - STALE_AFTER
+    ).update(
+        status=Job.Status.FAILED,
+        message="Abandoned: its worker stopped before it finished; nothing of it was saved.",
+        finished_at=at,
+    )
 
 
 def job_done_so_far(job: Job) -> int:

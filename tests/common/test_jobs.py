@@ -1,5 +1,6 @@
 """Background jobs: the admin's long work runs after the request, all or nothing, with progress."""
 
+import datetime
 import threading
 import time
 
@@ -135,3 +136,19 @@ def test_progress_is_visible_while_the_work_is_still_inside_its_transaction(sett
         JOBS.pop("test.wait")
     job.refresh_from_db()
     assert (job.status, job.done, job.message) == ("done", 10, "finished")
+
+
+@pytest.mark.django_db
+def test_a_job_whose_worker_is_gone_is_marked_failed_not_left_running(staff):
+    # given a job running for three hours and one started a minute ago
+    from django.utils import timezone
+
+    stale = Job.objects.create(kind="k", total=5, status="running", username="u")
+    fresh = Job.objects.create(kind="k", total=5, status="running", username="u")
+    Job.objects.filter(pk=stale.pk).update(created_at=timezone.now() - datetime.timedelta(hours=3))
+    # when its progress page is looked at
+    status = staff.get(f"/admin/common/job/{stale.pk}/status/").json()
+    # then the stale one has failed, saying why, and the fresh one still runs
+    assert status["status"] == "failed" and "Abandoned" in status["message"]
+    assert status["finished"] is True
+    assert Job.objects.get(pk=fresh.pk).status == "running"

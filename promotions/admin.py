@@ -25,6 +25,7 @@ from common.charts import bar_chart
 from common.jobs import JOBS, job_start
 from promotions import codegen, selectors, services
 from promotions.engine import Order, normalize_code, quote_order
+from promotions.engine.present import quote_as_dict
 from promotions.engine.types import Kind, Line
 from promotions.jobs import GENERATE_CODES, background_from
 from promotions.models import (
@@ -155,36 +156,21 @@ TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
 
 
 def present_quote(quote) -> dict:
-    """The quote with names: what the try-an-order page shows."""
+    """The quote as the API answers it, with tariff and promotion names for the page."""
+    data = quote_as_dict(quote)
     names = dict(
         Promotion.objects.filter(
-            pk__in={v.promotion_id for lq in quote.lines for v in lq.verdicts}
+            pk__in={v["promotion"] for line in data["lines"] for v in line["verdicts"]}
         ).values_list("pk", "name")
     )
-    tariffs = Tariff.objects.in_bulk({lq.line.tariff_id for lq in quote.lines})
-    return {
-        "lines": [
-            {
-                "tariff": tariffs[lq.line.tariff_id].name,
-                "period": lq.line.period,
-                "kind": lq.line.kind,
-                "price": lq.line.price,
-                "discount": lq.discount,
-                "final_price": lq.final_price,
-                "currency": lq.line.currency,
-                "promotion": names.get(lq.promotion_id, ""),
-                "code": lq.code or "",
-                "verdicts": [
-                    {"promotion": names[v.promotion_id], "applied": v.applied, "reason": v.reason}
-                    for v in lq.verdicts
-                ],
-            }
-            for lq in quote.lines
-        ],
-        "codes": quote.codes,
-        "total": quote.total,
-        "discount_total": quote.discount_total,
-    }
+    tariffs = Tariff.objects.in_bulk({line["tariff"] for line in data["lines"]})
+    for line in data["lines"]:
+        line["tariff"] = tariffs[line["tariff"]].name
+        line["promotion"] = names.get(line["promotion"], "")
+        line["code"] = line["code"] or ""
+        for verdict in line["verdicts"]:
+            verdict["promotion"] = names[verdict["promotion"]]
+    return data
 
 
 class ImportCodesForm(forms.Form):

@@ -134,6 +134,13 @@ def from_xml(root: ET.Element) -> dict:
 
 
 @pytest.fixture
+def staff(client, operator):
+    """The test client, logged in to the admin as the operator."""
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
 def door(client, operator) -> Door:
     return Door(client)
 

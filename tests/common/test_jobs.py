@@ -16,12 +16,6 @@ from tests.factories import PromotionFactory
 ACTOR = Actor.system("test")
 
 
-@pytest.fixture
-def staff(client, operator):
-    client.force_login(operator)
-    return client
-
-
 def generate(staff, promotion, **fields):
     return staff.post(
         "/admin/promotions/promotion/",

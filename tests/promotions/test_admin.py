@@ -53,12 +53,6 @@ class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
     client = factory.SubFactory(ClientFactory)
 
 
-@pytest.fixture
-def staff(client, operator):
-    client.force_login(operator)
-    return client
-
-
 def url(model, view: str, *args) -> str:
     return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 

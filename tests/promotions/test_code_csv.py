@@ -14,12 +14,6 @@ from tests.factories import PromoCodeFactory, PromotionFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(client, operator):
-    client.force_login(operator)
-    return client
-
-
 def upload(staff, promotion, text: str):
     return staff.post(
         f"/admin/promotions/promotion/{promotion.pk}/import-codes/",

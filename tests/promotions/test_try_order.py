@@ -21,12 +21,6 @@ pytestmark = pytest.mark.django_db
 URL = "/admin/promotions/promotion/try-order/"
 
 
-@pytest.fixture
-def staff(client, operator):
-    client.force_login(operator)
-    return client
-
-
 def lines(*rows: dict) -> dict:
     form = {"lines-TOTAL_FORMS": str(len(rows)), "lines-INITIAL_FORMS": "0"}
     for i, row in enumerate(rows):

@@ -68,28 +68,21 @@ def _all_referrals_sales(program: ReferralProgram, rule: Rule) -> Expression:
 # drop rows before a partner-wide sum is taken, making that sum too low.
 
 
+def _count_per(rows: QuerySet, group: str, outer: str) -> Expression:
+    """How many `rows` share the expense's `outer` value in their `group` column, as a window."""
+    counted = rows.order_by().values(group).annotate(n=Count("id")).values("n")
+    count = Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+    return Window(Max(count), partition_by=[F(outer)])
+
+
 def _referral_services(program: ReferralProgram, rule: Rule) -> Expression:
-    services = (
-        Service.objects.filter(client_id=OuterRef("client_id"))
-        .order_by()
-        .values("client_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    count = Coalesce(Subquery(services, output_field=IntegerField()), Value(0))
-    return Window(Max(count), partition_by=[F("client_id")])
+    services = Service.objects.filter(client_id=OuterRef("client_id"))
+    return _count_per(services, "client_id", "client_id")
 
 
 def _partner_referrals(program: ReferralProgram, rule: Rule) -> Expression:
-    referrals = (
-        Referral.objects.filter(program=program, partner_id=OuterRef("partner_ref"))
-        .order_by()
-        .values("partner_id")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    count = Coalesce(Subquery(referrals, output_field=IntegerField()), Value(0))
-    return Window(Max(count), partition_by=[F("partner_ref")])
+    referrals = Referral.objects.filter(program=program, partner_id=OuterRef("partner_ref"))
+    return _count_per(referrals, "partner_id", "partner_ref")
 
 
 # The value each condition type compares: an annotation name and how to compute it per expense.

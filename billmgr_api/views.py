@@ -53,10 +53,6 @@ def refuse_nul(params: dict[str, str]) -> None:
             raise FuncError("value", key, "NUL characters are not allowed")
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return client_ip(request)
-
-
 @csrf_exempt
 def billmgr_view(request: HttpRequest) -> HttpResponse:
     out = request.GET.get("out") or request.POST.get("out") or DEFAULT_FORMAT
@@ -73,7 +69,7 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
         spec = FUNCS.get(func_name)
         if spec is None:
             raise FuncError("missing", "func", f"Unknown function {func_name!r}")
-        ip = _client_ip(request)
+        ip = client_ip(request)
         user = None if spec.public else identify(params, ip)
         req = FuncRequest(func=func_name, params=params, user=user, ip=ip)
         if spec.perm:

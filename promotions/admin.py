@@ -15,10 +15,9 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import Client, Tariff
 from common.admin_tools import (
+    ServiceSavedAdmin,
     admin_actor,
-    changed_fields,
     csv_response,
-    formset_save_through,
     group_arg,
 )
 from common.charts import bar_chart
@@ -199,7 +198,7 @@ class GenerateCodesForm(forms.Form):
 
 
 @admin.register(Promotion)
-class PromotionAdmin(admin.ModelAdmin):
+class PromotionAdmin(ServiceSavedAdmin):
     change_list_template = "admin/promotions/promotion/change_list.html"
     list_display = ["id", "name", "provider", "fromdate", "todate", "status_display", "code_count"]
     list_filter = [StatusFilter, "provider", "archived"]
@@ -408,34 +407,26 @@ class PromotionAdmin(admin.ModelAdmin):
             ),
         )
 
-    def save_model(self, request, obj, form, change):
-        actor = admin_actor(request, "promotion.change" if change else "promotion.add")
-        try:
-            if change:
-                # `obj` holds the form's new values already; the service compares with the stored row.
-                current = Promotion.objects.get(pk=obj.pk)
-                services.promotion_update(promotion=current, actor=actor, **changed_fields(form))
-            else:
-                created = services.promotion_create(actor=actor, **form.cleaned_data)
-                obj.pk = created.pk
-                obj._state.adding = False
-        except ValidationError as exc:
-            form.add_error(None, exc)
-            raise
+    @staticmethod
+    def create(actor, data):
+        return services.promotion_create(actor=actor, **data)
 
-    def save_formset(self, request, form, formset, change):
+    @staticmethod
+    def update(current, actor, data):
+        return services.promotion_update(promotion=current, actor=actor, **data)
+
+    def inline_writers(self, request, parent):
         """Inline rows go through the services too, each with its own history line."""
-        promotion = form.instance
         actor = admin_actor(request, "promotion.change")
-        handlers = {
+        return {
             Discount: (
-                lambda data: services.discount_create(promotion=promotion, actor=actor, **data),
+                lambda data: services.discount_create(promotion=parent, actor=actor, **data),
                 lambda obj, data: services.discount_update(discount=obj, actor=actor, **data),
                 lambda objs: services.discount_delete_many(discounts=objs, actor=actor),
             ),
             Condition: (
                 lambda data: services.condition_create(
-                    promotion=promotion, actor=actor, **group_arg(data)
+                    promotion=parent, actor=actor, **group_arg(data)
                 ),
                 lambda obj, data: services.condition_update(
                     condition=obj, actor=actor, **group_arg(data)
@@ -443,14 +434,11 @@ class PromotionAdmin(admin.ModelAdmin):
                 lambda objs: services.condition_delete_many(conditions=objs, actor=actor),
             ),
             PromoCode: (
-                lambda data: services.promocode_create(promotion=promotion, actor=actor, **data),
+                lambda data: services.promocode_create(promotion=parent, actor=actor, **data),
                 lambda obj, data: services.promocode_update(promocode=obj, actor=actor, **data),
                 lambda objs: services.promocode_delete_many(promocodes=objs, actor=actor),
             ),
         }
-        if formset.model not in handlers:
-            return super().save_formset(request, form, formset, change)
-        formset_save_through(formset, handlers[formset.model], "promotion")
 
     @admin.action(description="Archive selected promotions", permissions=["change"])
     def archive(self, request, queryset):
@@ -514,7 +502,7 @@ class PromoCodeForm(forms.ModelForm):
 
 
 @admin.register(PromoCode)
-class PromoCodeAdmin(admin.ModelAdmin):
+class PromoCodeAdmin(ServiceSavedAdmin):
     list_display = [
         "id",
         "code",
@@ -530,15 +518,13 @@ class PromoCodeAdmin(admin.ModelAdmin):
     raw_id_fields = ["promotion"]
     form = PromoCodeForm
 
-    def save_model(self, request, obj, form, change):
-        actor = admin_actor(request, "promocode.change" if change else "promocode.add")
-        if change:
-            current = PromoCode.objects.get(pk=obj.pk)
-            services.promocode_update(promocode=current, actor=actor, **changed_fields(form))
-        else:
-            data = dict(form.cleaned_data)
-            created = services.promocode_create(actor=actor, **data)
-            obj.pk = created.pk
+    @staticmethod
+    def create(actor, data):
+        return services.promocode_create(actor=actor, **data)
+
+    @staticmethod
+    def update(current, actor, data):
+        return services.promocode_update(promocode=current, actor=actor, **data)
 
     def delete_model(self, request, obj):
         services.promocode_delete_many(

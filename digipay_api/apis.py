@@ -68,7 +68,7 @@ def _errors(exc: DjangoValidationError) -> BadRequest:
         errors.setdefault(mapping.digipay_field(name), []).extend(
             message for item in items for message in item.messages
         )
-        if any(item.code == services.TITLE_TAKEN for item in items):
+        if name == "name" and any(item.code == "unique" for item in items):
             codes.append(envelope.TITLE_TAKEN)
     return BadRequest(errors, codes)
 

@@ -55,7 +55,7 @@ def test_percent_rewards_on_expenses_inside_the_dates_end_included(referral):
     assert added == 2 and set(rewards) == {inside.pk, last_day.pk}
     assert rewards[inside.pk].amount == Decimal("3.33")
     assert rewards[last_day.pk].amount == Decimal("5.00")
-    assert {r.partner for r in rewards.values()} == {referral.partner}
+    assert {r.beneficiary for r in rewards.values()} == {referral.partner}
     assert {r.rule for r in rewards.values()} == {rule}
 
 
@@ -156,7 +156,7 @@ def test_the_program_says_who_is_credited_and_in_what_kind(referral, rewarded, c
     first, again = rewards_accrue(), rewards_accrue()
     # then each beneficiary gets one row of 10%, credited to the right client, once
     people = {"partner": referral.partner, "client": referral.client}
-    rows = {(r.beneficiary, r.partner, r.kind, r.amount) for r in Reward.objects.all()}
+    rows = {(r.role, r.beneficiary, r.kind, r.amount) for r in Reward.objects.all()}
     assert rows == {(b, people[who], kind, Decimal("2.00")) for b, who, kind in credited}
     assert (first, again) == (len(credited), 0)
 
@@ -170,7 +170,7 @@ def test_a_restricted_referred_client_earns_nothing_but_their_partner_does(refer
     rule_for(referral)
     spend(referral, "10", "2026-01-05")
     assert rewards_accrue() == 1
-    assert Reward.objects.get().beneficiary == "referrer"
+    assert Reward.objects.get().role == "referrer"
 
 
 @pytest.mark.parametrize(("referrals", "rewarded"), [(1, 0), (2, 2)])
@@ -268,7 +268,7 @@ def test_payouts_pay_each_reward_once_per_currency(referral):
     rewards_accrue()
     # when the partner is paid, then one payout per currency carries the sums
     payouts = payouts_create(
-        program=referral.program, partner=referral.partner, actor=Actor.system("t")
+        program=referral.program, partner=referral.partner, reference="T-1", actor=Actor.system("t")
     )
     assert sorted((p.currency.iso, p.amount) for p in payouts) == [
         ("EUR", Decimal("5.00")),
@@ -277,6 +277,8 @@ def test_payouts_pay_each_reward_once_per_currency(referral):
     assert not Reward.objects.filter(payout__isnull=True).exists()
     # and paying again pays nothing
     assert (
-        payouts_create(program=referral.program, partner=referral.partner, actor=Actor.system("t"))
+        payouts_create(
+            program=referral.program, partner=referral.partner, reference="T-2", actor=Actor.system("t")
+        )
         == []
     )

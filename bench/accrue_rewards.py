@@ -16,7 +16,6 @@ Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/accru
 
 import datetime
 import os
-import statistics
 import sys
 import time
 from decimal import Decimal

@@ -1,5 +1,6 @@
 from decimal import Decimal, InvalidOperation
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -324,8 +325,38 @@ class RuleConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
+class OrderPeriodsField(forms.Field):
+    """`orderperiods` as the func door writes them: months joined by commas, e.g. `1, 12`."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        text = (value or "").replace(" ", "")
+        parts = [p for p in text.split(",") if p]
+        if not all(p.isdigit() and len(p) < 5 for p in parts):
+            raise ValidationError("Order periods are months joined by commas, e.g. 1, 12.")
+        return [int(p) for p in parts]
+
+    def has_changed(self, initial, data):
+        return (initial or []) != self.to_python(data)
+
+
+class RuleConditionForm(forms.ModelForm):
+    orderperiods = OrderPeriodsField(
+        required=False, label="order periods", help_text="Months, e.g. 1, 12; empty: any."
+    )
+
+    class Meta:
+        model = RuleCondition
+        fields = "__all__"
+
+
 class RuleConditionInline(admin.TabularInline):
     model = RuleCondition
+    form = RuleConditionForm
     fields = [
         "ctype",
         "comparison",

@@ -278,7 +278,10 @@ def test_payouts_pay_each_reward_once_per_currency(referral):
     # and paying again pays nothing
     assert (
         payouts_create(
-            program=referral.program, partner=referral.partner, reference="T-2", actor=Actor.system("t")
+            program=referral.program,
+            partner=referral.partner,
+            reference="T-2",
+            actor=Actor.system("t"),
         )
         == []
     )

@@ -351,7 +351,16 @@ class RuleConditionForm(forms.ModelForm):
 
     class Meta:
         model = RuleCondition
-        fields = "__all__"
+        fields = [
+            "ctype",
+            "comparison",
+            "amount_ctype_1",
+            "amount_ctype_4",
+            "item_count",
+            "referral_count",
+            "orderperiods",
+            "group",
+        ]
 
 
 class RuleConditionInline(admin.TabularInline):

@@ -207,9 +207,9 @@ def program_rewards(req: FuncRequest) -> FuncResult:
                 "date": r.day,
                 "partner": r.beneficiary,
                 "partner_id": r.beneficiary_id,
-                "amount": r.amount.shown,
+                "amount": f"{r.amount.shown:f}",
                 "currency": r.amount.currency,
-                "paid_amount": r.paid.shown,
+                "paid_amount": f"{r.paid.shown:f}",
                 "rules": r.rules,
                 "rewards": r.count,
             }

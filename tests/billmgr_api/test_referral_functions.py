@@ -228,50 +228,6 @@ def test_functions_need_referral_permissions(client, out):
     assert answer["error"]["type"] == "access"
 
 
-def test_partner_referral_and_reward_lists(door, out):
-    from common.actors import Actor
-    from referrals.services import payouts_create
-    from tests.factories import ExpenseFactory
-
-    # given a partner with two referrals in the program, one rewarded twice and paid once
-    first = ReferralFactory()
-    program, partner = first.program, first.partner
-    second = ReferralFactory(program=program, partner=partner)
-    ReferralFactory()  # another program's referral stays out
-    rule = Rule.objects.create(program=program, name="ten", amount=Decimal("10"))
-    from referrals.models import Reward
-
-    def reward(amount):
-        expense = ExpenseFactory(client=first.client, amount=Decimal(amount) * 10)
-        return Reward.objects.create(
-            partner=partner,
-            referral=first,
-            rule=rule,
-            expense=expense,
-            amount=Decimal(amount),
-            currency=expense.currency,
-        )
-
-    reward("3")
-    payouts_create(program=program, partner=partner, actor=Actor.system("t"))
-    reward("4")
-    # when the lists are asked for
-    partners = door("referralprogram.partner", out=out, elid=program.pk)["elem"]
-    referrals = door("referralprogram.referral", out=out, elid=program.pk)["elem"]
-    rewards = door("referralprogram.reward", out=out, elid=program.pk)["elem"]
-    # then the partner shows two referrals, 7 earned and 4 unpaid; the other lists match
-    assert [
-        (p["id"], p["referrals"], Decimal(p["earned"]), Decimal(p["unpaid"])) for p in partners
-    ] == [(str(partner.pk), "2", Decimal("7"), Decimal("4"))]
-    assert sorted(r["account"] for r in referrals) == sorted(
-        [first.client.name, second.client.name]
-    )
-    assert [(Decimal(r["amount"]), r["paid"]) for r in rewards] == [
-        (Decimal("3"), "on"),
-        (Decimal("4"), "off"),
-    ]
-
-
 def test_an_account_created_on_the_door_is_an_enrolled_partner(door, out):
     # given a default program of the provider
     program = ReferralProgramFactory(assign_by_default=True, promocode="PAL@ID@")

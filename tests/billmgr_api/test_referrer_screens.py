@@ -119,7 +119,7 @@ def test_a_referrers_referrals_as_billmanager_6_lists_them(door, out, screens):
 
 
 def test_a_referrers_rewards_one_row_per_accrual_day_and_currency(door, out, screens):
-    program, paula, ann, bob, ten, bonus = screens
+    program, paula, *_, ten, bonus = screens
     answer = door("referralprogram.reward", out=out, elid=program.pk, partner=paula.pk)
     rows = [
         (r["date"], r["amount"], r["currency"], r["paid_amount"], r["rules"], r["rewards"])

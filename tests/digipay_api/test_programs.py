@@ -11,7 +11,7 @@ from django.utils import timezone
 from common.models import History
 from digipay_api.models import DigiPayProgram
 from referrals.conditions import condition_type_of
-from referrals.models import ReferralProgram, Rule, RuleCondition
+from referrals.models import ReferralProgram, Rule
 from tests.conftest import run_in_threads
 from tests.digipay_api.conftest import ROUTE, SPEC_BODY
 from tests.factories import ApiTokenFactory, CompanyFactory, ReferralFactory

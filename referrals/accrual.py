@@ -301,8 +301,8 @@ class _RuleRun:
                     id__lte=start,
                 )
                 self._write(joined, on_conflict=True)
-            if moving:
-                mark.referrals_through = max(mark.referrals_through, marks.referrals)
+            if moving and mark.referrals_through < marks.referrals:
+                mark.referrals_through = marks.referrals
                 mark.save()
         self.progress(self.added)
 

@@ -238,3 +238,17 @@ def test_an_account_created_on_the_door_is_an_enrolled_partner(door, out):
     assert [(p["id"], p["code"], p["referrals"]) for p in partners] == [
         (str(created["id"]), f"PAL{created['id']}", "0")
     ]
+
+
+def test_a_taken_program_title_is_an_exists_error_naming_name(door, out):
+    # given a program "Friends" of a provider
+    provider = ProviderFactory()
+    new_program(door, out, provider)
+    # when another is created, or one renamed, to the same title in other letters
+    again = new_program(door, out, provider, name="FRIENDS")
+    other = new_program(door, out, provider, name="Others")
+    renamed = door("referralprogram.edit", out=out, sok="ok", elid=other["id"], name="friends")
+    # then both are refused as taken, on the name, and nothing changed
+    for answer in (again, renamed):
+        assert (answer["error"]["type"], answer["error"]["object"]) == ("exists", "name")
+    assert sorted(ReferralProgram.objects.values_list("name", flat=True)) == ["Friends", "Others"]

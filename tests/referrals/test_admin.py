@@ -316,3 +316,24 @@ def test_a_client_added_in_the_admin_is_enrolled_in_the_default_program(admin_cl
     assert (client.name, partnership.program) == ("Newcomer", program)
     assert partnership.code == f"PAL{client.pk}"
     assert partnership.link == f"https://example.com/join?from={client.pk}"
+
+
+def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
+    provider = ProviderFactory()
+    ReferralProgramFactory(provider=provider, name="Friends")
+    response = admin_client.post(
+        "/admin/referrals/referralprogram/add/",
+        {
+            "provider": provider.pk,
+            "name": "friends",
+            "start_date": "2026-01-01",
+            "referrer_reward_kind": "cash",
+            "referee_reward_kind": "cash",
+            "rewarded": "referrer",
+            "status": "active",
+            **inline_forms("rules", "partnerships"),
+        },
+    )
+    assert response.status_code == 200
+    assert b"A program with this title exists already." in response.content
+    assert ReferralProgram.objects.count() == 1

@@ -366,16 +366,7 @@ class RuleConditionForm(forms.ModelForm):
 class RuleConditionInline(admin.TabularInline):
     model = RuleCondition
     form = RuleConditionForm
-    fields = [
-        "ctype",
-        "comparison",
-        "amount_ctype_1",
-        "amount_ctype_4",
-        "item_count",
-        "referral_count",
-        "orderperiods",
-        "group",
-    ]
+    fields = RuleConditionForm.Meta.fields
     extra = 0
 
     def get_formset(self, request, obj=None, **kwargs):

@@ -262,6 +262,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
         "conditions-1-ctype": "1",
         "conditions-1-comparison": "gt",
         "conditions-1-amount_ctype_1": "100",
+        "conditions-1-orderperiods": "12, 1",
         "conditions-1-rule": rule.pk,
     }
     response = admin_client.post(
@@ -288,6 +289,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
     conditions = {c.ctype: c for c in RuleCondition.objects.all()}
     assert conditions["2"].group == group and conditions["1"].group is None
     assert conditions["1"].amount_ctype_1 == Decimal("100")
+    assert (conditions["1"].orderperiods, conditions["2"].orderperiods) == ([12, 1], [])
     assert (
         History.objects.filter(
             object_id=rule.program_id, action="admin:referralprogram.rule.condition"

@@ -87,6 +87,8 @@ def committed_marks() -> Marks:
                             "LOCK TABLE billing_expense, referrals_referral, billing_service "
                             "IN SHARE MODE"
                         )
+                        # LOCAL lasts to the end of an enclosing transaction, if any
+                        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
                 return Marks(
                     expenses=Expense.objects.aggregate(m=Max("id"))["m"] or 0,
                     referrals=Referral.objects.aggregate(m=Max("id"))["m"] or 0,
@@ -402,7 +404,12 @@ def rewards_accrue(
     until: datetime.date | None = None,
     progress: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Accrue every reward due; returns how many were added (0 on a re-run)."""
+    """Accrue every reward due; returns how many were added (0 on a re-run).
+
+    Call it outside a transaction: its chunks commit on their own (progress, resumption), and
+    the brief lock committed_marks takes on the expenses would otherwise last to the end of the
+    enclosing transaction.
+    """
     programs = accruing_programs(until or timezone.localdate())
     if program is not None:
         programs = programs.filter(pk=program.pk)

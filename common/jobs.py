@@ -206,7 +206,9 @@ def transient(exc: BaseException) -> bool:
     if sqlstate:
         return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
     text = str(exc).lower()
-    return any(t in text for t in ("database is locked", "connection", "server closed"))
+    return any(
+        t in text for t in ("database is locked", "deadlock", "could not serialize", "connection")
+    )
 
 
 def _forget_broken_connection() -> None:

@@ -32,7 +32,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             return "never"
         url = reverse("admin:common_job_progress", args=[job.pk])
         when = timezone.localtime(job.finished_at or job.created_at)
-        return format_html('<a href="{}">{}</a> {:%Y-%m-%d %H:%M}', url, job.status, when)
+        return format_html('<a href="{}">{}</a> {}', url, job.status, f"{when:%Y-%m-%d %H:%M}")
 
     @admin.display(description="figures")
     def figures(self, schedule: Schedule) -> str:

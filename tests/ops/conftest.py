@@ -74,8 +74,14 @@ class Processes:
 
     def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
+        # A session of its own: stopping it stops what it started (RQ's scheduler process).
         process = subprocess.Popen(
-            args, cwd=ROOT, env=process_env(**env), stdout=log, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=process_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         process.log = log
         self.running.append(process)
@@ -85,7 +91,7 @@ class Processes:
         return self.start(name, [sys.executable, "manage.py", "worker"], **env)
 
     def kill(self, process: subprocess.Popen) -> None:
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
 
     def log(self, name: str) -> str:
@@ -93,15 +99,22 @@ class Processes:
 
     def stop_all(self) -> None:
         for process in self.running:
-            if process.poll() is None:
-                process.terminate()
+            self._signal(process, signal.SIGTERM)
         for process in self.running:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+                pass
+            self._signal(process, signal.SIGKILL)  # and whatever it left in its session
+            process.wait(10)
             process.log.close()
+
+    @staticmethod
+    def _signal(process: subprocess.Popen, signum: int) -> None:
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture

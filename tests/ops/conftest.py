@@ -1,5 +1,6 @@
 """Processes started by tests: workers and app servers on the test database, on free ports."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -101,20 +102,16 @@ class Processes:
         for process in self.running:
             self._signal(process, signal.SIGTERM)
         for process in self.running:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
             self._signal(process, signal.SIGKILL)  # and whatever it left in its session
             process.wait(10)
             process.log.close()
 
     @staticmethod
     def _signal(process: subprocess.Popen, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

@@ -53,9 +53,11 @@ def tick(django_capture_on_commit_callbacks):
     """A worker's tick at a moment, its jobs run once the tick commits (JOBS_INLINE)."""
 
     def at(text: str) -> list[Job]:
-        with time_machine.travel(moment(text), tick=False):
-            with django_capture_on_commit_callbacks(execute=True):
-                return schedules_tick()
+        with (
+            time_machine.travel(moment(text), tick=False),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            return schedules_tick()
 
     return at
 

@@ -82,7 +82,11 @@ REST_OUTCOMES = {400: "value", 401: "auth", 403: "access", 404: "missing", 409: 
 def _operation(request: HttpRequest) -> tuple[str, str] | None:
     """(door, operation) of a request the metrics follow; None for the rest."""
     path = request.path_info
-    if request.method != "POST" and path != "/billmgr":
+    if path == "/billmgr":
+        return "billmgr", ""  # the function is known once the door has read the request
+    if path.startswith("/digipay/"):
+        return "digipay", ""
+    if request.method != "POST":
         return None
     if path == "/api/v1/quotes":
         return "rest", "quote"
@@ -90,10 +94,8 @@ def _operation(request: HttpRequest) -> tuple[str, str] | None:
         return "rest", "redeem"
     if RELEASE_PATH.match(path):
         return "rest", "release"
-    if path == "/billmgr":
-        return "billmgr", ""  # the function is known once the door has read the request
-    if path.startswith("/digipay/"):
-        return "digipay", ""
+    if path.startswith("/api/v1/auth/"):
+        return "rest", ""
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core import signals
+from django.core.cache import cache
 from django.db import close_old_connections, connection, connections
 
 from tests.factories import UserFactory
@@ -20,6 +21,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache: nothing cached by one test answers another."""
+    cache.clear()
 
 
 def run_in_threads(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:

@@ -9,8 +9,9 @@ import socket
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
-from django.utils import timezone
+from django.utils import autoreload, timezone
 
 logger = logging.getLogger(__name__)
 
@@ -62,23 +63,14 @@ class Heartbeat(threading.Thread):
             connections.close_all()
 
 
-def run(*, queue: str, max_tasks: int | None = None) -> None:
-    """Work until stopped (SIGTERM/SIGINT: after the task at hand)."""
-    global _name
-    _name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    heartbeat = Heartbeat(_name)
-    heartbeat.start()
-    logger.info("worker %s on queue %s (%s backend)", _name, queue, settings.TASKS_BACKEND)
-    try:
-        if settings.TASKS_BACKEND == "rq":
-            _run_rq(queue, max_tasks)
-        else:
-            _run_database(queue, max_tasks)
-    finally:
-        heartbeat.stopping.set()
-
-
-def _run_database(queue: str, max_tasks: int | None) -> None:
+def run(*, queue: str, max_tasks: int | None = None, reload: bool = False) -> None:
+    """Work until stopped (SIGTERM/SIGINT: after the task at hand); `reload` restarts the worker
+    when the code changes (development, database backend)."""
+    if settings.TASKS_BACKEND == "rq":
+        if reload:
+            raise ImproperlyConfigured("--reload works with the database backend only")
+        _beating(lambda: _run_rq(queue, max_tasks))
+        return
     from django_tasks_db.management.commands.db_worker import Worker
 
     worker = Worker(
@@ -88,11 +80,34 @@ def _run_database(queue: str, max_tasks: int | None) -> None:
         backend_name="default",
         startup_delay=False,
         max_tasks=max_tasks,
-        worker_id=_name[-64:],
+        worker_id=_new_name()[-64:],
         excluded_queue_names=[],
     )
-    worker.configure_signals()
-    worker.run()
+    if not reload:
+        worker.configure_signals()
+        _beating(worker.run)
+        return
+    # The reloader runs the work on a thread of its child process; signals belong to that
+    # process's main thread, so they are set up there first.
+    if os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) == "true":
+        worker.configure_signals()
+    autoreload.run_with_reloader(lambda: _beating(worker.run))
+
+
+def _new_name() -> str:
+    global _name
+    _name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    return _name
+
+
+def _beating(work) -> None:
+    heartbeat = Heartbeat(_name or _new_name())
+    heartbeat.start()
+    logger.info("worker %s (%s backend)", _name, settings.TASKS_BACKEND)
+    try:
+        work()
+    finally:
+        heartbeat.stopping.set()
 
 
 def _run_rq(queue: str, max_tasks: int | None) -> None:

@@ -1,6 +1,5 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.utils import autoreload
 
 from ops import worker
 
@@ -21,10 +20,4 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, queue: str, max_tasks: int | None, reload: bool, **options):
-        def work():
-            worker.run(queue=queue, max_tasks=max_tasks)
-
-        if reload:
-            autoreload.run_with_reloader(work)
-        else:
-            work()
+        worker.run(queue=queue, max_tasks=max_tasks, reload=reload)

@@ -40,6 +40,8 @@ class DatabaseBeats:
         WorkerBeat.objects.update_or_create(
             worker=worker, defaults={"backend": backend, "started_at": started_at, "seen_at": at}
         )
+        # Every restart is a new worker: the ones gone for a day are forgotten.
+        WorkerBeat.objects.filter(seen_at__lt=at - datetime.timedelta(days=1)).delete()
 
     def worker_last_seen(self) -> datetime.datetime | None:
         return WorkerBeat.objects.aggregate(last=Max("seen_at"))["last"]

@@ -75,7 +75,7 @@ def run(*, queue: str, max_tasks: int | None = None, reload: bool = False) -> No
 
     worker = Worker(
         queue_names=[queue],
-        interval=0.5,
+        interval=1,
         batch=False,
         backend_name="default",
         startup_delay=False,

@@ -59,8 +59,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Counts and times the quote and redemption doors (and brake refusals) for /metrics.
+    "ops.metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

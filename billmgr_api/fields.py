@@ -13,6 +13,11 @@ from billmgr_api.errors import FuncError
 from common.services import display_value
 
 
+def is_whole(raw: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes superscripts and other scripts' digits."""
+    return raw.isascii() and raw.isdigit()
+
+
 def split_list(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
@@ -112,10 +117,10 @@ class Number(Param):
         self.maximum = maximum
 
     def parse_value(self, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self.bad(f"{self.name} must be a whole number, not {raw!r}") from None
+        digits = raw[1:] if raw[:1] in "+-" else raw
+        if not is_whole(digits) or len(digits) > 18:
+            raise self.bad(f"{self.name} must be a whole number, not {raw!r}")
+        value = int(raw)
         if self.minimum is not None and value < self.minimum:
             raise self.bad(f"{self.name} must be at least {self.minimum}")
         if value > self.maximum:
@@ -131,6 +136,8 @@ class Amount(Param):
 
     def parse_value(self, raw: str) -> Decimal:
         try:
+            if not raw.isascii():
+                raise InvalidOperation(raw)
             value = Decimal(raw)
         except InvalidOperation:
             raise self.bad(f"{self.name} must be a decimal number, not {raw!r}") from None
@@ -167,10 +174,10 @@ class NumberList(Param):
         return []
 
     def parse_value(self, raw: str) -> list[int]:
-        try:
-            values = sorted({int(part) for part in split_list(raw)})
-        except ValueError:
-            raise self.bad(f"{self.name} is a list of whole numbers like '1, 12'") from None
+        parts = split_list(raw)
+        if not all(is_whole(part) and len(part) <= 9 for part in parts):
+            raise self.bad(f"{self.name} is a list of whole numbers like '1, 12'")
+        values = sorted({int(part) for part in parts})
         if any(v < 1 or v > 1200 for v in values):
             raise self.bad(f"{self.name} values are months from 1 to 1200")
         return values
@@ -186,7 +193,7 @@ class Ref(Param):
 
     def parse_value(self, raw: str) -> models.Model:
         found = None
-        if raw.isdigit() and len(raw) < 19:
+        if is_whole(raw) and len(raw) < 19:
             found = self.model.objects.filter(pk=int(raw)).first()
         for field in self.lookup_fields:
             found = found or self.model.objects.filter(**{field: raw}).first()

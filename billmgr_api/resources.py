@@ -13,7 +13,7 @@ from django.db import models, transaction
 from django.db.models import Q
 
 from billmgr_api.errors import FuncError, from_validation_error
-from billmgr_api.fields import Param
+from billmgr_api.fields import Param, is_whole
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
@@ -35,7 +35,7 @@ class Column:
             return None
         if callable(self.lookup):
             return self.lookup(raw)
-        if self.lookup.endswith(("__exact", "pk")) and not raw.isdigit():
+        if self.lookup.endswith(("__exact", "pk", "_id")) and not (is_whole(raw) and len(raw) < 19):
             return Q(pk__in=[])
         return Q(**{self.lookup: raw})
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 
@@ -30,14 +30,41 @@ class Column:
     # How `name=VALUE` filters the list: an ORM lookup taking the raw string, or a function to a Q.
     lookup: str | Callable[[str], Q] | None = None
 
-    def filter_q(self, raw: str) -> Q | None:
+    def filter_q(self, raw: str, model: type[models.Model] | None = None) -> Q | None:
         if self.lookup is None:
             return None
         if callable(self.lookup):
             return self.lookup(raw)
-        if self.lookup.endswith(("__exact", "pk", "_id")) and not (is_whole(raw) and len(raw) < 19):
-            return Q(pk__in=[])
+        if model is not None:
+            self._check_value(raw, model)
         return Q(**{self.lookup: raw})
+
+    def _check_value(self, raw: str, model: type[models.Model]) -> None:
+        """A value the filtered column cannot hold (`id=abc`, `ip=abc`, `elid=²`) is a `value`
+        error naming the column, not a database error."""
+        field = None
+        for part in self.lookup.split("__"):
+            if part == "pk":
+                part = model._meta.pk.name
+            try:
+                field = model._meta.get_field(part)
+            except FieldDoesNotExist:
+                if part not in ("exact", "iexact"):
+                    return  # a text lookup (icontains...): any string will do
+                break
+            if field.is_relation and field.related_model is not None:
+                model = field.related_model
+                field = model._meta.pk
+        if field is None:
+            return
+        try:
+            if isinstance(field, models.IntegerField | models.AutoField) and not (
+                is_whole(raw) and len(raw) < 19
+            ):
+                raise ValidationError("not a whole number")
+            field.run_validators(field.to_python(raw))
+        except ValidationError:
+            raise FuncError("value", self.name, f"{self.name} cannot be {raw!r}") from None
 
 
 def id_column() -> Column:
@@ -95,7 +122,7 @@ class Resource:
         filters = {**(extra or {}), **{k: v for k, v in req.params.items() if k not in RESERVED}}
         for col in self.columns:
             raw = filters.get(col.name, "").strip()
-            q = col.filter_q(raw) if raw else None
+            q = col.filter_q(raw, qs.model) if raw else None
             if q is not None:
                 qs = qs.filter(q)
         page, size = req.paging()

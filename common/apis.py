@@ -1,16 +1,17 @@
 """What every REST view shares: who acts, and permissions that also guard reads."""
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError, Throttled, ValidationError
-from rest_framework.parsers import JSONParser
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.actors import Actor
-from common.bodies import BadJson, json_loads
+from common.moments import checked_moment
 from common.net import client_ip
+from common.parsers import SafeJSONParser
 from common.throttle import Throttled as BrakeThrottled
 
 
@@ -63,15 +64,19 @@ def exception_handler(exc, context):
     return drf_exception_handler(exc, context)
 
 
-class SafeJSONParser(JSONParser):
-    """JSON bodies as every door reads them (common/bodies.py): a lone surrogate or nesting deeper
-    than any of our bodies is a 400, not a crash further on."""
+class MomentField(serializers.DateTimeField):
+    """A moment a caller names (`at`), inside the range the engine can shift dates in."""
 
-    def parse(self, stream, media_type=None, parser_context=None):
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+    def to_internal_value(self, value):
+        moment = super().to_internal_value(value)
         try:
-            return json_loads(stream.read().decode(encoding))
-        except BadJson as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+            return checked_moment(moment)
         except ValueError as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
+            raise ValidationError(str(exc)) from None
+
+
+class TokenObtainApi(ObtainAuthToken):
+    """`POST /api/v1/auth/token`: DRF's, reading JSON as every door does; the password is checked
+    under the one sign-in policy (the authentication backend), a braked caller gets a 429."""
+
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]

@@ -11,7 +11,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.apis import SafeJSONParser
+from common.parsers import SafeJSONParser
 from digipay_api import conditions, envelope, mapping, selectors, services
 from digipay_api.auth import (
     HEADER_PARAMETERS,

@@ -12,6 +12,9 @@ from django.db import models
 from billmgr_api.errors import FuncError
 from common.services import display_value
 
+# A form's option list of existing objects shows at most this many (by id).
+MAX_OPTIONS = 1000
+
 
 def is_whole(raw: str) -> bool:
     """ASCII digits only: `str.isdigit` also takes superscripts and other scripts' digits."""
@@ -49,6 +52,10 @@ class Param:
 
     def show(self, value: Any) -> str:
         return display_value(value)
+
+    def options(self, provider_id: int | None) -> list[tuple[str, str]] | None:
+        """The values a form may offer (its `slist`), or None for a free field."""
+        return None
 
     def bad(self, msg: str) -> FuncError:
         return FuncError("value", self.name, msg)
@@ -162,6 +169,9 @@ class Choice(Param):
     def empty_value(self) -> Any:
         return self.default if self.default is not None else ""
 
+    def options(self, provider_id: int | None) -> list[tuple[str, str]]:
+        return [(str(value), str(label)) for value, label in self.choices.choices]
+
     def parse_value(self, raw: str) -> str:
         if raw not in self.choices.values:
             allowed = ", ".join(self.choices.values)
@@ -203,6 +213,16 @@ class Ref(Param):
 
     def show(self, value: Any) -> str:
         return "" if value is None else str(value.pk)
+
+    def options(self, provider_id: int | None) -> list[tuple[str, str]]:
+        """Existing objects by id; those of a provider (tariffs, programs) only of the form's
+        provider when it has one."""
+        objects = self.model.objects.all()
+        if provider_id is not None and any(
+            f.name == "provider" for f in self.model._meta.concrete_fields
+        ):
+            objects = objects.filter(provider_id=provider_id)
+        return [(str(o.pk), str(o)) for o in objects.order_by("pk")[:MAX_OPTIONS]]
 
 
 class RefList(Ref):

@@ -103,6 +103,8 @@ def _to_json(nodes: list) -> dict:
         if text is not None:
             value["$"] = text
         value.update(_to_json(children))
+        if tag == "slist":
+            value.setdefault("val", [])  # an empty list is still a list to a client
         if tag in REPEATED:
             out.setdefault(tag, []).append(value)
         else:

@@ -17,6 +17,7 @@ from billmgr_api.fields import Param, is_whole
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
+from common.groups import GroupChoice
 from common.services import display_value
 
 # Parameters that steer the protocol and never filter a list.
@@ -65,6 +66,21 @@ class Column:
             field.run_validators(field.to_python(raw))
         except ValidationError:
             raise FuncError("value", self.name, f"{self.name} cannot be {raw!r}") from None
+
+
+# How a form's object reaches its provider: the object itself, or its parent (a discount's
+# promotion, a rule's program, a condition's rule and its program).
+PARENT_LINKS = ("promotion", "program", "rule")
+
+
+def _provider_id(obj: models.Model | None) -> int | None:
+    for _ in range(len(PARENT_LINKS) + 1):
+        if obj is None:
+            return None
+        if hasattr(obj, "provider_id"):
+            return obj.provider_id
+        obj = next((getattr(obj, n) for n in PARENT_LINKS if hasattr(obj, n)), None)
+    return None
 
 
 def id_column() -> Column:
@@ -173,7 +189,8 @@ class Resource:
         else:
             req.require(self.perm("view"))
         if not req.sok:
-            return FuncResult.form(self.show(obj) if obj is not None else self.defaults())
+            values = self.show(obj) if obj is not None else self.defaults()
+            return FuncResult.form(values, self.options(parent, obj))
         try:
             with transaction.atomic():
                 data = self.parse(req, creating=obj is None)
@@ -186,6 +203,44 @@ class Resource:
         if isinstance(obj, int):  # a batch (generated promo codes) answers how many it made
             return FuncResult.ok(count=obj)
         return FuncResult.ok(id=obj.pk)
+
+    # option lists (slist) ------------------------------------------------------------------
+
+    def options(
+        self, parent: models.Model | None, obj: models.Model | None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Every choice field's allowed values, as ISPsystem forms list them: choices, existing
+        objects (of the form's provider where they belong to one) and condition groups."""
+        if parent is None and obj is not None and self.parent_attr:
+            parent = getattr(obj, self.parent_attr)
+        provider_id = _provider_id(parent if parent is not None else obj)
+        lists = {}
+        for p in self.params:
+            if p.name in self.write_only:
+                continue
+            values = p.options(provider_id)
+            if values is not None:
+                lists[p.name] = values
+        groups = self._group_options(parent)
+        if groups is not None:
+            lists["group"] = groups
+        return lists
+
+    def _group_options(self, parent: models.Model | None) -> list[tuple[str, str]] | None:
+        """`group` of a condition: none, new (with `groupname`), or a group of the same parent."""
+        if not any(p.name == "group" for p in self.params):
+            return None
+        values = [(GroupChoice.NONE, "no group"), (GroupChoice.NEW, "a new group (groupname)")]
+        group_model = self.model._meta.get_field("group").related_model
+        to_parent = next(
+            f.name
+            for f in group_model._meta.concrete_fields
+            if f.many_to_one and f.related_model is self.parent_model
+        )
+        if parent is not None:
+            names = group_model.objects.filter(**{to_parent: parent}).order_by("pk")
+            values += [(name, name) for name in names.values_list("name", flat=True)]
+        return values
 
     def defaults(self) -> dict[str, str]:
         return {

@@ -49,7 +49,10 @@ def shop(db):
         ("promotion.edit", {"sok": "ok", "name": "X", "project": "{d}", "fromdate": "2026-01-01"}),
         ("promotion", {"id": "{d}"}),
         ("promotion", {"p_num": "{d}"}),
-        ("promotion.quote", {"account": "1", "project": "1", "pricelist": "{d}", "price": "1"}),
+        (
+            "promotion.quote",
+            {"account": "1", "project": "1", "pricelist": "{d}", "price": "1", "currency": "USD"},
+        ),
         ("currency.edit", {"sok": "ok", "name": "X", "iso": "XXX", "minor_units": "{d}"}),
     ],
 )
@@ -150,8 +153,19 @@ def test_a_body_over_the_size_limit_is_a_limit_error(client, db, kind):
     "path",
     ["/api/v1/quotes", "/api/v1/redemptions", "/api/v1/referrals/attach", "/api/v1/auth/token"],
 )
-@pytest.mark.parametrize("body", [DEEP, '{"client": 1, "codes": ["\\ud800"], "code": "\\udfff"}'])
-def test_rest_refuses_deep_nesting_and_lone_surrogates_with_400(operator, path, body):
+@pytest.mark.parametrize("kind", ["deep", "surrogate"])
+def test_rest_refuses_deep_nesting_and_lone_surrogates_with_400(operator, shop, path, kind):
+    # given a valid order (or attachment, or sign-in) whose one text value is a lone surrogate
+    order = {
+        "client": shop["client"].pk,
+        "provider": shop["promotion"].provider_id,
+        "codes": ["\ud800"],
+        "code": "\udfff",
+        "username": "\ud800",
+        "password": "x",
+        "lines": [{"tariff": shop["tariff"].pk, "period": 1, "price": "10", "currency": "USD"}],
+    }
+    body = DEEP if kind == "deep" else json.dumps(order)
     api = APIClient()
     api.force_authenticate(operator)
     response = api.post(path, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="odd-1")

@@ -68,12 +68,10 @@ def _verify(username: str, password: str) -> AbstractBaseUser | None:
     except users.DoesNotExist:
         users().set_password(password)  # as long as for a real user: no name oracle by timing
         return None
-    if not user.is_active:
-        return None
-    if cache.get(_cache_key(user, password)):
+    if user.is_active and cache.get(_cache_key(user, password)):
         return user
-    if not user.check_password(password):
-        return None
+    if not user.check_password(password) or not user.is_active:
+        return None  # an inactive user pays the hash too: no oracle of who is deactivated
     # check_password may have upgraded the stored hash: the digest takes the one now stored.
     seconds = int(getattr(settings, "SIGNIN_CACHE_SECONDS", DEFAULT_SIGNIN_CACHE_SECONDS))
     if seconds > 0:

@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import Signal
+from django.utils import timezone
 
 from common.net import client_ip
 from common.throttle import ScopedKey, brake_give_back, brake_take
@@ -81,11 +82,11 @@ def _verify(username: str, password: str) -> AbstractBaseUser | None:
 
 def password_signin(*, username: str, password: str, ip: str | None) -> AbstractBaseUser | None:
     """The user these credentials name, or None; raises common.throttle.Throttled when braked."""
-    keys = signin_keys(username, ip)
-    brake_take(keys=keys)
+    keys, at = signin_keys(username, ip), timezone.now()
+    brake_take(keys=keys, at=at)
     user = _verify(username, password)
     if user is not None:
-        brake_give_back(keys=keys)
+        brake_give_back(keys=keys, at=at)  # the window it was counted in, even if one began since
     return user
 
 

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
@@ -8,8 +9,26 @@ from django.utils.html import format_html
 
 from common.jobs import job_done_so_far, jobs_sweep_lost
 from common.models import History, Job
+from common.signin import minutes_left
+from common.throttle import Throttled
 from ops.beats import beats, seconds_since
 from ops.models import JobAttempt
+
+
+class BrakedAdminLoginForm(AdminAuthenticationForm):
+    """The admin login under the one sign-in policy: when the brake refuses, it says for how long."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except Throttled as exc:
+            raise ValidationError(
+                f"Too many failed sign-ins; try again in {minutes_left(exc.retry_after)}.",
+                code="throttled",
+            ) from None
+
+
+admin.site.login_form = BrakedAdminLoginForm
 
 
 @admin.register(History)

@@ -127,6 +127,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Idle BILLmanager-door sessions end after this many seconds.
 BILLMGR_SESSION_IDLE_SECONDS = int(os.environ.get("BILLMGR_SESSION_IDLE_SECONDS", "3600"))
+# Every session (func door and admin) ends this long after sign-in, however busy.
+BILLMGR_SESSION_MAX_SECONDS = int(os.environ.get("SESSION_MAX_SECONDS", "43200"))
+SESSION_COOKIE_AGE = BILLMGR_SESSION_MAX_SECONDS
 # Rows per page of a func-style list when the client sends no p_cnt.
 BILLMGR_DEFAULT_PAGE_SIZE = int(os.environ.get("BILLMGR_DEFAULT_PAGE_SIZE", "100"))
 
@@ -138,6 +141,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
+    "DEFAULT_PARSER_CLASSES": [
+        "common.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "common.apis.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {
@@ -173,9 +182,19 @@ LOGGING = {
     },
 }
 
-# Brakes on brute force (common/throttle.py): failures allowed per window, per key.
+# Every door that checks a password signs in under one policy (common/signin.py).
+AUTHENTICATION_BACKENDS = ["common.signin.BrakedModelBackend"]
+# Verified credentials skip the slow hash for this long (a keyed digest in the cache); 0: never.
+SIGNIN_CACHE_SECONDS = int(os.environ.get("SIGNIN_CACHE_SECONDS", "300"))
+
+# Brakes on brute force (common/throttle.py): failures allowed per window, per key. Sign-ins:
+# per (user name, address), and per address whoever signs in (wrong DigiPay tokens count here).
 THROTTLE_AUTH_FAILURES = int(os.environ.get("THROTTLE_AUTH_FAILURES", "10"))
+THROTTLE_AUTH_ADDRESS_FAILURES = int(os.environ.get("THROTTLE_AUTH_ADDRESS_FAILURES", "30"))
 THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
+# Public link clicks (referralprogram.registerclick) per address.
+THROTTLE_CLICK_REQUESTS = int(os.environ.get("THROTTLE_CLICK_REQUESTS", "60"))
+THROTTLE_CLICK_SECONDS = int(os.environ.get("THROTTLE_CLICK_SECONDS", "600"))
 THROTTLE_PROMOCODE_FAILURES = int(os.environ.get("THROTTLE_PROMOCODE_FAILURES", "20"))
 THROTTLE_PROMOCODE_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_SECONDS", "600"))
 

@@ -10,7 +10,14 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
+from common.apis import (
+    Conflict,
+    HasPerm,
+    ModelPermissionsWithView,
+    MomentField,
+    api_actor,
+    service_call,
+)
 from promotions import services
 from promotions.engine import Kind, Line, Order
 from promotions.engine.present import quote_as_dict
@@ -30,7 +37,7 @@ class OrderInput(serializers.Serializer):
 
     client = serializers.IntegerField(min_value=1)
     provider = serializers.IntegerField(min_value=1)
-    at = serializers.DateTimeField(required=False, allow_null=True)
+    at = MomentField(required=False, allow_null=True)
     codes = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=20
     )

@@ -11,10 +11,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from billmgr_api.errors import FuncError, from_validation_error
-from billmgr_api.fields import split_list
+from billmgr_api.fields import is_whole, split_list
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
+from common.moments import checked_moment
 from common.throttle import Throttled
 from promotions import services
 from promotions.engine import Kind, Line, Order, Quote
@@ -33,7 +34,10 @@ def _moment(req: FuncRequest) -> datetime.datetime:
         moment = datetime.datetime.fromisoformat(raw)
     except ValueError:
         raise FuncError("value", "at", "at is YYYY-MM-DD or YYYY-MM-DD HH:MM:SS") from None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+    try:
+        return checked_moment(moment)
+    except ValueError as exc:
+        raise FuncError("value", "at", str(exc)) from None
 
 
 def _required_id(req: FuncRequest, name: str) -> int:
@@ -67,7 +71,7 @@ def _order(req: FuncRequest) -> Order:
     for tariff, period, price, currency, kind in zip(
         tariffs, periods, prices, currencies, kinds, strict=True
     ):
-        if not tariff.isdigit() or not period.isdigit() or len(period) > 4:
+        if not is_whole(tariff) or len(tariff) > 18 or not is_whole(period) or len(period) > 4:
             raise FuncError("value", "pricelist", "pricelist and period are whole numbers")
         try:
             amount = Decimal(price)

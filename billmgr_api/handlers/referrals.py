@@ -24,6 +24,11 @@ program = Resource(
         Column("end_date", lambda p: p.end_date),
         Column("assign_by_default", lambda p: "on" if p.assign_by_default else "off"),
         Column("status", lambda p: p.status, "status"),
+        # BILLmanager 6's own columns of this list
+        Column("locale_name", lambda p: p.name, "name__icontains"),
+        Column("url", lambda p: p.url),
+        Column("locale_url", lambda p: p.url),
+        Column("project_name", lambda p: p.provider.name, "provider__name__icontains"),
     ],
     params=[
         Ref("project", Provider, "provider", required=True),

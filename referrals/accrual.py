@@ -282,7 +282,12 @@ class _RuleRun:
                 low = mark.expenses_through if moving else cursor
                 if low >= marks.expenses:
                     break
-                high = min(low + CHUNK_EXPENSES, marks.expenses)
+                # Chunks start at the next expense there is: ids are spread over every program
+                # and provider, and a run after a long pause should not walk empty ranges.
+                following = Expense.objects.filter(id__gt=low, id__lte=marks.expenses)
+                first = following.order_by("id").values_list("id", flat=True).first()
+                high = marks.expenses if first is None else first - 1 + CHUNK_EXPENSES
+                high = min(high, marks.expenses)
                 chunk = self.selection.filter(id__gt=low, id__lte=high)
                 self._write(chunk, on_conflict=not moving or low < mark.rewards_through)
                 mark.rewards_through = max(mark.rewards_through, high)

@@ -382,6 +382,7 @@ class RuleConditionInline(admin.TabularInline):
 @admin.register(Rule)
 class RuleAdmin(ServiceSavedAdmin):
     list_display = ["id", "name", "program", "description", "schedule", "active"]
+    list_select_related = ["program__provider__currency", "program__currency"]
     list_filter = ["program", "reward_type", "active"]
     readonly_fields = ["description"]
     inlines = [RuleConditionGroupInline, RuleConditionInline]

@@ -517,5 +517,16 @@ class AccrualMark(models.Model):
     rewards_through = models.BigIntegerField(default=0)
     generation = models.PositiveIntegerField(default=0)
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expenses_through__gte=0)
+                & Q(referrals_through__gte=0)
+                & Q(services_through__gte=0)
+                & Q(rewards_through__gte=0),
+                name="accrualmark_ids_gte_0",
+            )
+        ]
+
     def __str__(self) -> str:
         return f"{self.rule}: expenses through #{self.expenses_through}"

@@ -75,7 +75,9 @@ rule = Resource(
         Choice("schedule", Rule.Schedule, default=Rule.Schedule.MONTH),
         Switch("active"),
     ],
-    queryset=lambda: Rule.objects.select_related("program"),
+    queryset=lambda: Rule.objects.select_related(
+        "program__provider__currency", "program__currency"
+    ),
     create=lambda req, parent, data: services.rule_create(program=parent, actor=req.actor, **data),
     update=lambda req, obj, data: services.rule_update(rule=obj, actor=req.actor, **data),
     delete=lambda req, objs: services.rule_delete_many(rules=objs, actor=req.actor),

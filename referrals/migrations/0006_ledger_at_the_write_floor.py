@@ -161,6 +161,19 @@ class Migration(migrations.Migration):
                 ("rewards_through", models.BigIntegerField(default=0)),
                 ("generation", models.PositiveIntegerField(default=0)),
             ],
+            options={
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("expenses_through__gte", 0),
+                            ("referrals_through__gte", 0),
+                            ("services_through__gte", 0),
+                            ("rewards_through__gte", 0),
+                        ),
+                        name="accrualmark_ids_gte_0",
+                    )
+                ],
+            },
         ),
         # Payouts: who paid, and a reference -------------------------------------------------
         migrations.AddField(

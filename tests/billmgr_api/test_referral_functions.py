@@ -149,6 +149,12 @@ def test_rule_functions_list_create_edit_delete(door, out):
     assert fixed["ok"] is True
     rule.refresh_from_db()
     assert (rule.reward_type, rule.amount) == ("fixed", Decimal("150"))
+    # the list says what a fixed rule pays, and that other currencies earn nothing under it
+    [listed] = door("referralprogram.rule", out=out, elid=program.pk)["elem"]
+    assert listed["description"] == (
+        "150 USD per qualifying expense in USD; "
+        "expenses in other currencies earn nothing under this rule"
+    )
     assert History.objects.filter(
         object_id=program.pk, desc__contains="has been changed", action="referralprogram.rule.edit"
     ).exists()

@@ -480,3 +480,17 @@ def test_changing_a_rules_conditions_makes_the_next_run_read_everything_again(re
     services.rule_condition_delete_many(conditions=[condition], actor=Actor.system("t"))
     # then the expense read before now earns
     assert rewards_accrue() == 1
+
+
+def test_chunks_start_at_the_next_expense_there_is(referral, monkeypatch):
+    # given chunks of 2 expense ids, and ids 1-6 spent on expenses that are gone
+    monkeypatch.setattr("referrals.accrual.CHUNK_EXPENSES", 2)
+    rule_for(referral)
+    for gone in ExpenseFactory.create_batch(6):
+        gone.delete()
+    for day in ("2026-01-05", "2026-01-06", "2026-01-07", "2026-01-08"):
+        spend(referral, "10", day)
+    # when accrued, then each chunk holds two of the four expenses (no empty chunk in between)
+    reported = []
+    assert rewards_accrue(progress=reported.append) == 4
+    assert reported == [2, 4, 4]

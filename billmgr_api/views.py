@@ -98,6 +98,8 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
             raise FuncError("value", "out", f"out is one of {', '.join(FORMATS)}, not {asked!r}")
         refuse_nul(params)
         func_name = params.get("func", "").strip()
+        # Read by ops' metrics middleware, which must not parse the body a second time.
+        request.billmgr_func = func_name
         spec = FUNCS.get(func_name)
         if spec is None:
             raise FuncError("missing", "func", f"Unknown function {func_name!r}")

@@ -99,17 +99,6 @@ def _operation(request: HttpRequest) -> tuple[str, str] | None:
     return None
 
 
-def _func_name(request: HttpRequest) -> str:
-    name = request.GET.get("func") or ""
-    if not name and request.method == "POST":
-        if request.content_type == "application/json":
-            match = re.search(rb'"func"\s*:\s*"([\w.]+)"', request.body[:4096])
-            name = match.group(1).decode() if match else ""
-        else:
-            name = request.POST.get("func", "")
-    return name.strip()
-
-
 def _outcome(door: str, response: HttpResponse) -> tuple[str, bool]:
     """(outcome, a brake refused it)."""
     if door == "billmgr":
@@ -145,7 +134,7 @@ class RequestMetricsMiddleware:
         if braked:
             BRAKE_REFUSALS.labels(door).inc()
         if door == "billmgr":
-            operation = FUNC_OPERATIONS.get(_func_name(request), "")
+            operation = FUNC_OPERATIONS.get(getattr(request, "billmgr_func", ""), "")
         if operation == "quote":
             QUOTES.labels(door, outcome).inc()
             QUOTE_SECONDS.labels(door).observe(seconds)

@@ -116,7 +116,7 @@ def test_a_func_door_error_is_counted_with_its_protocol_type(door, out, method):
 def test_brake_refusals_are_counted(client, settings, db):
     from tests.digipay_api.conftest import DigiPay
 
-    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 1, 60
+    settings.THROTTLE_AUTH_ADDRESS_FAILURES, settings.THROTTLE_AUTH_SECONDS = 1, 60
     before = sample("promo_brake_refusals_total", door="digipay")
     guesser = DigiPay(client, "guess", "no-company")
     answers = [guesser.list().status_code for _ in range(3)]

@@ -471,8 +471,22 @@ class PaidFilter(admin.SimpleListFilter):
         return queryset
 
 
+class HistoryAdmin(admin.ModelAdmin):
+    """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
+    database refuses deletes and changes too); corrections are new rows."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
+class RewardAdmin(HistoryAdmin):
     list_display = [
         "id",
         "beneficiary",
@@ -494,17 +508,6 @@ class RewardAdmin(admin.ModelAdmin):
     search_fields = ["beneficiary__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]
-
-    # The ledger is history: nothing is added, changed or deleted here (the database refuses
-    # deletes and changes too); corrections are new rows.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_pay_permission(self, request) -> bool:
         return request.user.has_perm("referrals.add_payout")
@@ -571,9 +574,7 @@ class RewardAdmin(admin.ModelAdmin):
 
 
 @admin.register(Payout)
-class PayoutAdmin(admin.ModelAdmin):
-    """Payouts are history: listed and searchable, never added, changed or deleted here."""
-
+class PayoutAdmin(HistoryAdmin):
     list_display = [
         "id",
         "partner",
@@ -587,12 +588,3 @@ class PayoutAdmin(admin.ModelAdmin):
     list_filter = ["program", "currency"]
     search_fields = ["reference", "partner__name", "paid_by"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

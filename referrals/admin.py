@@ -471,7 +471,7 @@ class PaidFilter(admin.SimpleListFilter):
         return queryset
 
 
-class HistoryAdmin(admin.ModelAdmin):
+class LedgerAdmin(admin.ModelAdmin):
     """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
     database refuses deletes and changes too); corrections are new rows."""
 
@@ -486,7 +486,7 @@ class HistoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Reward)
-class RewardAdmin(HistoryAdmin):
+class RewardAdmin(LedgerAdmin):
     list_display = [
         "id",
         "beneficiary",
@@ -574,7 +574,7 @@ class RewardAdmin(HistoryAdmin):
 
 
 @admin.register(Payout)
-class PayoutAdmin(HistoryAdmin):
+class PayoutAdmin(LedgerAdmin):
     list_display = [
         "id",
         "partner",

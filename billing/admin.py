@@ -1,8 +1,22 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from billing import services
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.admin_tools import ServiceSavedAdmin, admin_actor
+
+
+class RefundFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("charge", "charges"), ("refund", "refunds")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("charge", "refund"):
+            return queryset.filter(refunds__isnull=self.value() == "charge")
+        return queryset
 
 
 class SubstrateAdmin(ServiceSavedAdmin):
@@ -67,9 +81,57 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Expense)
-class ExpenseAdmin(admin.ModelAdmin):
-    list_display = ["id", "client", "service", "amount", "currency", "created_at"]
-    list_filter = ["currency"]
+class ExpenseAdmin(ServiceSavedAdmin):
+    """Charges and refunds, taken in through billing.services.expense_create (a refund names the
+    charge it refunds and is never more than what is left of it). An expense is history once
+    taken: corrections are refunds, so the admin neither changes nor deletes one."""
+
+    list_display = [
+        "id",
+        "client",
+        "service",
+        "amount",
+        "currency",
+        "created_at",
+        "refunds",
+        "refunded",
+    ]
+    list_filter = ["currency", RefundFilter]
     search_fields = ["client__name"]
-    raw_id_fields = ["client", "service"]
+    raw_id_fields = ["client", "service", "refunds"]
     date_hierarchy = "created_at"
+    fields = ["client", "service", "amount", "currency", "created_at", "refunds", "refunded"]
+    readonly_fields = ["refunded"]
+    actions = ["refund_in_full"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def create(self, actor, data):
+        return services.expense_create(actor=actor, **data)
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("billing.add_expense")
+
+    @admin.action(description="Refund what is left of the selected charges", permissions=["refund"])
+    def refund_in_full(self, request, queryset):
+        actor = admin_actor(request, "expense.refund")
+        try:
+            refunds = services.expense_refund_rest_many(
+                expenses=queryset.order_by("pk"), actor=actor
+            )
+        except ValidationError as exc:
+            self.message_user(
+                request, "Nothing was refunded: " + "; ".join(exc.messages), messages.ERROR
+            )
+            return
+        if refunds:
+            shown = ", ".join(
+                f"{-r.amount.normalize():f} {r.currency} of #{r.refunds_id}" for r in refunds
+            )
+            self.message_user(request, f"Refunded {shown}.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Nothing was left to refund.", messages.WARNING)

@@ -118,7 +118,13 @@ class Service(models.Model):
 
 
 class Expense(models.Model):
-    """A charge to a client: what expense conditions and referral rewards count."""
+    """A charge to a client: what expense conditions and referral rewards count.
+
+    A refund is a negative expense that names the charge it refunds (`refunds`); the charge keeps
+    how much of it has been refunded so far (`refunded`), moved only by a guarded UPDATE, so
+    refunds never add up to more than the charge (billing.services.expense_create), and the
+    database refuses a counter past the amount whatever writes it.
+    """
 
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="expenses")
     service = models.ForeignKey(
@@ -127,10 +133,49 @@ class Expense(models.Model):
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    refunds = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refund_set",
+        db_index=False,  # the partial index below: most expenses refund nothing
+        help_text="The charge this refund gives money back on (a refund's amount is negative).",
+    )
+    refunded = models.DecimalField(
+        "refunded so far",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        default=0,
+        db_default=0,
+        editable=False,
+    )
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["client", "created_at"])]
+        indexes = [
+            models.Index(fields=["client", "created_at"]),
+            # Refunds only (most expenses are charges): the refunds of a charge, and the
+            # refunds in a range of ids (what accrual reverses rewards on).
+            models.Index(
+                fields=["refunds", "id"],
+                name="expense_refunds",
+                condition=Q(refunds__isnull=False),
+            ),
+            models.Index(
+                fields=["id"], name="expense_refund_ids", condition=Q(refunds__isnull=False)
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(refunds__isnull=True) | Q(amount__lt=0),
+                name="expense_refund_is_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(refunded=0) | Q(refunded__gt=0, refunded__lte=models.F("amount")),
+                name="expense_refunded_within_amount",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"

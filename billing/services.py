@@ -7,13 +7,13 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import ProtectedError
+from django.db.models import F, ProtectedError
 from django.utils import timezone
 
 from billing import hooks
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.actors import Actor
-from common.services import model_create, model_delete_many, model_update
+from common.services import history_record, model_create, model_delete_many, model_update
 
 M = TypeVar("M", bound=models.Model)
 
@@ -68,19 +68,103 @@ def expense_create(
     currency: Currency,
     service: Service | None = None,
     created_at: datetime.datetime | None = None,
+    refunds: Expense | None = None,
+    actor: Actor | None = None,
 ) -> Expense:
-    """Take in a charge."""
+    """Take in a charge, or with `refunds` a refund of (part of) an earlier charge.
+
+    A charge is more than zero. A refund is less than zero, of the refunded charge's client and
+    currency, not before it, and never more than what is left of it: the charge's `refunded`
+    counter moves by a guarded UPDATE (0 rows: too much), so parallel refunds of one charge can
+    never add up to more than it, whichever commits first.
+    """
     if service is not None and service.client_id != client.pk:
         raise ValidationError({"service": f"Service {service.pk} is not a service of this client."})
-    if amount <= 0:
-        raise ValidationError({"amount": "A charge is more than zero."})
+    created_at = created_at or timezone.now()
+    if refunds is None and amount <= 0:
+        raise ValidationError(
+            {"amount": "A charge is more than zero; a refund names the charge it refunds."}
+        )
+    if refunds is not None:
+        _check_refund(
+            refunds=refunds, client=client, amount=amount, currency=currency, at=created_at
+        )
     expense = Expense(
         client=client,
         service=service,
         amount=amount,
         currency=currency,
-        created_at=created_at or timezone.now(),
+        created_at=created_at,
+        refunds=refunds,
     )
     expense.full_clean()
+    if refunds is not None:
+        taken = Expense.objects.filter(pk=refunds.pk, refunded__lte=F("amount") + amount).update(
+            refunded=F("refunded") - amount
+        )
+        if taken != 1:
+            left = Expense.objects.values_list(F("amount") - F("refunded"), flat=True).get(
+                pk=refunds.pk
+            )
+            raise ValidationError(
+                {
+                    "amount": f"The refund is more than what is left of expense {refunds.pk} "
+                    f"({left.normalize():f} {currency})."
+                }
+            )
     expense.save()
+    if refunds is not None:
+        history_record(
+            obj=refunds,
+            actor=actor or Actor.system("expense.refund"),
+            desc=f"Refunded {(-amount).normalize():f} {currency} by expense {expense.pk}",
+        )
     return expense
+
+
+def _check_refund(
+    *,
+    refunds: Expense,
+    client: Client,
+    amount: Decimal,
+    currency: Currency,
+    at: datetime.datetime,
+) -> None:
+    errors = {}
+    if refunds.refunds_id is not None or refunds.amount <= 0:
+        errors["refunds"] = f"Expense {refunds.pk} is no charge: only a charge is refunded."
+    elif refunds.client_id != client.pk:
+        errors["refunds"] = f"Expense {refunds.pk} is not a charge of this client."
+    elif refunds.currency_id != currency.pk:
+        errors["currency"] = f"A refund of expense {refunds.pk} is in {refunds.currency}."
+    elif at < refunds.created_at:
+        errors["created_at"] = f"A refund is not dated before the charge it refunds ({refunds.pk})."
+    if amount >= 0:
+        errors["amount"] = "A refund is less than zero, e.g. -12.50."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def expense_refund_rest_many(
+    *, expenses: Iterable[Expense], actor: Actor, at: datetime.datetime | None = None
+) -> list[Expense]:
+    """Refund what is left of each charge (those refunded in full already are left alone): every
+    refund is made, or none."""
+    made = []
+    for charge in expenses:
+        left = charge.amount - charge.refunded
+        if charge.refunds_id is not None or charge.amount <= 0 or left <= 0:
+            continue
+        made.append(
+            expense_create(
+                client=charge.client,
+                amount=-left,
+                currency=charge.currency,
+                service=charge.service,
+                created_at=max(at or timezone.now(), charge.created_at),
+                refunds=charge,
+                actor=actor,
+            )
+        )
+    return made

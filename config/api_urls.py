@@ -19,4 +19,16 @@ urlpatterns = [
     path("referrals/attach", referral_apis.ReferralAttachApi.as_view(), name="referral-attach"),
     path("referrals/clicks", referral_apis.LinkClickCreateApi.as_view(), name="link-click"),
     path("expenses", billing_apis.ExpenseCreateApi.as_view(), name="expense-create"),
+    path("rewards", referral_apis.RewardListApi.as_view(), name="reward-list"),
+    path("payout-batches", referral_apis.PayoutBatchListCreateApi.as_view(), name="payout-batches"),
+    path(
+        "payout-batches/<int:batch_id>/file",
+        referral_apis.PayoutBatchFileApi.as_view(),
+        name="payout-batch-file",
+    ),
+    path(
+        "payout-batches/<int:batch_id>/status",
+        referral_apis.PayoutBatchStatusApi.as_view(),
+        name="payout-batch-status",
+    ),
 ]

@@ -26,14 +26,16 @@ SQLite, which has no decimal type, the rows are fetched and rounded by money_rou
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from billing.models import Client, Expense, Service
+from billing.models import Client, Currency, Expense, Service
 from common.comparison import Comparison
 from common.groups import grouped_terms
+from common.money import money_round
 from referrals.conditions import SERVICES, condition_type_of, moved_by
 from referrals.models import (
     AccrualMark,
@@ -179,6 +181,7 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
         e_currency=F("currency_id"),
         e_amount=F("amount"),
         e_minor_units=F("currency__minor_units"),
+        e_created=F("created_at"),
     )
     inner_sql, params = rows.query.sql_with_params()
     rewarded = Reward._meta.db_table
@@ -198,22 +201,23 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
         else program.referee_reward_kind
     )
     reward_type = reward_type_of(rule.reward_type)
+    hold = datetime.timedelta(days=program.hold_days)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             amount, amount_params = reward_type.amount_sql(rule)
             conflict = " ON CONFLICT (rule_id, expense_id, role) DO NOTHING" if on_conflict else ""
             cursor.execute(
                 f"INSERT INTO {rewarded} (beneficiary_id, referral_id, rule_id, expense_id, "
-                f"role, amount, currency_id, kind, created_at) "
-                f"SELECT q.e_credited, q.e_referral, %s, q.e_id, %s, {amount}, q.e_currency, %s, %s "
-                f"FROM ({pick}) q{conflict}",
-                [rule.pk, role, *amount_params, kind, now, *params],
+                f"role, amount, currency_id, kind, created_at, payable_at) "
+                f"SELECT q.e_credited, q.e_referral, %s, q.e_id, %s, {amount}, q.e_currency, %s, %s, "
+                f"q.e_created + %s FROM ({pick}) q{conflict}",
+                [rule.pk, role, *amount_params, kind, now, hold, *params],
             )
             return cursor.rowcount
         cursor.execute(
             f"SELECT q.e_id, q.e_credited, q.e_referral, q.e_currency, q.e_amount, "
-            f"q.e_minor_units FROM ({pick}) q WHERE NOT EXISTS (SELECT 1 FROM {rewarded} r "
-            f"WHERE r.rule_id = %s AND r.expense_id = q.e_id AND r.role = %s)",
+            f"q.e_minor_units, q.e_created FROM ({pick}) q WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{rewarded} r WHERE r.rule_id = %s AND r.expense_id = q.e_id AND r.role = %s)",
             [*params, rule.pk, role],
         )
         to_decimal = Expense._meta.get_field("amount").to_python
@@ -228,12 +232,133 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
                 currency_id=currency,
                 kind=kind,
                 created_at=now,
+                payable_at=_moment(created) + hold,
             )
-            for expense, credited, referral, currency, amount, minor_units in cursor.fetchall()
+            for expense, credited, referral, currency, amount, minor_units, created in (
+                cursor.fetchall()
+            )
         ]
     # SQLite runs one writer at a time, so what was picked is what gets inserted.
     Reward.objects.bulk_create(rewards, ignore_conflicts=True)
     return len(rewards)
+
+
+def _moment(raw) -> datetime.datetime:
+    """A datetime column read by raw SQL on SQLite (text or naive there), as the ORM reads it."""
+    return connection.ops.convert_datetimefield_value(raw, None, connection)
+
+
+def _reverse(rule: Rule, refunds: QuerySet) -> int:
+    """Write the reversing rows of the rule's rewards that `refunds` (refund expenses) give
+    back; how many were added. Idempotent: a reversal is unique per (rule, refund, role).
+
+    A refund gives back the share of each reward that it refunds of the charge, counted
+    cumulatively so that the refunds of one charge never give back more than its rewards, and a
+    charge refunded in whole gives back every reward on it exactly: the refunds of a charge, in
+    id order, have refunded `before` and then `after` of its amount; the reversal is
+    share(before) - share(after), where share(x) = the reward times x / amount rounded half up to
+    the currency's minor unit, and the whole reward once x reaches the amount. A reversal rounding
+    to zero is not written. Earlier refunds of the charge are committed: every id up to the marks
+    is (committed_marks), and a refund is read only once its id is.
+    """
+    picked = refunds.filter(refunds__isnull=False).order_by().values("id", "refunds_id", "amount")
+    inner_sql, params = picked.query.sql_with_params()
+    rewarded, expenses = Reward._meta.db_table, Expense._meta.db_table
+    currencies = Currency._meta.db_table
+    # What the earlier refunds of the same charge took back, as a positive amount.
+    before = (
+        f"(SELECT COALESCE(-SUM(o.amount), 0) FROM {expenses} o "
+        f"WHERE o.refunds_id = f.refunds_id AND o.id < f.id)"
+    )
+    source = (
+        f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id "
+        f"JOIN {rewarded} r ON r.rule_id = %s AND r.expense_id = f.refunds_id "
+        f"AND r.reverses_id IS NULL JOIN {currencies} cu ON cu.id = r.currency_id"
+    )
+    params = (*params, rule.pk)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+
+            def share(refunded: str) -> str:
+                return (
+                    f"(CASE WHEN {refunded} >= c.amount THEN r.amount "
+                    f"ELSE ROUND(r.amount * {refunded} / c.amount, cu.minor_units) END)"
+                )
+
+            amount = f"({share(before)} - {share(f'({before} - f.amount)')})"
+            cursor.execute(
+                f"INSERT INTO {rewarded} (beneficiary_id, referral_id, rule_id, expense_id, role, "
+                f"amount, currency_id, kind, created_at, payable_at, reverses_id) "
+                f"SELECT * FROM (SELECT r.beneficiary_id, r.referral_id, r.rule_id, f.id, r.role, "
+                f"{amount} AS amount, r.currency_id, r.kind, %s::timestamptz, r.payable_at, r.id "
+                f"{source}) v WHERE v.amount < 0 "
+                f"ON CONFLICT (rule_id, expense_id, role) DO NOTHING",
+                [now, *params],
+            )
+            return cursor.rowcount
+        cursor.execute(
+            f"SELECT r.beneficiary_id, r.referral_id, f.id, r.role, r.amount, c.amount, "
+            f"{before}, f.amount, cu.minor_units, r.currency_id, r.kind, r.payable_at, r.id "
+            f"{source} WHERE NOT EXISTS (SELECT 1 FROM {rewarded} d WHERE d.rule_id = r.rule_id "
+            f"AND d.expense_id = f.id AND d.role = r.role)",
+            params,
+        )
+        to_decimal = Expense._meta.get_field("amount").to_python
+        reversals = []
+        for row in cursor.fetchall():
+            (
+                credited,
+                referral,
+                refund,
+                role,
+                earned,
+                charged,
+                before_,
+                refunded,
+                minor_units,
+                currency,
+                kind,
+                payable_at,
+                reversed_id,
+            ) = row
+            earned, charged = to_decimal(earned), to_decimal(charged)
+            before_ = to_decimal(before_)
+            after = before_ - to_decimal(refunded)
+            amount = reversal_amount(earned, charged, before_, after, minor_units)
+            if amount < 0:
+                reversals.append(
+                    Reward(
+                        beneficiary_id=credited,
+                        referral_id=referral,
+                        rule=rule,
+                        expense_id=refund,
+                        role=role,
+                        amount=amount,
+                        currency_id=currency,
+                        kind=kind,
+                        created_at=now,
+                        payable_at=_moment(payable_at),
+                        reverses_id=reversed_id,
+                    )
+                )
+    # SQLite runs one writer at a time, so what was picked is what gets inserted.
+    Reward.objects.bulk_create(reversals, ignore_conflicts=True)
+    return len(reversals)
+
+
+def reversal_amount(
+    earned: Decimal, charged: Decimal, before: Decimal, after: Decimal, minor_units: int
+) -> Decimal:
+    """What a refund gives back of a reward `earned` on a charge of `charged`, when the charge's
+    refunds had refunded `before` and this one brings that to `after` (see _reverse)."""
+
+    def share(refunded: Decimal) -> Decimal:
+        if refunded >= charged:
+            return earned
+        return money_round(earned * refunded / charged, minor_units=minor_units)
+
+    return share(before) - share(after)
 
 
 def _locked_mark(rule: Rule) -> AccrualMark:
@@ -268,6 +393,12 @@ class _RuleRun:
         for role in self.roles:
             self.added += _insert(self.rule, selection, role, on_conflict=on_conflict)
 
+    def _give_back(self, expenses: QuerySet) -> None:
+        """Reverse the rule's rewards on what the refunds among `expenses` refund."""
+        if self.until is not None:
+            expenses = expenses.filter(created_at__date__lte=self.until)
+        self.added += _reverse(self.rule, expenses)
+
     # A rule without measures: each expense decides alone -------------------------------------
 
     def _plain_run(self) -> None:
@@ -290,6 +421,8 @@ class _RuleRun:
                 high = min(high, marks.expenses)
                 chunk = self.selection.filter(id__gt=low, id__lte=high)
                 self._write(chunk, on_conflict=not moving or low < mark.rewards_through)
+                # After the chunk's rewards: a charge and its refund may be in one chunk.
+                self._give_back(Expense.objects.filter(id__gt=low, id__lte=high))
                 mark.rewards_through = max(mark.rewards_through, high)
                 if moving:
                     mark.expenses_through = high
@@ -308,6 +441,15 @@ class _RuleRun:
                     id__lte=start,
                 )
                 self._write(joined, on_conflict=True)
+                # Refunds of what they just earned on were read before it had earned.
+                self._give_back(
+                    Expense.objects.filter(
+                        client__referral__program=self.rule.program,
+                        client__referral__id__gt=mark.referrals_through,
+                        client__referral__id__lte=marks.referrals,
+                        id__lte=marks.expenses,
+                    )
+                )
             if moving and mark.referrals_through < marks.referrals:
                 mark.referrals_through = marks.referrals
                 mark.save()
@@ -325,6 +467,11 @@ class _RuleRun:
             with transaction.atomic():
                 locked = _locked_mark(self.rule)
                 self._write(self.selection.filter(partners), on_conflict=locked.rewards_through > 0)
+                self._give_back(
+                    Expense.objects.filter(partners, client__referral__program=program).filter(
+                        id__lte=self.marks.expenses
+                    )
+                )
                 locked.rewards_through = max(locked.rewards_through, self.marks.expenses)
                 locked.save()
             self.progress(self.added)
@@ -420,9 +567,39 @@ def rewards_accrue(
         programs = programs.filter(pk=program.pk)
     marks = committed_marks()
     added = 0
+    accrued = []
     for prog in programs:
         for rule in prog.rules.filter(active=True).prefetch_related("conditions"):
             rule.program = prog
             run = _RuleRun(rule, marks, until, lambda n, base=added: progress(base + n))
             added += run.run()
+            accrued.append(rule.pk)
+    # Rules that accrue nothing now (switched off, or their program) still give back on refunds.
+    resting = Rule.objects.exclude(pk__in=accrued).filter(
+        Exists(Reward.objects.filter(rule=OuterRef("pk")))
+    )
+    if program is not None:
+        resting = resting.filter(program=program)
+    for rule in resting.order_by("pk"):
+        added += _reverse_resting(rule, marks, until)
+        progress(added)
+    return added
+
+
+def _reverse_resting(rule: Rule, marks: Marks, until: datetime.date | None) -> int:
+    """Reverse a resting rule's rewards on the refunds since its refund mark (one transaction:
+    refunds are a small part of the expenses, read through their own index)."""
+    with transaction.atomic():
+        mark = _locked_mark(rule)
+        low = max(mark.refunds_through, mark.expenses_through)
+        if low >= marks.expenses:
+            return 0
+        refunds = Expense.objects.filter(id__gt=low, id__lte=marks.expenses)
+        if until is not None:
+            refunds = refunds.filter(created_at__date__lte=until)
+        added = _reverse(rule, refunds)
+        mark.rewards_through = max(mark.rewards_through, marks.expenses)
+        if until is None:
+            mark.refunds_through = marks.expenses
+        mark.save()
     return added

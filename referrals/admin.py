@@ -1,9 +1,13 @@
+import datetime
 from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,17 +15,21 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import slugify
 
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from common.charts import bar_chart
 from referrals import selectors, services
 from referrals.models import (
+    AttachmentRefusal,
     LinkClick,
     Partnership,
     Payout,
+    PayoutBatch,
     Referral,
     ReferralProgram,
     Reward,
+    RewardState,
     Rule,
     RuleCondition,
     RuleConditionGroup,
@@ -38,6 +46,7 @@ class RuleInline(admin.TabularInline):
 # The partner page: /admin/referrals/referralprogram/<program_id>/partner/<client_id>/
 PARTNER_URL = "admin:referrals_referralprogram_partner"
 PARTNER_PAY_URL = "admin:referrals_referralprogram_partner_pay"
+PARTNER_DETAILS_URL = "admin:referrals_referralprogram_partner_details"
 # How many partners the program page lists; the Partnership changelist has them all.
 PARTNERS_SHOWN = 50
 
@@ -77,30 +86,44 @@ def confirmed_totals(request) -> dict[str, Decimal]:
 
 
 def pay_confirmed(admin_obj, request, pairs, *, action: str) -> bool:
-    """Pay `pairs` as confirmed on the page; False (with the reason shown) when nothing was paid."""
+    """Pay `pairs` as confirmed on the page (the rows and the moment it showed); False (with the
+    reason shown) when nothing was paid."""
     try:
         through = int(request.POST.get("through", ""))
+        at = datetime.datetime.fromisoformat(request.POST.get("at", ""))
+        if at.tzinfo is None:
+            raise ValueError("the confirmation's moment has no time zone")
         made = services.payouts_create_many(
             partners=pairs,
             reference=request.POST.get("reference", ""),
             actor=admin_actor(request, action),
             through=through,
             confirmed=confirmed_totals(request),
+            at=at,
         )
     except (ValueError, ValidationError) as exc:
         reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
         admin_obj.message_user(request, f"Nothing was paid: {reason}", messages.ERROR)
         return False
-    if made:
+    if made.payouts:
         paid = ", ".join(
             f"{selectors.Money(p.amount, p.currency.iso, p.currency.minor_units)} to {p.partner}"
-            for p in made
+            for p in made.payouts
         )
         admin_obj.message_user(
-            request, f"Paid {paid} (reference {made[0].reference}).", messages.SUCCESS
+            request,
+            format_html(
+                'Paid {} (reference {}): <a href="{}">the batch and its payout file</a>.',
+                paid,
+                made.batch.reference,
+                reverse("admin:referrals_payoutbatch_change", args=[made.batch.pk]),
+            ),
+            messages.SUCCESS,
         )
     else:
         admin_obj.message_user(request, "Nothing was left to pay.", messages.WARNING)
+    for skip in made.skipped:
+        admin_obj.message_user(request, f"Not paid: {skip}.", messages.WARNING)
     return True
 
 
@@ -115,8 +138,23 @@ def pay_page(admin_obj, request, preview: selectors.PayoutPreview, **context):
             "preview": preview,
             "totals": [(m, f"total_{m.currency}") for m in preview.totals],
             "reference": request.POST.get("reference") or new_reference(),
+            "at": preview.at.isoformat(),
             **context,
         },
+    )
+
+
+def nothing_to_pay(admin_obj, request, preview: selectors.PayoutPreview, who: str) -> None:
+    """Why a payment would pay nothing: every balance skipped (and why), or none due."""
+    if preview.skipped:
+        for skip in preview.skipped:
+            admin_obj.message_user(request, f"Nothing to pay: {skip}.", messages.WARNING)
+        return
+    admin_obj.message_user(
+        request,
+        f"Nothing to pay: {who} no payable rewards (every reward has been paid already, or is "
+        "still held).",
+        messages.WARNING,
     )
 
 
@@ -201,7 +239,8 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
         body = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td class="referrals">{}</td>'
-            '<td class="earned">{}</td><td class="unpaid">{}</td></tr>',
+            '<td class="earned">{}</td><td class="held">{}</td><td class="payable">{}</td>'
+            '<td class="paid">{}</td><td class="unpaid">{}</td><td class="details">{}</td></tr>',
             (
                 (
                     partner_url(obj.pk, r.partner_id),
@@ -209,7 +248,11 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
                     r.code or "—",
                     r.referral_count,
                     money_list(r.earned),
+                    money_list(r.balances.held),
+                    money_list(r.balances.payable),
+                    money_list(r.balances.paid),
                     money_list(r.unpaid),
+                    r.payout_details or "—",
                 )
                 for r in rows
             ),
@@ -226,7 +269,8 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
             )
         return format_html(
             '<table id="program-partners"><thead><tr><th>partner</th><th>code</th>'
-            "<th>referrals</th><th>earned</th><th>unpaid</th></tr></thead>"
+            "<th>referrals</th><th>earned</th><th>held</th><th>payable</th><th>paid</th>"
+            "<th>unpaid</th><th>payout details</th></tr></thead>"
             "<tbody>{}</tbody></table>{}",
             body,
             more,
@@ -245,6 +289,11 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
                 "<int:program_id>/partner/<int:client_id>/pay/",
                 self.admin_site.admin_view(self.partner_pay_view),
                 name="referrals_referralprogram_partner_pay",
+            ),
+            path(
+                "<int:program_id>/partner/<int:client_id>/payout-details/",
+                self.admin_site.admin_view(self.partner_details_view),
+                name="referrals_referralprogram_partner_details",
             ),
         ]
         return own + super().get_urls()
@@ -271,14 +320,43 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
             "program": program,
             "partner": partner,
             "summary": summary,
+            "balances": [
+                (name, money_list(getattr(summary.balances, name))) for name in selectors.BALANCES
+            ],
             "earned": money_list(summary.earned),
             "unpaid": money_list(summary.unpaid),
+            "payable": any(m.amount > 0 for m in summary.balances.payable),
+            "details_url": reverse(PARTNER_DETAILS_URL, args=[program.pk, partner.pk]),
+            "can_set_details": self.can_set_details(request),
+            "refusals_shown": selectors.REFUSALS_SHOWN,
             "charts": month_charts(summary.months, "Rewards per month"),
             "can_pay": self.can_pay(request),
             "pay_url": reverse(PARTNER_PAY_URL, args=[program.pk, partner.pk]),
             "referrals_shown": selectors.REFERRALS_SHOWN,
         }
         return TemplateResponse(request, "admin/referrals/partner.html", context)
+
+    @staticmethod
+    def can_set_details(request) -> bool:
+        return request.user.has_perm("referrals.change_partnership")
+
+    def partner_details_view(self, request, program_id: int, client_id: int):
+        """POST `payout_details`: where the partner's payouts go (services.payout_details_set)."""
+        program, partner = self._program_and_partner(request, program_id, client_id)
+        if not self.can_set_details(request) or request.method != "POST":
+            raise PermissionDenied
+        try:
+            services.payout_details_set(
+                program=program,
+                partner=partner,
+                details=request.POST.get("payout_details", ""),
+                actor=admin_actor(request, "partnership.payout_details"),
+            )
+        except ValidationError as exc:
+            self.message_user(request, "; ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(request, "The payout details have been saved.", messages.SUCCESS)
+        return HttpResponseRedirect(partner_url(program.pk, partner.pk))
 
     def partner_pay_view(self, request, program_id: int, client_id: int):
         """GET: what would be paid, per currency, and a reference to confirm; POST: pay that."""
@@ -291,12 +369,7 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
             return HttpResponseRedirect(back)
         preview = selectors.payout_preview([(program, partner)])
         if not preview.lines:
-            self.message_user(
-                request,
-                f"Nothing to pay: {partner.name} has no unpaid rewards in {program.name} "
-                "(every reward has been paid already).",
-                messages.WARNING,
-            )
+            nothing_to_pay(self, request, preview, f"{partner.name} has in {program.name}")
             return HttpResponseRedirect(back)
         return pay_page(self, request, preview, cancel_url=back, form_url="", selected=[])
 
@@ -415,10 +488,13 @@ class RuleAdmin(ServiceSavedAdmin):
 
 @admin.register(Partnership)
 class PartnershipAdmin(admin.ModelAdmin):
-    list_display = ["id", "partner", "program", "code", "link", "enrolled_at", "page"]
+    """Partners enrolled; their payout details are masked here (the partner page sets them)."""
+
+    list_display = ["id", "partner", "program", "code", "link", "details", "enrolled_at", "page"]
     list_filter = ["program"]
     search_fields = ["partner__name", "code"]
-    readonly_fields = ["link"]
+    fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
+    readonly_fields = fields
 
     def has_add_permission(self, request):
         return False
@@ -426,9 +502,42 @@ class PartnershipAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="payout details")
+    def details(self, obj):
+        return selectors.masked(obj.payout_details) or "—"
+
     @admin.display(description="partner page")
     def page(self, obj):
         return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
+
+
+@admin.register(AttachmentRefusal)
+class AttachmentRefusalAdmin(admin.ModelAdmin):
+    """Attachments the fraud screens refused: history, listed only."""
+
+    list_display = [
+        "id",
+        "refused_at",
+        "partner",
+        "client",
+        "program",
+        "screen",
+        "reason",
+        "address",
+    ]
+    list_filter = ["screen", "program", "source"]
+    search_fields = ["partner__name", "client__name", "address"]
+    date_hierarchy = "refused_at"
+    list_select_related = ["partner", "client", "program"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(LinkClick)
@@ -471,6 +580,19 @@ class PaidFilter(admin.SimpleListFilter):
         return queryset
 
 
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return RewardState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() in RewardState.values:
+            return queryset.filter(state=self.value())
+        return queryset
+
+
 class LedgerAdmin(admin.ModelAdmin):
     """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
     database refuses deletes and changes too); corrections are new rows."""
@@ -496,9 +618,13 @@ class RewardAdmin(LedgerAdmin):
         "currency",
         "kind",
         "created_at",
+        "payable_at",
+        "state",
+        "reverses",
         "payout",
     ]
     list_filter = [
+        StateFilter,
         PaidFilter,
         "rule__program",
         ("beneficiary", admin.RelatedOnlyFieldListFilter),
@@ -508,6 +634,13 @@ class RewardAdmin(LedgerAdmin):
     search_fields = ["beneficiary__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]
+
+    def get_queryset(self, request):
+        return selectors.with_states(super().get_queryset(request))
+
+    @admin.display(description="state", ordering="state")
+    def state(self, obj):
+        return obj.state
 
     def has_pay_permission(self, request) -> bool:
         return request.user.has_perm("referrals.add_payout")
@@ -525,7 +658,7 @@ class RewardAdmin(LedgerAdmin):
             return None
         preview = selectors.payout_preview(pairs)
         if not preview.lines:
-            self.message_user(request, "Nothing was left to pay.", messages.WARNING)
+            nothing_to_pay(self, request, preview, "the selected partners have")
             return None
         return pay_page(
             self,
@@ -553,6 +686,9 @@ class RewardAdmin(LedgerAdmin):
                 "currency",
                 "kind",
                 "created_at",
+                "payable_at",
+                "state",
+                "reverses",
                 "payout",
             ],
             queryset.select_related("beneficiary", "referral__client", "rule__program", "currency"),
@@ -568,13 +704,42 @@ class RewardAdmin(LedgerAdmin):
                 r.currency.iso,
                 r.kind,
                 r.created_at.isoformat(),
+                r.payable_at.isoformat(),
+                r.state,
+                r.reverses_id or "",
                 r.payout_id or "",
             ],
         )
 
 
+class PayoutMarking:
+    """Actions marking payouts sent or failed (services.payouts_mark_many / payout_batch_mark);
+    a failed payout's rewards are payable again."""
+
+    def has_mark_permission(self, request) -> bool:
+        return request.user.has_perm("referrals.change_payout")
+
+    def _mark(self, request, queryset, status: str):
+        try:
+            moved = self.mark(request, queryset, status)
+        except ValidationError as exc:
+            self.message_user(
+                request, "Nothing was marked: " + "; ".join(exc.messages), messages.ERROR
+            )
+            return
+        self.message_user(request, f"{len(moved)} payouts marked {status}.", messages.SUCCESS)
+
+    @admin.action(description="Mark sent", permissions=["mark"])
+    def mark_sent(self, request, queryset):
+        self._mark(request, queryset, Payout.Status.SENT)
+
+    @admin.action(description="Mark failed (their rewards are payable again)", permissions=["mark"])
+    def mark_failed(self, request, queryset):
+        self._mark(request, queryset, Payout.Status.FAILED)
+
+
 @admin.register(Payout)
-class PayoutAdmin(LedgerAdmin):
+class PayoutAdmin(PayoutMarking, LedgerAdmin):
     list_display = [
         "id",
         "partner",
@@ -583,8 +748,101 @@ class PayoutAdmin(LedgerAdmin):
         "currency",
         "created_at",
         "paid_by",
-        "reference",
+        "batch",
+        "details",
+        "status",
+        "rewards_count",
     ]
-    list_filter = ["program", "currency"]
-    search_fields = ["reference", "partner__name", "paid_by"]
+    list_filter = ["status", "program", "currency"]
+    search_fields = ["batch__reference", "partner__name", "paid_by"]
     date_hierarchy = "created_at"
+    list_select_related = ["partner", "program", "currency", "batch"]
+    exclude = ["payout_details"]
+    readonly_fields = ["details"]
+    actions = ["mark_sent", "mark_failed"]
+
+    @admin.display(description="payout details")
+    def details(self, obj):
+        return selectors.masked(obj.payout_details) or "—"
+
+    def mark(self, request, queryset, status):
+        return services.payouts_mark_many(
+            payouts=queryset, status=status, actor=admin_actor(request, f"payout.{status}")
+        )
+
+
+class PayoutInline(admin.TabularInline):
+    model = Payout
+    fields = ["partner", "program", "amount", "currency", "details", "status", "rewards_count"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="payout details")
+    def details(self, obj):
+        return selectors.masked(obj.payout_details) or "—"
+
+
+class BatchChangeList(ChangeList):
+    """The page's batches summed in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = {row.batch.pk: row for row in selectors.batch_rows(self.result_list)}
+        for batch in self.result_list:
+            batch.summary = rows[batch.pk]
+
+
+@admin.register(PayoutBatch)
+class PayoutBatchAdmin(PayoutMarking, LedgerAdmin):
+    """Payments: each batch's payouts, its file for the bank's bulk upload (CSV, details
+    unmasked, formulas neutralised), and marking it sent or failed."""
+
+    list_display = ["id", "reference", "created_at", "created_by", "payouts", "totals", "statuses"]
+    search_fields = ["reference", "created_by"]
+    date_hierarchy = "created_at"
+    inlines = [PayoutInline]
+    actions = ["export_file", "mark_sent", "mark_failed"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(payout_count=Count("payouts"))
+
+    def get_changelist(self, request, **kwargs):
+        return BatchChangeList
+
+    def _row(self, obj) -> selectors.BatchRow:
+        found = getattr(obj, "summary", None)
+        return found if found is not None else selectors.batch_rows([obj])[0]
+
+    @admin.display(description="payouts", ordering="payout_count")
+    def payouts(self, obj):
+        return obj.payout_count
+
+    @admin.display(description="total (failed left out)")
+    def totals(self, obj):
+        return money_list(self._row(obj).totals)
+
+    @admin.display(description="statuses")
+    def statuses(self, obj):
+        return ", ".join(f"{n} {status}" for status, n in sorted(self._row(obj).statuses.items()))
+
+    def mark(self, request, queryset, status):
+        actor = admin_actor(request, f"payoutbatch.{status}")
+        moved = []
+        with transaction.atomic():
+            for batch in queryset.order_by("pk"):
+                moved += services.payout_batch_mark(batch=batch, status=status, actor=actor)
+        return moved
+
+    @admin.action(description="Download the payout file (CSV for the bank's bulk upload)")
+    def export_file(self, request, queryset):
+        batches = list(queryset.order_by("pk"))
+        name = batches[0].reference if len(batches) == 1 else "payouts"
+        return csv_response(
+            f"{slugify(name) or 'payouts'}.csv",
+            selectors.PAYOUT_FILE_HEADER,
+            (row for batch in batches for row in selectors.payout_file_rows(batch)),
+        )

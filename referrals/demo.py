@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from billing.models import Client
+from billing.models import Client, Expense
 from billing.services import expense_create
 from common.actors import Actor
 from referrals import services
@@ -17,13 +17,22 @@ from referrals.models import Referral, ReferralProgram, partner_code, partner_li
 def demo_referral_activity(
     *, program: ReferralProgram, partners: list[Client], actor: Actor, per_partner: int = 4
 ) -> int:
-    """Enrol the partners, attach `per_partner` referred clients to each, give the referred clients
-    charges over the last 45 days, accrue the rewards and pay the first partner."""
+    """Enrol the partners (the first with payout details), hold rewards for 14 days and pay 10 USD
+    at least, attach `per_partner` referred clients to each, give the referred clients charges over
+    the last 45 days, accrue the rewards, pay the first partner (batch DEMO-PAYOUT-1, marked sent),
+    then refund a charge that reward was paid on, so the next payout deducts it."""
     rng = random.Random(11)
     now = timezone.now()
     currency = program.provider.currency
+    program = services.program_update(
+        program=program, actor=actor, hold_days=14, payout_minimum=Decimal("10")
+    )
     for partner in partners:
         services.partner_enrol(program=program, partner=partner, actor=actor)
+    services.payout_details_set(
+        program=program, partner=partners[0], details="DE89 3704 0044 0532 0130 00", actor=actor
+    )
+    for partner in partners:
         for n in range(per_partner):
             client = Client.objects.create(
                 name=f"{partner.name}'s friend {n + 1}",
@@ -50,7 +59,17 @@ def demo_referral_activity(
                     created_at=now - datetime.timedelta(days=rng.randint(0, 45)),
                 )
     added = rewards_accrue(program=program)
-    services.payouts_create(
+    paid = services.payouts_create(
         program=program, partner=partners[0], reference="DEMO-PAYOUT-1", actor=actor
     )
-    return added
+    services.payout_batch_mark(batch=paid.batch, status="sent", actor=actor)
+    # A refund of half a charge whose reward has just been paid: its reversal is deducted next.
+    charge = Expense.objects.filter(rewards__payout__in=paid.payouts).order_by("pk").first()
+    expense_create(
+        client=charge.client,
+        amount=-(charge.amount / 2),
+        currency=charge.currency,
+        refunds=charge,
+        actor=actor,
+    )
+    return added + rewards_accrue(program=program)

@@ -13,6 +13,10 @@ from common.comparison import Comparison
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 PARTNER_PLACEHOLDER = "@ID@"
+# Clients one partner's link may attach from one address in a day, unless the program says.
+DEFAULT_LINK_ATTACHMENTS_PER_ADDRESS = 3
+# The longest hold a program may set (ten years): the date arithmetic stays in range.
+MAX_HOLD_DAYS = 3650
 
 
 class RewardKind(models.TextChoices):
@@ -108,6 +112,27 @@ class ReferralProgram(models.Model):
         Currency, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    hold_days = models.PositiveIntegerField(
+        "hold, days",
+        default=0,
+        help_text="A reward becomes payable this many days after the purchase that earned it.",
+    )
+    payout_minimum = models.DecimalField(
+        "payout minimum",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        default=0,
+        help_text="A partner is paid only once their payable balance reaches this amount (in the "
+        "program's currency; balances in other currencies only need to be above zero).",
+    )
+    link_attachments_per_address = models.PositiveIntegerField(
+        "link attachments per address and day",
+        null=True,
+        blank=True,
+        default=DEFAULT_LINK_ATTACHMENTS_PER_ADDRESS,
+        help_text="How many clients one partner's link may attach from one address in 24 hours "
+        "(more are refused as likely fraud); empty: no limit.",
+    )
 
     objects = ReferralProgramQuerySet.as_manager()
 
@@ -136,6 +161,12 @@ class ReferralProgram(models.Model):
                 | Q(max_referrals__isnull=True)
                 | Q(max_referrals__gte=F("min_referrals")),
                 name="referralprogram_min_le_max_referrals",
+            ),
+            models.CheckConstraint(
+                condition=Q(hold_days__lte=MAX_HOLD_DAYS), name="referralprogram_hold_in_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(payout_minimum__gte=0), name="referralprogram_payout_minimum_gte_0"
             ),
         ]
 
@@ -176,6 +207,10 @@ class ReferralProgram(models.Model):
             and self.max_referrals < self.min_referrals
         ):
             errors["max_referrals"] = "The maximum is below the minimum."
+        if self.hold_days is not None and self.hold_days > MAX_HOLD_DAYS:
+            errors["hold_days"] = f"A hold is {MAX_HOLD_DAYS} days at most."
+        if self.payout_minimum is not None and self.payout_minimum < 0:
+            errors["payout_minimum"] = "The payout minimum is zero or more."
         if errors:
             raise ValidationError(errors)
 
@@ -317,6 +352,9 @@ class Referral(models.Model):
     joined_at = models.DateTimeField(
         default=timezone.now, help_text="Rewards accrue on expenses from this moment on."
     )
+    address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The address the client came from (a link's visitor)."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -337,6 +375,11 @@ class Partnership(models.Model):
     partner = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="partnerships")
     code = models.CharField(max_length=120, blank=True)
     enrolled_at = models.DateTimeField(default=timezone.now)
+    payout_details = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Where payouts go, e.g. an IBAN or a payment e-mail (masked in lists).",
+    )
 
     class Meta:
         ordering = ["id"]
@@ -375,6 +418,9 @@ class LinkClick(models.Model):
         help_text="The visitor's id, e.g. the site's cookie, kept until registration.",
     )
     clicked_at = models.DateTimeField(default=timezone.now)
+    address = models.GenericIPAddressField(
+        null=True, blank=True, help_text="The visitor's address when they clicked."
+    )
     referral = models.ForeignKey(
         Referral, null=True, blank=True, on_delete=models.SET_NULL, related_name="clicks"
     )
@@ -387,28 +433,99 @@ class LinkClick(models.Model):
         return f"{self.visitor} via {self.partner}"
 
 
-class Payout(models.Model):
-    """Rewards paid out to a partner at once."""
+class AttachmentRefusal(models.Model):
+    """An attachment a fraud screen refused, kept for the operator (append-only)."""
 
+    class Screen(models.TextChoices):
+        SELF = "self", "the partner themselves"
+        SAME_EMAIL = "same_email", "the partner's own e-mail address"
+        RESTRICTED_PARTNER = "restricted_partner", "the partner is in the restricted group"
+        ADDRESS_LIMIT = "address_limit", "too many link attachments from one address"
+
+    program = models.ForeignKey(
+        ReferralProgram, on_delete=models.CASCADE, related_name="attachment_refusals"
+    )
+    partner = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="attachment_refusals"
+    )
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
+    screen = models.CharField(max_length=20, choices=Screen.choices)
+    reason = models.CharField(max_length=300)
+    source = models.CharField(max_length=10, choices=Referral.Source.choices)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    refused_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["partner", "program"])]
+
+    def __str__(self) -> str:
+        return f"{self.client} via {self.partner}: {self.reason}"
+
+
+class PayoutBatch(models.Model):
+    """Payouts made by one payment, under one reference: what a bank's bulk upload takes."""
+
+    reference = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="The payment's reference, e.g. the bank transfer's or batch's id.",
+    )
+    created_at = models.DateTimeField("paid at", default=timezone.now)
+    created_by = models.CharField(max_length=150, help_text="Who paid (the user name).")
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "payout batches"
+        constraints = [
+            models.CheckConstraint(condition=~Q(reference=""), name="payoutbatch_has_reference")
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class Payout(models.Model):
+    """Rewards paid out to a partner at once, in one currency, as part of a batch.
+
+    A payout never changes but for its status, which moves forward only: `pending` (written, in
+    the batch's file) -> `sent` or `failed`, and `sent` -> `failed` (a transfer that bounced). A
+    failed payout gives its rewards back: they are payable again (database triggers, migration
+    0009).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending (in the batch's file)"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed (its rewards are payable again)"
+
+    batch = models.ForeignKey(PayoutBatch, on_delete=models.PROTECT, related_name="payouts")
     program = models.ForeignKey(ReferralProgram, on_delete=models.PROTECT, related_name="payouts")
     partner = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="payouts")
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField("paid at", default=timezone.now)
     paid_by = models.CharField(max_length=150, help_text="Who paid (the user name).")
-    reference = models.CharField(
-        max_length=100, help_text="The payout's reference, e.g. the bank transfer's or batch's id."
+    # The details the payout was sent to, as they were when it was made (the file shows them).
+    payout_details = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    rewards_count = models.PositiveIntegerField(
+        "rewards", default=0, help_text="How many ledger rows it paid (also once it failed)."
     )
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_gte_0"),
-            models.CheckConstraint(condition=~Q(reference=""), name="payout_has_reference"),
         ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} to {self.partner}"
+
+    @property
+    def reference(self) -> str:
+        return self.batch.reference
 
 
 class Reward(models.Model):
@@ -475,6 +592,20 @@ class Reward(models.Model):
         db_index=False,
         db_constraint=False,
     )
+    # When the reward may be paid: the earning purchase's time plus the program's hold_days
+    # then. A reversing row takes its reward's, so it is held, payable or deducted with it.
+    payable_at = models.DateTimeField()
+    # A reversing row (negative, on a refund) names the reward it gives back (part of); a
+    # trigger checks it agrees with that reward and never reverses more than it (migration 0009).
+    reverses = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversals",
+        db_index=False,
+        db_constraint=False,
+    )
 
     class Meta:
         ordering = ["id"]
@@ -482,17 +613,43 @@ class Reward(models.Model):
             models.UniqueConstraint(
                 fields=["rule", "expense", "role"], name="reward_once_per_rule_expense"
             ),
-            models.CheckConstraint(condition=Q(amount__gte=0), name="reward_amount_gte_0"),
+            models.CheckConstraint(
+                condition=Q(reverses__isnull=True, amount__gte=0)
+                | Q(reverses__isnull=False, amount__lt=0),
+                name="reward_amount_sign",
+            ),
         ]
         indexes = [
             # Only paid rows: accrual writes unpaid ones and never maintains it.
             models.Index(
                 fields=["payout"], name="reward_paid_payout", condition=Q(payout__isnull=False)
-            )
+            ),
+            # Only reversing rows: a reward's reversals, read by its state.
+            models.Index(
+                fields=["reverses"],
+                name="reward_reversals",
+                condition=Q(reverses__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} for {self.beneficiary}"
+
+
+class RewardState(models.TextChoices):
+    """Where a ledger row stands at a moment (referrals.selectors.with_states computes it).
+
+    - `reversed`: a reward given back in whole by refunds (paid before or not);
+    - `paid`: in a payout that has not failed (a reversing row: deducted from one);
+    - `held`: unpaid, its purchase younger than the program's hold;
+    - `payable`: unpaid and due: the next payout takes it (a reversing row: as a deduction).
+    The next payout takes every due unpaid row, reversing ones included, and pays their sum.
+    """
+
+    HELD = "held", "held"
+    PAYABLE = "payable", "payable"
+    PAID = "paid", "paid"
+    REVERSED = "reversed", "reversed"
 
 
 class AccrualMark(models.Model):
@@ -515,6 +672,9 @@ class AccrualMark(models.Model):
     # No reward of the rule is on an expense with a higher id: above it, inserts need no
     # conflict check (the unique key would still refuse a duplicate).
     rewards_through = models.BigIntegerField(default=0)
+    # Refunds up to this id have reversed the rule's rewards while the rule accrued nothing new
+    # (it, or its program, switched off): its rewards are still given back on refunds.
+    refunds_through = models.BigIntegerField(default=0)
     generation = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -523,8 +683,9 @@ class AccrualMark(models.Model):
                 condition=Q(expenses_through__gte=0)
                 & Q(referrals_through__gte=0)
                 & Q(services_through__gte=0)
-                & Q(rewards_through__gte=0),
-                name="accrualmark_ids_gte_0",
+                & Q(rewards_through__gte=0)
+                & Q(refunds_through__gte=0),
+                name="accrualmark_ids_in_range",
             )
         ]
 

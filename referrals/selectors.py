@@ -13,10 +13,16 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db.models import (
+    Case,
+    CharField,
     Count,
+    DecimalField,
     Exists,
+    F,
     IntegerField,
     Max,
     Min,
@@ -25,17 +31,24 @@ from django.db.models import (
     QuerySet,
     Subquery,
     Sum,
+    Value,
+    When,
 )
 from django.db.models.functions import Coalesce, TruncDate, TruncMonth
+from django.utils import timezone
 
-from billing.models import Client, Expense
-from common.money import money_round
+from billing.models import Client, Currency, Expense
+from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_round
 from referrals.models import (
+    AttachmentRefusal,
     Partnership,
     Payout,
+    PayoutBatch,
     Referral,
     ReferralProgram,
     Reward,
+    RewardState,
+    Rule,
     partner_code,
     partner_link,
 )
@@ -80,6 +93,24 @@ class MonthTotal:
 
 
 @dataclass(frozen=True)
+class Balances:
+    """A partner's ledger in one program, per currency (only currencies with rows; a list is
+    empty where the sum is zero). `earned` is net of what refunds gave back (`reversed`, negative);
+    `unpaid` = `held` + `payable`, and `payable` (what the next payout pays) may be negative: a
+    refund of a reward paid earlier is deducted from what comes next."""
+
+    earned: list[Money] = field(default_factory=list)
+    held: list[Money] = field(default_factory=list)
+    payable: list[Money] = field(default_factory=list)
+    paid: list[Money] = field(default_factory=list)
+    reversed: list[Money] = field(default_factory=list)
+    unpaid: list[Money] = field(default_factory=list)
+
+
+BALANCES = ("earned", "held", "payable", "paid", "reversed", "unpaid")
+
+
+@dataclass(frozen=True)
 class PartnerRow:
     """One line of a program's partner list."""
 
@@ -87,8 +118,16 @@ class PartnerRow:
     name: str
     code: str
     referral_count: int
-    earned: list[Money]
-    unpaid: list[Money]
+    balances: Balances
+    payout_details: str  # masked
+
+    @property
+    def earned(self) -> list[Money]:
+        return self.balances.earned
+
+    @property
+    def unpaid(self) -> list[Money]:
+        return self.balances.unpaid
 
 
 @dataclass(frozen=True)
@@ -99,6 +138,7 @@ class PayoutRow:
     reward_count: int
     reference: str
     paid_by: str
+    status: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +161,8 @@ class ReferralRow:
 
 @dataclass(frozen=True)
 class RewardDay:
-    """A partner's rewards accrued on one day in one currency, whatever rules earned them."""
+    """A partner's rewards accrued on one day in one currency and state, whatever rules earned
+    them; a reversing row is a line of its own (`reverses` = the reward it gives back)."""
 
     day: datetime.date
     beneficiary_id: int
@@ -129,6 +170,9 @@ class RewardDay:
     amount: Money
     paid: Money
     count: int
+    state: str
+    reverses: int | None  # a reversing row: the reward it gives back
+    entry: int | None  # a reversing row: its own id
     rules: list[int] = field(default_factory=list)
 
 
@@ -142,12 +186,23 @@ class PartnerSummary:
     referral_count: int
     referrals: list[ReferralRow]  # the latest REFERRALS_SHOWN, newest first
     months: list[MonthTotal]  # oldest first
-    earned: list[Money]
-    unpaid: list[Money]  # only currencies with something left to pay
+    balances: Balances
     payouts: list[PayoutRow]  # newest first
+    payout_details: str  # masked
+    refusals: list[AttachmentRefusal]  # the latest REFUSALS_SHOWN, newest first
+    refusal_count: int
+
+    @property
+    def earned(self) -> list[Money]:
+        return self.balances.earned
+
+    @property
+    def unpaid(self) -> list[Money]:
+        return self.balances.unpaid
 
 
 REFERRALS_SHOWN = 200
+REFUSALS_SHOWN = 50
 
 
 # Partners ---------------------------------------------------------------------------------------
@@ -161,17 +216,26 @@ def partners(program: ReferralProgram) -> QuerySet[Client]:
 
 
 def credited_rewards(
-    *, program: ReferralProgram, partner: Client | None = None, partner_ids: Iterable[int] = ()
+    *,
+    program: ReferralProgram | None = None,
+    partner: Client | None = None,
+    partner_ids: Iterable[int] = (),
 ) -> QuerySet[Reward]:
-    """The program's rewards credited to `partner` (or to any of `partner_ids`): as referrer on
-    the expenses of their referrals, as referee on their own."""
+    """The rewards credited to `partner` (or to any of `partner_ids`) in `program` (in any
+    program when None): as referrer on the expenses of their referrals, as referee on their own.
+    Reversing rows are on refunds, which are the referrals' expenses too."""
     ids = [partner.pk] if partner is not None else list(partner_ids)
-    clients = Referral.objects.filter(program=program).filter(
-        Q(partner_id__in=ids) | Q(client_id__in=ids)
-    )
+    clients = Referral.objects.filter(Q(partner_id__in=ids) | Q(client_id__in=ids))
+    if program is not None:
+        clients = clients.filter(program=program)
+        rules = list(program.rules.values_list("pk", flat=True))
+    else:
+        rules = list(
+            Rule.objects.filter(program__in=clients.values("program")).values_list("pk", flat=True)
+        )
     expenses = Expense.objects.filter(client_id__in=clients.values("client_id"))
     return Reward.objects.filter(
-        rule_id__in=list(program.rules.values_list("pk", flat=True)),
+        rule_id__in=rules,
         expense_id__in=expenses.values("pk"),
         beneficiary_id__in=ids,
     )
@@ -183,20 +247,54 @@ def _code(program: ReferralProgram, partner_id: int, enrolled_code: str | None) 
     return partner_code(program, partner_id) if program.promocode else ""
 
 
-def _sums(rewards: QuerySet[Reward], *keys: str) -> QuerySet:
-    """Earned and unpaid per currency (and per `keys`), in one GROUP BY."""
+def _sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> QuerySet:
+    """Every balance per currency (and per `keys`), in one GROUP BY."""
+    unpaid = Q(payout__isnull=True)
     return (
         rewards.order_by()
         .values(*keys, "currency__iso", "currency__minor_units")
-        .annotate(earned=Sum("amount"), unpaid=Sum("amount", filter=Q(payout__isnull=True)))
+        .annotate(
+            earned=Sum("amount"),
+            unpaid=Sum("amount", filter=unpaid),
+            held=Sum("amount", filter=unpaid & Q(payable_at__gt=at)),
+            payable=Sum("amount", filter=unpaid & Q(payable_at__lte=at)),
+            paid=Sum("amount", filter=Q(payout__isnull=False)),
+            reversed=Sum("amount", filter=Q(reverses__isnull=False)),
+        )
         .order_by(*keys, "currency__iso")
     )
 
 
+def _balances(rows: Iterable[dict]) -> Balances:
+    """Balances from _sums' rows of one partner; earned is listed in every currency with rows,
+    the others where they are not zero."""
+    found = Balances()
+    for row in rows:
+        for name in BALANCES:
+            if name == "earned" or row[name]:
+                getattr(found, name).append(_money(row, name))
+    return found
+
+
+def _masked_details(program: ReferralProgram, partner_ids: list[int]) -> dict[int, str]:
+    return {
+        partner_id: masked(details)
+        for partner_id, details in Partnership.objects.filter(
+            program=program, partner_id__in=partner_ids
+        ).values_list("partner_id", "payout_details")
+    }
+
+
 def partner_rows(
-    *, program: ReferralProgram, offset: int = 0, limit: int | None = None
+    *,
+    program: ReferralProgram,
+    offset: int = 0,
+    limit: int | None = None,
+    at: datetime.datetime | None = None,
 ) -> tuple[list[PartnerRow], int]:
-    """The program's partners, most referrals first, and how many there are (four queries)."""
+    """The program's partners, most referrals first, and how many there are (five queries);
+    balances as they stand at `at` (now)."""
+    at = at or timezone.now()
     referrals = Referral.objects.filter(program=program, partner=OuterRef("pk"))
     enrolled = Partnership.objects.filter(program=program, partner=OuterRef("pk"))
     found = (
@@ -216,21 +314,19 @@ def partner_rows(
     total = found.count()
     page = found[offset : offset + limit] if limit is not None else found[offset:]
     clients = list(page)
-    earned: dict[int, list[Money]] = {}
-    unpaid: dict[int, list[Money]] = {}
+    sums: dict[int, list[dict]] = {}
     rewards = credited_rewards(program=program, partner_ids=[c.pk for c in clients])
-    for row in _sums(rewards, "beneficiary_id"):
-        earned.setdefault(row["beneficiary_id"], []).append(_money(row, "earned"))
-        if row["unpaid"]:
-            unpaid.setdefault(row["beneficiary_id"], []).append(_money(row, "unpaid"))
+    for row in _sums(rewards, "beneficiary_id", at=at):
+        sums.setdefault(row["beneficiary_id"], []).append(row)
+    details = _masked_details(program, [c.pk for c in clients])
     rows = [
         PartnerRow(
             partner_id=c.pk,
             name=c.name,
             code=_code(program, c.pk, c.enrolled_code),
             referral_count=c.referral_count,
-            earned=earned.get(c.pk, []),
-            unpaid=unpaid.get(c.pk, []),
+            balances=_balances(sums.get(c.pk, [])),
+            payout_details=details.get(c.pk, ""),
         )
         for c in clients
     ]
@@ -325,18 +421,83 @@ def _add(amounts: list[Money], more: Money) -> None:
 
 # Rewards ----------------------------------------------------------------------------------------
 
+MONEY = DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
 
-def reward_days(*, program: ReferralProgram, partner: Client | None = None) -> QuerySet:
-    """Rewards per credited client, accrual day and currency, newest day first: same-day rewards
-    of several rules are one row (BILLmanager 6's rewards screen). Rows are dicts; rewards_of_days
-    adds the rules."""
+
+def _given_back() -> Coalesce:
+    """What a row's reversals have given back of it so far (zero or less)."""
+    reversals = (
+        Reward.objects.filter(reverses=OuterRef("pk"))
+        .order_by()
+        .values("reverses")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return Coalesce(Subquery(reversals, output_field=MONEY), Value(Decimal(0)), output_field=MONEY)
+
+
+def with_states(rewards: QuerySet[Reward], *, at: datetime.datetime | None = None) -> QuerySet:
+    """The rows with their `state` at `at` (now), as RewardState defines it."""
+    at = at or timezone.now()
+    return rewards.annotate(given_back=_given_back()).annotate(
+        state=Case(
+            When(
+                Q(reverses__isnull=True, amount__gt=0, amount__lte=-F("given_back")),
+                then=Value(RewardState.REVERSED.value),
+            ),
+            When(payout__isnull=False, then=Value(RewardState.PAID.value)),
+            When(payable_at__gt=at, then=Value(RewardState.HELD.value)),
+            default=Value(RewardState.PAYABLE.value),
+            output_field=CharField(),
+        )
+    )
+
+
+def ledger(
+    *,
+    program: ReferralProgram | None = None,
+    partner: Client | None = None,
+    states: Iterable[str] = (),
+    since: datetime.date | None = None,
+    until: datetime.date | None = None,
+    at: datetime.datetime | None = None,
+) -> QuerySet:
+    """Ledger rows with their state, oldest first: of a program, credited to a partner (reached
+    through their referrals' expenses), in some states, accrued between two days (both included)."""
+    if partner is not None:
+        rows = credited_rewards(program=program, partner=partner)
+    elif program is not None:
+        rows = Reward.objects.filter(rule__program=program)
+    else:
+        rows = Reward.objects.all()
+    if since is not None:
+        rows = rows.filter(created_at__date__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__date__lte=until)
+    rows = with_states(rows, at=at)
+    states = list(states)
+    if states:
+        rows = rows.filter(state__in=states)
+    return rows.select_related("rule", "currency").order_by("pk")
+
+
+def reward_days(
+    *,
+    program: ReferralProgram,
+    partner: Client | None = None,
+    at: datetime.datetime | None = None,
+) -> QuerySet:
+    """Rewards per credited client, accrual day, currency and state, newest day first: same-day
+    rewards of several rules in one state are one row (BILLmanager 6's rewards screen), and each
+    reversing row is a row of its own. Rows are dicts; reward_day_rows adds the rules."""
     rewards = (
         credited_rewards(program=program, partner=partner)
         if partner is not None
         else Reward.objects.filter(rule__program=program)
     )
     return (
-        rewards.order_by()
+        with_states(rewards, at=at)
+        .order_by()
         .annotate(day=TruncDate("created_at"))
         .values(
             "day",
@@ -344,13 +505,17 @@ def reward_days(*, program: ReferralProgram, partner: Client | None = None) -> Q
             "beneficiary__name",
             "currency__iso",
             "currency__minor_units",
+            "state",
+            "reverses_id",
+            # a reversing row's own id: each is a line of its own
+            entry=Case(When(reverses__isnull=False, then=F("id")), default=None),
         )
         .annotate(
             total=Sum("amount"),
             paid=Coalesce(Sum("amount", filter=Q(payout__isnull=False)), Decimal(0)),
             count=Count("id"),
         )
-        .order_by("-day", "beneficiary_id", "currency__iso")
+        .order_by("-day", "beneficiary_id", "currency__iso", "state", "entry")
     )
 
 
@@ -379,6 +544,9 @@ def reward_day_rows(program: ReferralProgram, rows: Iterable[dict]) -> list[Rewa
             amount=_money(r, "total"),
             paid=_money(r, "paid"),
             count=r["count"],
+            state=r["state"],
+            reverses=r["reverses_id"],
+            entry=r["entry"],
             rules=sorted(rules.get((r["day"], r["beneficiary_id"], r["currency__iso"]), ())),
         )
         for r in rows
@@ -414,22 +582,21 @@ def program_rewards_per_month(*, program: ReferralProgram, last: int = 12) -> li
     return [m for m in months if m.month in kept]
 
 
-def partner_summary(*, program: ReferralProgram, partner: Client) -> PartnerSummary:
-    """What the admin's partner page shows: code, link, referrals, rewards and payouts."""
+def partner_summary(
+    *, program: ReferralProgram, partner: Client, at: datetime.datetime | None = None
+) -> PartnerSummary:
+    """What the admin's partner page shows: code, link, referrals, balances, payouts, payout
+    details (masked) and refused attachments."""
+    at = at or timezone.now()
     partnership = Partnership.objects.filter(program=program, partner=partner).first()
     referrals = program_referrals(program=program, partner=partner)
     rewards = credited_rewards(program=program, partner=partner)
-    earned, unpaid = [], []
-    for row in _sums(rewards):
-        earned.append(_money(row, "earned"))
-        if row["unpaid"]:
-            unpaid.append(_money(row, "unpaid"))
     payouts = (
         Payout.objects.filter(program=program, partner=partner)
-        .select_related("currency")
-        .annotate(reward_count=Count("rewards"))
+        .select_related("currency", "batch")
         .order_by("-created_at", "-pk")
     )
+    refusals = attachment_refusals(program=program, partner=partner)
     return PartnerSummary(
         program=program,
         partner=partner,
@@ -439,23 +606,109 @@ def partner_summary(*, program: ReferralProgram, partner: Client) -> PartnerSumm
         referral_count=referrals.count(),
         referrals=referral_rows(referrals.order_by("-joined_at", "-pk")[:REFERRALS_SHOWN]),
         months=rewards_per_month(rewards),
-        earned=earned,
-        unpaid=unpaid,
+        balances=_balances(_sums(rewards, at=at)),
         payouts=[
             PayoutRow(
                 pk=p.pk,
                 created_at=p.created_at,
                 amount=Money(p.amount, p.currency.iso, p.currency.minor_units),
-                reward_count=p.reward_count,
-                reference=p.reference,
+                reward_count=p.rewards_count,
+                reference=p.batch.reference,
                 paid_by=p.paid_by,
+                status=p.status,
             )
             for p in payouts
         ],
+        payout_details=masked(partnership.payout_details) if partnership else "",
+        refusals=list(refusals[:REFUSALS_SHOWN]),
+        refusal_count=refusals.count(),
     )
 
 
+def attachment_refusals(
+    *, program: ReferralProgram, partner: Client | None = None
+) -> QuerySet[AttachmentRefusal]:
+    """Attachments the fraud screens refused (of one partner when given), newest first."""
+    found = AttachmentRefusal.objects.filter(program=program)
+    if partner is not None:
+        found = found.filter(partner=partner)
+    return found.select_related("client", "partner").order_by("-refused_at", "-pk")
+
+
 # Paying -----------------------------------------------------------------------------------------
+
+
+def masked(details: str) -> str:
+    """Payout details as lists show them: an e-mail keeps its first letter and its domain
+    (`p***@example.com`), anything else (an IBAN, an account) its first and last four characters
+    (`DE89 **** 3000`); short ones only their last two."""
+    details = (details or "").strip()
+    if not details:
+        return ""
+    local, at, domain = details.rpartition("@")
+    if at and local and domain:
+        return f"{local[0]}***@{domain}"
+    compact = details.replace(" ", "")
+    if len(compact) <= 8:
+        return "****" + compact[-2:]
+    return f"{compact[:4]} **** {compact[-4:]}"
+
+
+def payout_details_of(*, program: ReferralProgram, partner: Client) -> str:
+    """Where the partner's payouts of the program go (unmasked: for the payout file)."""
+    return (
+        Partnership.objects.filter(program=program, partner=partner)
+        .values_list("payout_details", flat=True)
+        .first()
+        or ""
+    )
+
+
+def payable_rows(
+    *,
+    program: ReferralProgram,
+    partner: Client,
+    at: datetime.datetime | None = None,
+    through: int | None = None,
+) -> QuerySet[Reward]:
+    """What the next payout of the partner pays: their unpaid rows whose hold is over at `at`
+    (now), reversing rows included (a deduction when the reward they reverse was paid); up to row
+    `through` when given."""
+    due = credited_rewards(program=program, partner=partner).filter(
+        payout__isnull=True, payable_at__lte=at or timezone.now()
+    )
+    return due.filter(pk__lte=through) if through is not None else due
+
+
+@dataclass(frozen=True)
+class PayoutSkip:
+    """A partner's balance in one currency that a payment leaves, and why."""
+
+    program: ReferralProgram
+    partner: Client
+    balance: Money
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.partner.name} in {self.program.name}: {self.reason}"
+
+
+def payout_skip(
+    program: ReferralProgram, partner: Client, currency: Currency, balance: Decimal
+) -> PayoutSkip | None:
+    """Why a payable balance is not paid, or None when it is: nothing above zero (a refund of a
+    reward paid earlier can take it below), or below the program's payout minimum (in the
+    program's currency; the program does not convert, so other currencies need only be above
+    zero)."""
+    money = Money(balance, currency.iso, currency.minor_units)
+    if balance <= 0:
+        reason = f"the payable balance is {money}: nothing to pay"
+    elif currency.pk == program.reward_currency.pk and balance < program.payout_minimum:
+        minimum = Money(program.payout_minimum, currency.iso, currency.minor_units)
+        reason = f"the payable balance {money} is below the payout minimum {minimum}"
+    else:
+        return None
+    return PayoutSkip(program=program, partner=partner, balance=money, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -467,22 +720,29 @@ class PayoutLine:
 
 @dataclass(frozen=True)
 class PayoutPreview:
-    """What paying these partners would pay, for the operator to confirm."""
+    """What paying these partners would pay at `at`, for the operator to confirm."""
 
     lines: list[PayoutLine]  # partners with something to pay
     totals: list[Money]  # per currency, over every line
-    through: int  # the highest reward id counted: a later one is left for the next payment
+    through: int  # the highest row id counted: a later one is left for the next payment
+    skipped: list[PayoutSkip]  # balances left unpaid, and why
+    at: datetime.datetime
 
     @property
     def confirmed(self) -> dict[str, Decimal]:
         return {m.currency: m.amount for m in self.totals}
 
 
-def payout_preview(pairs: Iterable[tuple[ReferralProgram, Client]]) -> PayoutPreview:
-    """The unpaid amounts per currency of each (program, partner), and their totals."""
-    lines, totals, through = [], [], 0
+def payout_preview(
+    pairs: Iterable[tuple[ReferralProgram, Client]], *, at: datetime.datetime | None = None
+) -> PayoutPreview:
+    """The payable balances per currency of each (program, partner), those a payment would pay
+    and their totals, and those it would skip (see payout_skip)."""
+    at = at or timezone.now()
+    lines, totals, skipped, through = [], [], [], 0
+    currencies = {c.iso: c for c in Currency.objects.all()}
     for program, partner in sorted(set(pairs), key=lambda pair: (pair[0].pk, pair[1].pk)):
-        due = credited_rewards(program=program, partner=partner).filter(payout__isnull=True)
+        due = payable_rows(program=program, partner=partner, at=at)
         amounts = []
         for row in (
             due.order_by()
@@ -490,9 +750,162 @@ def payout_preview(pairs: Iterable[tuple[ReferralProgram, Client]]) -> PayoutPre
             .annotate(total=Sum("amount"), last=Max("id"))
             .order_by("currency__iso")
         ):
+            skip = payout_skip(program, partner, currencies[row["currency__iso"]], row["total"])
+            if skip is not None:
+                skipped.append(skip)
+                continue
             amounts.append(_money(row, "total"))
             _add(totals, _money(row, "total"))
             through = max(through, row["last"])
         if amounts:
             lines.append(PayoutLine(program=program, partner=partner, amounts=amounts))
-    return PayoutPreview(lines=lines, totals=totals, through=through)
+    return PayoutPreview(lines=lines, totals=totals, through=through, skipped=skipped, at=at)
+
+
+# The payout file: what a bank's or a payment provider's bulk upload takes.
+PAYOUT_FILE_HEADER = [
+    "reference",
+    "payout",
+    "partner_id",
+    "partner",
+    "payout_details",
+    "amount",
+    "currency",
+    "program",
+    "status",
+]
+
+
+def payout_file_rows(batch: PayoutBatch) -> list[list]:
+    """One line per payout of the batch that has not failed (a failed one is not to be sent
+    again: its rewards wait for the next payment), the details unmasked: the file is for the
+    bank. Amounts to the currency's minor unit."""
+    payouts = (
+        batch.payouts.exclude(status=Payout.Status.FAILED)
+        .select_related("partner", "currency", "program")
+        .order_by("pk")
+    )
+    return [
+        [
+            batch.reference,
+            p.pk,
+            p.partner_id,
+            p.partner.name,
+            p.payout_details,
+            f"{Money(p.amount, p.currency.iso, p.currency.minor_units).shown:f}",
+            p.currency.iso,
+            p.program.name,
+            p.status,
+        ]
+        for p in payouts
+    ]
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    batch: PayoutBatch
+    payouts: int
+    totals: list[Money]  # per currency, failed payouts left out
+    statuses: dict[str, int]  # how many payouts in each status
+
+
+def batch_rows(batches: Iterable[PayoutBatch]) -> list[BatchRow]:
+    """Batches with their payouts counted per status and their totals per currency (one
+    query)."""
+    batches = list(batches)
+    counts: dict[int, dict[str, int]] = {}
+    totals: dict[int, list[Money]] = {}
+    for row in (
+        Payout.objects.filter(batch__in=batches)
+        .order_by()
+        .values("batch_id", "status", "currency__iso", "currency__minor_units")
+        .annotate(n=Count("id"), total=Sum("amount"))
+        .order_by("batch_id", "currency__iso")
+    ):
+        statuses = counts.setdefault(row["batch_id"], {})
+        statuses[row["status"]] = statuses.get(row["status"], 0) + row["n"]
+        if row["status"] != Payout.Status.FAILED:
+            _add(totals.setdefault(row["batch_id"], []), _money(row, "total"))
+    return [
+        BatchRow(
+            batch=b,
+            payouts=sum(counts.get(b.pk, {}).values()),
+            totals=totals.get(b.pk, []),
+            statuses=counts.get(b.pk, {}),
+        )
+        for b in batches
+    ]
+
+
+# Partner links ----------------------------------------------------------------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalised_url(url: str) -> tuple:
+    """What two spellings of one page share: scheme and host in lower case, no default port, no
+    trailing slash, the query's parameters but `from` in order, no fragment."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port == DEFAULT_PORTS.get(scheme):
+        port = None
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "from"]
+    return scheme, parts.hostname or "", port, parts.path.rstrip("/"), tuple(query)
+
+
+def link_target(link: str) -> tuple[ReferralProgram, int]:
+    """The program whose URL `link` is (compared normalised) and the partner its `from` names; a
+    ValidationError on `link` for anything else. A partner enrolled in several programs at that
+    URL is counted for the first they are enrolled in, else the first program.
+
+    Only programs whose URL names the link's host are read (an indexed-size read however many
+    programs there are); the comparison itself is normalised_url's."""
+    if "://" not in link and "%3a%2f%2f" in link.lower():
+        link = unquote(link)  # sent encoded twice
+    parts = urlsplit(link.strip())
+    if parts.scheme.lower() not in DEFAULT_PORTS or not parts.hostname:
+        raise ValidationError({"link": "A partner link is http(s)://...?from=PARTNER_ID."})
+    froms = [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k == "from"]
+    if len(froms) != 1 or not (froms[0].isascii() and froms[0].isdigit()) or len(froms[0]) > 18:
+        raise ValidationError({"link": "A partner link carries one ?from=PARTNER_ID."})
+    partner_id, page = int(froms[0]), normalised_url(link)
+    candidates = ReferralProgram.objects.exclude(url="").filter(url__icontains=parts.hostname)
+    programs = [p for p in candidates.order_by("pk") if normalised_url(p.url) == page]
+    partner = Client.objects.filter(
+        pk=partner_id, provider_id__in=[p.provider_id for p in programs]
+    ).first()
+    if partner is None:
+        raise ValidationError({"link": "This is no partner link of a referral program."})
+    programs = [p for p in programs if p.provider_id == partner.provider_id]
+    enrolled = set(
+        Partnership.objects.filter(partner=partner, program__in=programs).values_list(
+            "program_id", flat=True
+        )
+    )
+    return sorted(programs, key=lambda p: (p.pk not in enrolled, p.pk))[0], partner_id
+
+
+def program_of_partner(*, provider_id: int, partner_id: int) -> ReferralProgram:
+    """The program a bare partner id means for a new client of `provider_id`: one the partner is
+    enrolled in at that provider, else that provider's default program; a ValidationError on
+    `partner` when the partner is no client of the provider or in no program."""
+    if not Client.objects.filter(pk=partner_id, provider_id=provider_id).exists():
+        raise ValidationError({"partner": f"There is no partner {partner_id}."})
+    enrolled = (
+        Partnership.objects.filter(partner_id=partner_id, program__provider_id=provider_id)
+        .select_related("program")
+        .order_by("pk")
+        .first()
+    )
+    if enrolled is not None:
+        return enrolled.program
+    default = ReferralProgram.objects.filter(
+        provider_id=provider_id, assign_by_default=True
+    ).first()
+    if default is None:
+        raise ValidationError({"partner": f"Partner {partner_id} is in no referral program."})
+    return default

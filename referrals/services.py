@@ -1,7 +1,8 @@
 """Writes for referral programs, their rules and rule conditions: every door calls these."""
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -14,12 +15,15 @@ from billing.models import Client
 from common.actors import Actor
 from common.groups import group_resolve, groups_drop_empty
 from common.services import history_record, model_create, model_delete_many, model_update
+from referrals import screens, selectors
 from referrals.models import (
     PARTNER_PLACEHOLDER,
     AccrualMark,
+    AttachmentRefusal,
     LinkClick,
     Partnership,
     Payout,
+    PayoutBatch,
     Referral,
     ReferralProgram,
     Reward,
@@ -29,7 +33,6 @@ from referrals.models import (
     partner_code,
     partner_link,
 )
-from referrals.selectors import credited_rewards
 
 DEFAULT_TAKEN = "Only one referral program of a provider is assigned by default."
 TITLE_TAKEN = "A program with this title exists already."
@@ -196,11 +199,13 @@ def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Ac
 
 
 class AttachRefused(Exception):
-    """A client could not be attached to a partner; `reason` says why."""
+    """A client could not be attached to a partner; `reason` says why, `screen` names the fraud
+    screen that refused it (None for the program's plain rules)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, screen: str | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.screen = screen
 
 
 def _admission_refusals(
@@ -228,7 +233,6 @@ def _first_order_refusal(client: Client) -> str | None:
     return None
 
 
-@transaction.atomic
 def referral_attach(
     *,
     client: Client,
@@ -238,19 +242,65 @@ def referral_attach(
     actor: Actor,
     at: datetime.datetime | None = None,
     via: str = "",
+    address: str | None = None,
+    then: Callable[[Referral], object] | None = None,
 ) -> Referral:
     """Attach `client` to partner `partner_id` in `program`, or refuse with the reason.
 
     A partner code binds only a client with no services and no charges yet (it works on the first
     order only). A link or a hand attachment binds a client who has bought already too, and like
     every referral it earns only on expenses from the moment it joined (`joined_at`): nothing
-    before the attachment ever earns.
+    before the attachment ever earns. The fraud screens (referrals.screens) refuse self-referrals
+    by id or e-mail, partners in the restricted group and too many link attachments from one
+    `address` (the visitor's) a day; such a refusal is recorded for the operator (an
+    AttachmentRefusal row and a history line), in the caller's transaction if there is one.
+    `then` runs inside the attachment's transaction once it is saved.
     """
     at = at or timezone.now()
+    try:
+        return _attach(
+            client=client,
+            partner_id=partner_id,
+            program=program,
+            source=source,
+            actor=actor,
+            at=at,
+            via=via,
+            address=address,
+            then=then,
+        )
+    except AttachRefused as refusal:
+        if refusal.screen is not None:
+            _refusal_record(
+                program=program,
+                partner_id=partner_id,
+                client=client,
+                refusal=refusal,
+                source=source,
+                address=address,
+                at=at,
+                actor=actor,
+            )
+        raise
+
+
+@transaction.atomic
+def _attach(
+    *,
+    client: Client,
+    partner_id: int,
+    program: ReferralProgram,
+    source: str,
+    actor: Actor,
+    at: datetime.datetime,
+    via: str,
+    address: str | None,
+    then: Callable[[Referral], object] | None,
+) -> Referral:
     # Lock the referred client and the partner, in primary-key order: two attachments of one
     # client queue on the client, and every attachment to one partner queues on the partner, so
-    # the partner's referrals are counted after the last attachment committed (max_referrals is
-    # exact under any concurrency).
+    # the partner's referrals are counted after the last attachment committed (max_referrals and
+    # the address screen are exact under any concurrency).
     locked = {
         c.pk: c
         for c in Client.objects.select_for_update()
@@ -259,11 +309,13 @@ def referral_attach(
     }
     client = locked[client.pk]
     partner = locked.get(partner_id)
-    if partner is not None and partner.provider_id != program.provider_id:
-        partner = None
+    if partner is None or partner.provider_id != program.provider_id:
+        raise AttachRefused(f"there is no partner {partner_id} in this program")
+    attempt = screens.Attempt(
+        program=program, partner=partner, client=client, source=source, address=address, at=at
+    )
     checks = [
-        lambda: partner is None and f"there is no partner {partner_id} in this program",
-        lambda: partner_id == client.pk and "a client cannot refer themselves",
+        lambda: screens.screened(attempt),
         lambda: "; ".join(_admission_refusals(program, client, at)),
         lambda: (
             Referral.objects.filter(client=client).exists()
@@ -279,11 +331,19 @@ def referral_attach(
         ),
     ]
     for check in checks:
-        reason = check()
-        if reason:
-            raise AttachRefused(reason)
+        found = check()
+        if isinstance(found, tuple):
+            raise AttachRefused(found[1], screen=found[0])
+        if found:
+            raise AttachRefused(found)
     referral = Referral(
-        program=program, partner=partner, client=client, source=source, joined_at=at, via=via
+        program=program,
+        partner=partner,
+        client=client,
+        source=source,
+        joined_at=at,
+        via=via,
+        address=address or None,
     )
     referral.full_clean(validate_unique=False)
     try:
@@ -294,7 +354,38 @@ def referral_attach(
     history_record(
         obj=program, actor=actor, desc=f"{client} has been referred by {partner} ({source})"
     )
+    if then is not None:
+        then(referral)
     return referral
+
+
+def _refusal_record(
+    *,
+    program: ReferralProgram,
+    partner_id: int,
+    client: Client,
+    refusal: AttachRefused,
+    source: str,
+    address: str | None,
+    at: datetime.datetime,
+    actor: Actor,
+) -> AttachmentRefusal:
+    refused = AttachmentRefusal.objects.create(
+        program=program,
+        partner_id=partner_id,
+        client=client,
+        screen=refusal.screen,
+        reason=refusal.reason[:300],
+        source=source,
+        address=address or None,
+        refused_at=at,
+    )
+    history_record(
+        obj=program,
+        actor=actor,
+        desc=f"Refused to attach {client} to partner {partner_id} ({source}): {refusal.reason}",
+    )
+    return refused
 
 
 def program_for_code(*, provider_id: int, code: str) -> tuple[ReferralProgram, int] | None:
@@ -372,8 +463,10 @@ def link_click_record(
     partner_id: int,
     visitor: str,
     at: datetime.datetime | None = None,
+    address: str | None = None,
 ) -> LinkClick:
-    """Remember that `visitor` followed partner `partner_id`'s link, until they register.
+    """Remember that `visitor` (from `address`) followed partner `partner_id`'s link, until they
+    register.
 
     No history line: clicks are traffic, not operator changes.
     """
@@ -381,18 +474,36 @@ def link_click_record(
     if partner is None:
         raise ValidationError({"partner": f"There is no partner {partner_id} in this program."})
     click = LinkClick(
-        program=program, partner=partner, visitor=visitor.strip(), clicked_at=at or timezone.now()
+        program=program,
+        partner=partner,
+        visitor=visitor.strip(),
+        clicked_at=at or timezone.now(),
+        address=address or None,
     )
     click.full_clean()
     click.save()
     return click
 
 
-@transaction.atomic
+def link_click_record_by_link(
+    *, link: str, visitor: str, at: datetime.datetime | None = None, address: str | None = None
+) -> LinkClick:
+    """Record a click on `link` (a program's URL with ?from=PARTNER_ID, see
+    selectors.link_target); a ValidationError on `link` when it is no partner link."""
+    program, partner_id = selectors.link_target(link)
+    try:
+        return link_click_record(
+            program=program, partner_id=partner_id, visitor=visitor, at=at, address=address
+        )
+    except ValidationError:
+        raise ValidationError({"link": "This is no partner link of a referral program."}) from None
+
+
 def referral_attach_by_click(
     *, client: Client, visitor: str, actor: Actor, at: datetime.datetime | None = None
 ) -> Referral:
-    """Attach a registering client to the partner whose link they followed last."""
+    """Attach a registering client to the partner whose link they followed last (from the
+    address they clicked from); the clicks of that visitor are spent with it."""
     at = at or timezone.now()
     clicks = LinkClick.objects.filter(
         visitor=visitor.strip(),
@@ -404,7 +515,7 @@ def referral_attach_by_click(
     click = clicks.select_related("program").order_by("-clicked_at", "-pk").first()
     if click is None:
         raise AttachRefused("no partner link was followed by this visitor")
-    referral = referral_attach(
+    return referral_attach(
         client=client,
         partner_id=click.partner_id,
         program=click.program,
@@ -412,36 +523,106 @@ def referral_attach_by_click(
         actor=actor,
         at=at,
         via=partner_link(click.program, click.partner_id),
+        address=click.address,
+        then=lambda referral: clicks.update(referral=referral),
     )
-    clicks.update(referral=referral)
-    return referral
+
+
+def registration_attach(
+    *,
+    client: Client,
+    actor: Actor,
+    visitor: str = "",
+    partner_id: int | None = None,
+    address: str | None = None,
+    at: datetime.datetime | None = None,
+) -> Referral | None:
+    """Attach a client who is registering to the partner whose link they followed: the click
+    recorded for `visitor`, else partner `partner_id` by link (the program the partner is enrolled
+    in at the client's provider, else its default program; `address` is the visitor's). A refusal
+    by the attachment's rules leaves them unattached (None, recorded when a fraud screen refused);
+    a click or partner that does not exist is a ValidationError on `visitor` or `partner`."""
+    visitor = visitor.strip()
+    try:
+        if visitor:
+            if not LinkClick.objects.filter(visitor=visitor).exists():
+                raise ValidationError({"visitor": f"There is no link click {visitor!r}."})
+            return referral_attach_by_click(client=client, visitor=visitor, actor=actor, at=at)
+        if partner_id is not None:
+            program = selectors.program_of_partner(
+                provider_id=client.provider_id, partner_id=partner_id
+            )
+            return referral_attach(
+                client=client,
+                partner_id=partner_id,
+                program=program,
+                source=Referral.Source.LINK,
+                actor=actor,
+                at=at,
+                via=partner_link(program, partner_id),
+                address=address,
+            )
+    except AttachRefused:
+        return None
+    return None
 
 
 def client_registered(
-    *, client: Client, actor: Actor, visitor: str = "", at: datetime.datetime | None = None
+    *,
+    client: Client,
+    actor: Actor,
+    visitor: str = "",
+    partner_id: int | None = None,
+    address: str | None = None,
+    at: datetime.datetime | None = None,
 ) -> Referral | None:
     """What a new client means to referrals: enrolment as a partner of the provider's default
-    program, and attachment to the partner whose link they followed (None when there is none)."""
+    program, and attachment to the partner whose link they followed (registration_attach; None
+    when there is none)."""
     at = at or timezone.now()
     default = ReferralProgram.objects.filter(
         provider_id=client.provider_id, assign_by_default=True
     ).first()
     if default is not None and not _admission_refusals(default, client, at):
         partner_enrol(program=default, partner=client, actor=actor, at=at)
-    if not visitor.strip():
-        return None
-    try:
-        return referral_attach_by_click(client=client, visitor=visitor, actor=actor, at=at)
-    except AttachRefused:
-        return None
+    return registration_attach(
+        client=client,
+        actor=actor,
+        visitor=visitor,
+        partner_id=partner_id,
+        address=address,
+        at=at,
+    )
 
 
 # Payouts ----------------------------------------------------------------------------------------
 
 
-def _due(program: ReferralProgram, partner: Client, through: int | None) -> QuerySet[Reward]:
-    due = credited_rewards(program=program, partner=partner).filter(payout__isnull=True)
-    return due.filter(pk__lte=through) if through is not None else due
+@dataclass(frozen=True)
+class Payment:
+    """What a payment made: its batch (None when nothing was paid), the payouts, and the partners
+    it skipped with the reason (a balance below the program's payout minimum, or none to pay)."""
+
+    batch: PayoutBatch | None
+    payouts: list[Payout]
+    skipped: list[selectors.PayoutSkip]
+
+
+def _batch_create(*, reference: str, actor: Actor) -> PayoutBatch:
+    batch = PayoutBatch(reference=reference, created_by=actor.username)
+    taken = ValidationError(
+        {"reference": f"The reference {reference} names an earlier payment; give this one its own."}
+    )
+    if PayoutBatch.objects.filter(reference=reference).exists():
+        raise taken
+    batch.full_clean(validate_unique=False)
+    try:
+        with transaction.atomic():
+            batch.save()
+    except IntegrityError:
+        raise taken from None
+    history_record(obj=batch, actor=actor, desc=f"Payout batch {reference} has been created")
+    return batch
 
 
 @transaction.atomic
@@ -452,40 +633,60 @@ def payouts_create_many(
     actor: Actor,
     through: int | None = None,
     confirmed: dict[str, Decimal] | None = None,
-) -> list[Payout]:
-    """Pay each (program, partner)'s unpaid rewards: one payout per currency, each reward once,
-    every partner or none.
+    at: datetime.datetime | None = None,
+) -> Payment:
+    """Pay each (program, partner)'s payable balance at `at` (now by default; the admin passes the
+    moment its confirmation page showed): one payout per currency in one batch
+    named `reference`, each ledger row once, every partner or none.
 
-    `reference` names the payment (e.g. the bank transfer's or batch's id) on every payout made;
-    who paid is the actor. `through` (the highest reward id the operator saw) leaves rewards
-    accrued since out; `confirmed` (per currency, what the operator confirmed) refuses the whole
-    payment when what is due differs, e.g. because someone paid some of it meanwhile.
+    What is payable: the unpaid rows whose hold is over at `at` (selectors.payable_rows), reversing
+    rows included, so a reversal of a reward paid earlier is deducted here. A balance is paid when
+    it is above zero and, in the program's currency, reaches the program's `payout_minimum`;
+    others are skipped and said so (Payment.skipped). `through` (the highest row id the operator
+    saw) leaves rows accrued since out; `confirmed` (per currency, what the operator confirmed)
+    refuses the whole payment when what would be paid differs, e.g. because someone paid some of
+    it meanwhile. Who paid is the actor; each payout keeps the partner's payout details as they
+    were.
     """
     reference = reference.strip()
     if not reference:
         raise ValidationError({"reference": "Give the payout a reference."})
+    at = at or timezone.now()
     pairs = sorted({(p.pk, c.pk): (p, c) for p, c in partners}.items())
+    batch: PayoutBatch | None = None
     payouts: list[Payout] = []
+    skipped: list[selectors.PayoutSkip] = []
     for _, (program, partner) in pairs:
-        # Lock the rows to pay, in id order; a concurrent payment of the same rewards waits and
-        # then finds them paid.
-        rewards = list(
-            _due(program, partner, through)
+        # Lock the rows to pay, in id order; a concurrent payment of the same rows waits and then
+        # finds them paid. Rows accrued meanwhile (reversals too) are for the next payment.
+        rows = list(
+            selectors.payable_rows(program=program, partner=partner, at=at, through=through)
             .select_for_update(of=("self",))
             .select_related("currency")
             .order_by("pk")
         )
         by_currency: dict[int, list[Reward]] = {}
-        for reward in rewards:
-            by_currency.setdefault(reward.currency_id, []).append(reward)
+        for row in rows:
+            by_currency.setdefault(row.currency_id, []).append(row)
+        details = selectors.payout_details_of(program=program, partner=partner)
         for currency_id, paid in sorted(by_currency.items()):
+            currency = paid[0].currency
+            total = sum((r.amount for r in paid), Decimal(0))
+            skip = selectors.payout_skip(program, partner, currency, total)
+            if skip is not None:
+                skipped.append(skip)
+                continue
+            if batch is None:
+                batch = _batch_create(reference=reference, actor=actor)
             payout = Payout(
+                batch=batch,
                 program=program,
                 partner=partner,
                 currency_id=currency_id,
-                amount=sum((r.amount for r in paid), Decimal(0)),
+                amount=total,
                 paid_by=actor.username,
-                reference=reference,
+                payout_details=details,
+                rewards_count=len(paid),
             )
             payout.full_clean()
             payout.save()
@@ -495,7 +696,7 @@ def payouts_create_many(
             history_record(
                 obj=program,
                 actor=actor,
-                desc=f"Paid {payout.amount.normalize():f} {paid[0].currency} to {partner} for "
+                desc=f"Paid {payout.amount.normalize():f} {currency} to {partner} for "
                 f"{len(paid)} rewards (reference {reference})",
             )
             payouts.append(payout)
@@ -509,13 +710,107 @@ def payouts_create_many(
                 "What is due has changed since it was confirmed (someone paid part of it "
                 "meanwhile): nothing was paid; review the amounts again."
             )
-    return payouts
+    return Payment(batch=batch, payouts=payouts, skipped=skipped)
 
 
 def payouts_create(
     *, program: ReferralProgram, partner: Client, reference: str, actor: Actor, **options: Any
-) -> list[Payout]:
-    """Pay one partner's unpaid rewards of a program (see payouts_create_many)."""
+) -> Payment:
+    """Pay one partner's payable balance of a program (see payouts_create_many)."""
     return payouts_create_many(
         partners=[(program, partner)], reference=reference, actor=actor, **options
     )
+
+
+# What a payout's status may become from each status: forward only.
+STATUS_MOVES = {
+    Payout.Status.PENDING: {Payout.Status.SENT, Payout.Status.FAILED},
+    Payout.Status.SENT: {Payout.Status.FAILED},
+    Payout.Status.FAILED: set(),
+}
+
+
+@transaction.atomic
+def payouts_mark_many(
+    *,
+    payouts: Iterable[Payout],
+    status: str,
+    actor: Actor,
+    at: datetime.datetime | None = None,
+) -> list[Payout]:
+    """Mark payouts `sent` or `failed`, all or none; those in that status already are left as
+    they are. A failed payout gives its rewards back: they are payable again, and the next payment
+    pays them (to the partner's payout details as they are then).
+
+    Each payout is locked, in id order, and its status moved by a guarded UPDATE from the status
+    read under the lock (the database refuses a move backwards too)."""
+    if status not in (Payout.Status.SENT, Payout.Status.FAILED):
+        raise ValidationError({"status": "A payout is marked sent or failed."})
+    at = at or timezone.now()
+    ids = sorted({p.pk for p in payouts})
+    locked = list(
+        Payout.objects.select_for_update()
+        .filter(pk__in=ids)
+        .select_related("program", "partner", "currency", "batch")
+        .order_by("pk")
+    )
+    moved = []
+    for payout in locked:
+        if payout.status == status:
+            continue
+        if status not in STATUS_MOVES[payout.status]:
+            raise ValidationError(
+                {"status": f"Payout {payout.pk} has {payout.status}: it cannot become {status}."}
+            )
+        changed = Payout.objects.filter(pk=payout.pk, status=payout.status).update(
+            status=status, status_changed_at=at
+        )
+        if changed != 1:
+            raise AssertionError("a locked payout's status moved under us")
+        given_back = 0
+        if status == Payout.Status.FAILED:
+            given_back = Reward.objects.filter(payout=payout).update(payout=None)
+        payout.status, payout.status_changed_at = status, at
+        what = f"; its {given_back} rewards are payable again" if given_back else ""
+        history_record(
+            obj=payout.program,
+            actor=actor,
+            desc=f"Payout {payout.pk} of {payout.amount.normalize():f} {payout.currency} to "
+            f"{payout.partner} (reference {payout.batch.reference}) has been marked {status}"
+            f"{what}",
+        )
+        moved.append(payout)
+    return moved
+
+
+def payout_batch_mark(
+    *, batch: PayoutBatch, status: str, actor: Actor, at: datetime.datetime | None = None
+) -> list[Payout]:
+    """Mark every payout of a batch that can move there `sent` or `failed` (see
+    payouts_mark_many): a batch marked sent leaves its failed payouts failed."""
+    movable = [
+        p for p in batch.payouts.all() if p.status == status or status in STATUS_MOVES[p.status]
+    ]
+    return payouts_mark_many(payouts=movable, status=status, actor=actor, at=at)
+
+
+@transaction.atomic
+def payout_details_set(
+    *, program: ReferralProgram, partner: Client, details: str, actor: Actor
+) -> Partnership:
+    """Where `partner`'s payouts of `program` go (an IBAN, a payment e-mail...); enrols the
+    partner when they are not yet. History shows the details masked, as lists do."""
+    partnership = partner_enrol(program=program, partner=partner, actor=actor)
+    partnership = Partnership.objects.select_for_update().get(pk=partnership.pk)
+    details = " ".join(details.split())
+    if partnership.payout_details == details:
+        return partnership
+    partnership.payout_details = details
+    partnership.full_clean(validate_unique=False)
+    partnership.save(update_fields=["payout_details"])
+    history_record(
+        obj=program,
+        actor=actor,
+        desc=f"Payout details of {partner} set to {selectors.masked(details) or '(none)'}",
+    )
+    return partnership

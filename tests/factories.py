@@ -16,7 +16,7 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
-from referrals.models import Referral, ReferralProgram, Rule, RuleCondition
+from referrals.models import Partnership, Referral, ReferralProgram, Reward, Rule, RuleCondition
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -184,6 +184,32 @@ class RuleConditionFactory(factory.django.DjangoModelFactory):
 
     rule = factory.SubFactory(RuleFactory)
     ctype = RuleCondition.Type.NONE
+
+
+class RewardFactory(factory.django.DjangoModelFactory):
+    """A ledger row written by hand (accrual writes the real ones): on an expense of the referral,
+    for its partner, payable from the purchase (no hold)."""
+
+    class Meta:
+        model = Reward
+
+    referral = factory.SubFactory(ReferralFactory)
+    beneficiary = factory.SelfAttribute("referral.partner")
+    rule = factory.SubFactory(RuleFactory, program=factory.SelfAttribute("..referral.program"))
+    expense = factory.SubFactory(ExpenseFactory, client=factory.SelfAttribute("..referral.client"))
+    amount = Decimal("1.00")
+    currency = factory.SelfAttribute("expense.currency")
+    payable_at = factory.SelfAttribute("expense.created_at")
+
+
+class PartnershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Partnership
+
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..program.provider")
+    )
 
 
 class PromoCodeUsageFactory(factory.django.DjangoModelFactory):

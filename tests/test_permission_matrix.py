@@ -1,6 +1,8 @@
 """The permission matrix, built from the registries so a new function or route cannot slip by:
 every func and REST route x a user without rights, with view only, and with the right needed."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import URLPattern
@@ -87,7 +89,7 @@ def _routes():
         if not isinstance(pattern, URLPattern) or view is None:
             continue
         classes = getattr(view, "permission_classes", [])
-        path = str(pattern.pattern).replace("<int:redemption_id>", "1")
+        path = re.sub(r"<int:\w+>", "1", str(pattern.pattern))
         if HasPerm in classes:
             yield pytest.param(path, "post", view.required_perm, id=path)
         elif ModelPermissionsWithView in classes:

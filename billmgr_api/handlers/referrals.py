@@ -10,7 +10,7 @@ from common.comparison import Comparison
 from common.groups import GroupChoice
 from common.services import display_value
 from referrals import selectors, services
-from referrals.models import ReferralProgram, RewardKind, Rule, RuleCondition
+from referrals.models import MAX_HOLD_DAYS, ReferralProgram, RewardKind, Rule, RuleCondition
 
 program = Resource(
     func="referralprogram",
@@ -29,6 +29,8 @@ program = Resource(
         Column("url", lambda p: p.url),
         Column("locale_url", lambda p: p.url),
         Column("project_name", lambda p: p.provider.name, "provider__name__icontains"),
+        Column("hold_days", lambda p: p.hold_days),
+        Column("payout_minimum", lambda p: p.payout_minimum),
     ],
     params=[
         Ref("project", Provider, "provider", required=True),
@@ -47,6 +49,9 @@ program = Resource(
         Number("max_referrals"),
         Ref("currency", Currency, lookup_fields=("iso",)),
         Choice("status", ReferralProgram.Status, default=ReferralProgram.Status.ACTIVE),
+        Number("hold_days", maximum=MAX_HOLD_DAYS),
+        Amount("payout_minimum"),
+        Number("link_attachments_per_address"),
     ],
     queryset=lambda: ReferralProgram.objects.select_related("provider"),
     create=lambda req, parent, data: services.program_create(actor=req.actor, **data),
@@ -143,7 +148,9 @@ def _partner(req: FuncRequest, program: ReferralProgram) -> Client | None:
 
 @func("referralprogram.partner", perm="referrals.view_referral")
 def program_partners(req: FuncRequest) -> FuncResult:
-    """The referrers: code, referrals, earned and unpaid per currency (never summed across)."""
+    """The referrers: code, referrals, and their rewards per state and currency (never summed
+    across currencies): earned (net of refunds), held, payable (may be negative: a refund of a
+    reward paid earlier is deducted next), paid, reversed, unpaid; payout details masked."""
     target = req.object(ReferralProgram.objects.all())
     offset, size = _window(req)
     rows, total = selectors.partner_rows(program=target, offset=offset, limit=size)
@@ -155,8 +162,11 @@ def program_partners(req: FuncRequest) -> FuncResult:
                 "name": r.name,
                 "code": r.code,
                 "referrals": r.referral_count,
-                "earned": selectors.money_text(r.earned),
-                "unpaid": selectors.money_text(r.unpaid),
+                **{
+                    name: selectors.money_text(getattr(r.balances, name))
+                    for name in selectors.BALANCES
+                },
+                "payout_details": r.payout_details,
             }
             for r in rows
         ],
@@ -200,8 +210,9 @@ def program_referrals(req: FuncRequest) -> FuncResult:
 
 @func("referralprogram.reward", perm="referrals.view_reward")
 def program_rewards(req: FuncRequest) -> FuncResult:
-    """Rewards per credited client, accrual day and currency, newest first: same-day rewards of
-    several rules are summed into one row, as BILLmanager 6 shows them."""
+    """Rewards per credited client, accrual day, currency and state, newest first: same-day
+    rewards of several rules are summed into one row, as BILLmanager 6 shows them; a reversing
+    row (a refund giving a reward back, negative) is a row of its own with `reverses`."""
     target = req.object(ReferralProgram.objects.all())
     days = selectors.reward_days(program=target, partner=_partner(req, target))
     offset, size = _window(req)
@@ -210,7 +221,8 @@ def program_rewards(req: FuncRequest) -> FuncResult:
         req,
         [
             {
-                "id": f"{r.day.isoformat()}.{r.beneficiary_id}.{r.amount.currency}",
+                "id": f"{r.day.isoformat()}.{r.beneficiary_id}.{r.amount.currency}.{r.state}"
+                + (f".{r.entry}" if r.entry else ""),
                 "date": r.day,
                 "partner": r.beneficiary,
                 "partner_id": r.beneficiary_id,
@@ -219,6 +231,8 @@ def program_rewards(req: FuncRequest) -> FuncResult:
                 "paid_amount": f"{r.paid.shown:f}",
                 "rules": r.rules,
                 "rewards": r.count,
+                "state": r.state,
+                "reverses": r.reverses or "",
             }
             for r in rows
         ],

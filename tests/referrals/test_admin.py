@@ -21,10 +21,13 @@ from tests.factories import (
     ProviderFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RewardFactory,
     UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
+# The form's defaults of the program's hold, payout minimum and address screen.
+MONEY_FLOW_DEFAULTS = {"hold_days": 0, "payout_minimum": "0", "link_attachments_per_address": 3}
 
 
 def inline_forms(*prefixes: str, initial: int = 0, total: int = 0) -> dict:
@@ -63,6 +66,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
             "referee_reward_kind": "cash",
             "rewarded": "referrer",
             "status": "active",
+            **MONEY_FLOW_DEFAULTS,
             **inline_forms("rules", "partnerships"),
         },
     )
@@ -80,6 +84,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
             "referee_reward_kind": "cash",
             "rewarded": "referrer",
             "status": "active",
+            **MONEY_FLOW_DEFAULTS,
             **inline_forms("rules", "partnerships"),
         },
     )
@@ -92,7 +97,7 @@ def test_rewards_export_as_csv(admin_client):
     referral = ReferralFactory(client__name='=HYPERLINK("http://evil.example","x")')
     rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
     expense = ExpenseFactory(client=referral.client, amount=Decimal("50"))
-    reward = Reward.objects.create(
+    reward = RewardFactory(
         beneficiary=referral.partner,
         referral=referral,
         rule=rule,
@@ -113,7 +118,7 @@ def test_rewards_export_as_csv(admin_client):
 def unpaid_rewards(referral, *amounts) -> list[Reward]:
     rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
     return [
-        Reward.objects.create(
+        RewardFactory(
             beneficiary=referral.partner,
             referral=referral,
             rule=rule,
@@ -172,7 +177,7 @@ def test_rewards_and_payouts_cannot_be_deleted_or_changed_in_the_admin(admin_cli
 
     payout = payouts_create(
         program=referral.program, partner=referral.partner, reference="R-1", actor=Actor.system("t")
-    )[0]
+    ).payouts[0]
     target = {"reward": reward, "payout": payout}[model]
     base = f"/admin/referrals/{model}/"
     # when a superuser tries the delete page, the bulk delete action or the change page
@@ -199,6 +204,7 @@ def program_form(program, **changes) -> dict:
         "referee_reward_kind": "cash",
         "rewarded": "referrer",
         "status": "active",
+        **MONEY_FLOW_DEFAULTS,
     }
     return {**values, **changes}
 
@@ -334,6 +340,7 @@ def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
             "referee_reward_kind": "cash",
             "rewarded": "referrer",
             "status": "active",
+            **MONEY_FLOW_DEFAULTS,
             **inline_forms("rules", "partnerships"),
         },
     )

@@ -23,6 +23,7 @@ from tests.factories import (
     ExpenseFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RewardFactory,
     UserFactory,
 )
 
@@ -149,7 +150,7 @@ def test_partner_page_shows_code_link_referrals_months_balance_and_payouts(
     assert text_of(html, "partner-earned") == "11.50 USD"
     assert text_of(html, "partner-unpaid").startswith("4.00 USD")
     assert [row[1:] for row in table(html, "partner-payouts")] == [
-        ["system", "MARCH-1", "7.50 USD", "2"]
+        ["system", "MARCH-1", "7.50 USD", "2", "pending"]
     ]
     assert "Pay unpaid rewards" in html
 
@@ -165,7 +166,7 @@ def test_rewards_per_month_sums_each_month_and_currency_apart():
         (at(2025, 1, 15), "9.00", eur),
         (at(2025, 2, 1), "3.00", usd),
     ]:
-        Reward.objects.create(
+        RewardFactory(
             beneficiary=referral.partner,
             referral=referral,
             rule=rule,
@@ -212,7 +213,7 @@ def test_pay_asks_for_confirmation_with_the_amounts_then_records_who_when_and_re
     paid = admin_client.post(url, fields, follow=True)
     # then they are back on the partner page, told what was paid, and the ledger agrees
     assert paid.redirect_chain == [(partner_page(program.pk, partner.pk), 302)]
-    assert "Paid 4.00 USD to Paula (reference BANK-2025-0042)." in paid.content.decode()
+    assert "Paid 4.00 USD to Paula (reference BANK-2025-0042):" in paid.content.decode()
     latest = Payout.objects.latest("pk")
     assert (latest.amount, latest.partner, latest.reference, latest.paid_by) == (
         Decimal("4.00"),
@@ -229,7 +230,7 @@ def test_pay_asks_for_confirmation_with_the_amounts_then_records_who_when_and_re
     assert Payout.objects.count() == 2  # the March payout and this one
     assert text_of(again.content.decode(), "partner-unpaid").startswith("—")
     # and with nothing left, the button leads back with a word instead of a page
-    assert "no unpaid rewards" in admin_client.get(url, follow=True).content.decode()
+    assert "no payable rewards" in admin_client.get(url, follow=True).content.decode()
 
 
 def test_a_confirmation_pays_what_it_showed_not_what_accrued_since(
@@ -314,10 +315,21 @@ def test_program_page_shows_the_chart_and_partners_with_their_figures(
         "2025-03: 7.50 USD",
         "2025-04: 4.00 USD",
     ]
-    # and every partner with referrals, earned and unpaid, most referrals first
+    # and every partner with referrals, earned, held, payable, paid and unpaid, and their payout
+    # details, most referrals first
     assert table(html, "program-partners") == [
-        ["Paula", f"FRIEND{partner.pk}", "2", "11.50 USD", "4.00 USD"],
-        ["Nina", f"FRIEND{newcomer.pk}", "0", "—", "—"],
+        [
+            "Paula",
+            f"FRIEND{partner.pk}",
+            "2",
+            "11.50 USD",
+            "—",
+            "4.00 USD",
+            "7.50 USD",
+            "4.00 USD",
+            "—",
+        ],
+        ["Nina", f"FRIEND{newcomer.pk}", "0", "—", "—", "—", "—", "—", "—"],
     ]
     # and each partner links to their page, from the list and from the partners inline
     assert html.count(f'href="{partner_page(program.pk, partner.pk)}"') == 2
@@ -339,7 +351,7 @@ def test_program_chart_keeps_the_last_twelve_months_with_rewards(admin_client):
     months = [(2024, m) for m in range(1, 13) if m != 6] + [(2025, 1), (2025, 2)]
     for year, month in months:
         expense = ExpenseFactory(client=referral.client, created_at=at(year, month))
-        Reward.objects.create(
+        RewardFactory(
             beneficiary=referral.partner,
             referral=referral,
             rule=rule,

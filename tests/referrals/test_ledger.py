@@ -39,9 +39,12 @@ START = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 TRIGGERS = {
     "referrals_reward_kept",
     "referrals_payout_kept",
+    "referrals_payoutbatch_kept",
     "referrals_reward_unchanged",
     "referrals_payout_unchanged",
+    "referrals_payoutbatch_unchanged",
     "referrals_reward_payout_exists",
+    "referrals_reward_reversal_agrees",
     "referrals_expense_rewarded",
     "referrals_rule_rewarded",
     "referrals_referral_rewarded",
@@ -102,7 +105,11 @@ def test_rewards_and_payouts_are_never_deleted_or_changed(paid):
         "UPDATE referrals_reward SET beneficiary_id = %s WHERE id = %s", [paid.client_id, unpaid.pk]
     )
     assert refused("UPDATE referrals_payout SET amount = 0 WHERE id = %s", [payout.pk])
-    assert refused("UPDATE referrals_payout SET reference = 'X' WHERE id = %s", [payout.pk])
+    assert refused("UPDATE referrals_payout SET paid_by = 'X' WHERE id = %s", [payout.pk])
+    assert refused(
+        "UPDATE referrals_payoutbatch SET reference = 'X' WHERE id = %s", [payout.batch_id]
+    )
+    assert refused("DELETE FROM referrals_payoutbatch WHERE id = %s", [payout.batch_id])
     # a paid reward stays with its payout; an unpaid one can only be paid by a payout that exists
     assert refused("UPDATE referrals_reward SET payout_id = NULL WHERE id = %s", [reward.pk])
     assert refused("UPDATE referrals_reward SET payout_id = 999999 WHERE id = %s", [unpaid.pk])

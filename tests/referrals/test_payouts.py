@@ -48,7 +48,7 @@ def test_a_payout_records_who_paid_when_and_the_reference():
     with time_machine.travel(datetime.datetime(2026, 3, 1, 9, tzinfo=datetime.UTC), tick=False):
         [payout] = payouts_create(
             program=referral.program, partner=referral.partner, reference=" TX-1 ", actor=clerk
-        )
+        ).payouts
     assert (payout.amount, payout.paid_by, payout.reference, payout.created_at) == (
         Decimal("7.00"),
         "clerk",
@@ -112,7 +112,7 @@ def test_paying_many_keeps_each_currency_apart_and_leaves_later_rewards():
         actor=Actor.system("t"),
         through=preview.through,
         confirmed=preview.confirmed,
-    )
+    ).payouts
     # then one payout per currency, and the later reward waits
     assert sorted((p.currency.iso, p.amount) for p in made) == [
         ("EUR", Decimal("3.00")),
@@ -134,6 +134,6 @@ def test_parallel_payments_of_one_partner_pay_each_reward_once():
             actor=Actor.system("t"),
         )
 
-    made = [p for batch in run_in_threads(pay, [1, 2, 3, 4]) for p in batch]
+    made = [p for payment in run_in_threads(pay, [1, 2, 3, 4]) for p in payment.payouts]
     assert [p.amount for p in made] == [Decimal("10.00")]
     assert Payout.objects.count() == 1 and not Reward.objects.filter(payout__isnull=True).exists()

@@ -72,17 +72,12 @@ class ExpenseCreateApi(APIView):
         data.is_valid(raise_exception=True)
         data = data.validated_data
         refunded = _refunded(data.get("refunds"))
-        missing = [f for f in ("client", "currency") if f not in data and refunded is None]
-        if missing:
-            raise ValidationError({f: ["This field is required for a charge."] for f in missing})
-        currency = refunded.currency if refunded is not None else None
+        currency = None
         if "currency" in data:
             currency = Currency.objects.filter(iso=data["currency"].upper()).first()
             if currency is None:
                 raise ValidationError({"currency": [f"Unknown currency {data['currency']}."]})
-        client = (
-            get_object_or_404(Client, pk=data["client"]) if "client" in data else refunded.client
-        )
+        client = get_object_or_404(Client, pk=data["client"]) if "client" in data else None
         expense = service_call(
             lambda: expense_create(
                 client=client,

@@ -63,9 +63,9 @@ SUBSTRATE_MODELS = (Currency, Provider, ClientGroup, Client, Tariff)
 @transaction.atomic
 def expense_create(
     *,
-    client: Client,
     amount: Decimal,
-    currency: Currency,
+    client: Client | None = None,
+    currency: Currency | None = None,
     service: Service | None = None,
     created_at: datetime.datetime | None = None,
     refunds: Expense | None = None,
@@ -73,11 +73,22 @@ def expense_create(
 ) -> Expense:
     """Take in a charge, or with `refunds` a refund of (part of) an earlier charge.
 
-    A charge is more than zero. A refund is less than zero, of the refunded charge's client and
-    currency, not before it, and never more than what is left of it: the charge's `refunded`
-    counter moves by a guarded UPDATE (0 rows: too much), so parallel refunds of one charge can
-    never add up to more than it, whichever commits first.
+    A charge is more than zero and names its client and currency. A refund is less than zero, of
+    the refunded charge's client and currency (the defaults), not before it, and never more than
+    what is left of it: the charge's `refunded` counter moves by a guarded UPDATE (0 rows: too
+    much), so parallel refunds of one charge can never add up to more than it, whichever commits
+    first.
     """
+    if refunds is not None:
+        client = client or refunds.client
+        currency = currency or refunds.currency
+    missing = {
+        name: "Required for a charge (a refund takes its charge's)."
+        for name, value in (("client", client), ("currency", currency))
+        if value is None
+    }
+    if missing:
+        raise ValidationError(missing)
     if service is not None and service.client_id != client.pk:
         raise ValidationError({"service": f"Service {service.pk} is not a service of this client."})
     created_at = created_at or timezone.now()

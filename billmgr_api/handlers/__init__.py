@@ -4,6 +4,7 @@ from billmgr_api.handlers import (  # noqa: F401
     billing,
     clicks,
     engine,
+    expenses,
     promotions,
     referrals,
     session,

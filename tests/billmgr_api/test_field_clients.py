@@ -19,6 +19,7 @@ from tests.factories import (
     PromotionFactory,
     ProviderFactory,
     ReferralProgramFactory,
+    ServiceFactory,
     TariffFactory,
     UserFactory,
 )
@@ -249,7 +250,9 @@ def _build(door) -> dict[str, dict]:
     create("currency", name="Euro", iso="EUR")
     create("project", name="Hosting", currency="EUR")
     create("accountgroup", name="Gold")
-    create("account", name="Ann", project=provider.pk, account_group=group.pk)
+    account = create("account", name="Ann", project=provider.pk, account_group=group.pk)
+    ServiceFactory()  # a service to offer (of another client: Ann may still move provider)
+    create("expense", account=account, amount="10", currency="EUR")
     create("pricelist", name="VPS", project=provider.pk, price="10")
     promotion = create("promotion", name="P", project=provider.pk, fromdate="2026-01-01")
     create("promotion.discount", plid=promotion, percentage="10")

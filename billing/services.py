@@ -8,11 +8,13 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import F, ProtectedError
+from django.db.models.functions import Round
 from django.utils import timezone
 
 from billing import hooks
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.actors import Actor
+from common.money import MONEY_DECIMAL_PLACES as PLACES
 from common.services import history_record, model_create, model_delete_many, model_update
 
 M = TypeVar("M", bound=models.Model)
@@ -110,8 +112,11 @@ def expense_create(
     )
     expense.full_clean()
     if refunds is not None:
-        taken = Expense.objects.filter(pk=refunds.pk, refunded__lte=F("amount") + amount).update(
-            refunded=F("refunded") - amount
+        # Rounded to the column's places: SQLite computes decimals in floating point.
+        taken = (
+            Expense.objects.alias(left=Round(F("amount") - F("refunded") + amount, PLACES))
+            .filter(pk=refunds.pk, left__gte=0)
+            .update(refunded=Round(F("refunded") - amount, PLACES))
         )
         if taken != 1:
             left = Expense.objects.values_list(F("amount") - F("refunded"), flat=True).get(

@@ -35,7 +35,7 @@ from django.utils import timezone
 from billing.models import Client, Currency, Expense, Service
 from common.comparison import Comparison
 from common.groups import grouped_terms
-from common.money import money_round
+from common.money import MONEY_DECIMAL_PLACES, money_round
 from referrals.conditions import SERVICES, condition_type_of, moved_by
 from referrals.models import (
     AccrualMark,
@@ -52,6 +52,8 @@ from referrals.reward_types import reward_type_of
 # chunk is one transaction, the unit of progress and of resumption.
 CHUNK_EXPENSES = 250_000
 CHUNK_REFERRALS = 2000
+
+MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
 
 # Held shared by every accrual transaction that writes; deleting an expense, rule or referral
 # takes it exclusively (migration 0007's trigger), so a reward being written is never orphaned.
@@ -220,7 +222,6 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
             f"{rewarded} r WHERE r.rule_id = %s AND r.expense_id = q.e_id AND r.role = %s)",
             [*params, rule.pk, role],
         )
-        to_decimal = Expense._meta.get_field("amount").to_python
         rewards = [
             Reward(
                 beneficiary_id=credited,
@@ -228,7 +229,7 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
                 rule=rule,
                 expense_id=expense,
                 role=role,
-                amount=reward_type.amount(rule, to_decimal(amount), minor_units),
+                amount=reward_type.amount(rule, _decimal(amount), minor_units),
                 currency_id=currency,
                 kind=kind,
                 created_at=now,
@@ -241,6 +242,11 @@ def _insert(rule: Rule, selection: QuerySet, role: str, *, on_conflict: bool) ->
     # SQLite runs one writer at a time, so what was picked is what gets inserted.
     Reward.objects.bulk_create(rewards, ignore_conflicts=True)
     return len(rewards)
+
+
+def _decimal(raw) -> Decimal:
+    """A money column read by raw SQL on SQLite (floating point there) at the ledger's places."""
+    return Expense._meta.get_field("amount").to_python(raw).quantize(MONEY_QUANTUM)
 
 
 def _moment(raw) -> datetime.datetime:
@@ -270,6 +276,8 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
         f"(SELECT COALESCE(-SUM(o.amount), 0) FROM {expenses} o "
         f"WHERE o.refunds_id = f.refunds_id AND o.id < f.id)"
     )
+    if connection.vendor == "sqlite":  # decimals are floating point there: back to 4 places
+        before = f"ROUND({before}, {MONEY_DECIMAL_PLACES})"
     source = (
         f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id "
         f"JOIN {rewarded} r ON r.rule_id = %s AND r.expense_id = f.refunds_id "
@@ -304,7 +312,6 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
             f"AND d.expense_id = f.id AND d.role = r.role)",
             params,
         )
-        to_decimal = Expense._meta.get_field("amount").to_python
         reversals = []
         for row in cursor.fetchall():
             (
@@ -322,9 +329,9 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
                 payable_at,
                 reversed_id,
             ) = row
-            earned, charged = to_decimal(earned), to_decimal(charged)
-            before_ = to_decimal(before_)
-            after = before_ - to_decimal(refunded)
+            earned, charged = _decimal(earned), _decimal(charged)
+            before_ = _decimal(before_)
+            after = before_ - _decimal(refunded)
             amount = reversal_amount(earned, charged, before_, after, minor_units)
             if amount < 0:
                 reversals.append(

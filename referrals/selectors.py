@@ -34,7 +34,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce, TruncDate, TruncMonth
+from django.db.models.functions import Coalesce, Round, TruncDate, TruncMonth
 from django.utils import timezone
 
 from billing.models import Client, Currency, Expense
@@ -77,7 +77,9 @@ def money_text(amounts: Iterable[Money]) -> str:
 
 
 def _money(row: dict, field: str) -> Money:
-    return Money(row[field] or Decimal(0), row["currency__iso"], row["currency__minor_units"])
+    """A sum read from the database, at the ledger's places (SQLite sums in floating point)."""
+    amount = Decimal(row[field] or 0).quantize(Decimal(1).scaleb(-MONEY_DECIMAL_PLACES))
+    return Money(amount, row["currency__iso"], row["currency__minor_units"])
 
 
 @dataclass(frozen=True)
@@ -271,8 +273,9 @@ def _balances(rows: Iterable[dict]) -> Balances:
     found = Balances()
     for row in rows:
         for name in BALANCES:
-            if name == "earned" or row[name]:
-                getattr(found, name).append(_money(row, name))
+            amount = _money(row, name)
+            if name == "earned" or amount.amount:
+                getattr(found, name).append(amount)
     return found
 
 
@@ -439,10 +442,12 @@ def _given_back() -> Coalesce:
 def with_states(rewards: QuerySet[Reward], *, at: datetime.datetime | None = None) -> QuerySet:
     """The rows with their `state` at `at` (now), as RewardState defines it."""
     at = at or timezone.now()
-    return rewards.annotate(given_back=_given_back()).annotate(
+    # Rounded to the ledger's places: SQLite sums decimals in floating point.
+    net = Round(F("amount") + _given_back(), MONEY_DECIMAL_PLACES, output_field=MONEY)
+    return rewards.annotate(net=net).annotate(
         state=Case(
             When(
-                Q(reverses__isnull=True, amount__gt=0, amount__lte=-F("given_back")),
+                Q(reverses__isnull=True, amount__gt=0, net__lte=0),
                 then=Value(RewardState.REVERSED.value),
             ),
             When(payout__isnull=False, then=Value(RewardState.PAID.value)),

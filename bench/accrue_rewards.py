@@ -11,6 +11,11 @@ Reports, side by side in one run:
 - the ledger's totals against those of the code before the watermark on the same data
   (1,000,000 rows, 4,859,908.20 USD) and against an independent SQL sum (`totals_unchanged`).
 - the older `group_by_ratio` (first run over a plain GROUP BY of the expenses), peak RSS.
+- `refund_ratio`: then 10% of the charges are refunded (half of them in whole, half a third), and
+  a first run over charges and refunds (rewards and reversing rows, ledger emptied before each
+  of ROUNDS runs, the median) over the first run without refunds (target <= 1.5); its ledger
+  against an independent SQL sum of what the charges earned net of the refunds
+  (`refund_totals_match`), and a re-run adding nothing (`refund_rerun_added`).
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/accrue_rewards.py
 """
 
@@ -34,8 +39,11 @@ DB_NAME = "bench_accrue_rewards"
 BEFORE = {"rows": 1_000_000, "total": Decimal("4859908.20")}
 
 LEDGER_COLUMNS = (
-    "beneficiary_id, referral_id, rule_id, expense_id, role, amount, currency_id, kind, created_at"
+    "beneficiary_id, referral_id, rule_id, expense_id, role, amount, currency_id, kind, "
+    "created_at, payable_at"
 )
+# One charge in REFUND_EVERY is refunded: in whole when its id is even, a third of it when odd.
+REFUND_EVERY = 10
 
 
 def main() -> None:
@@ -83,6 +91,9 @@ def main() -> None:
 
         add_expenses(EXPENSES, "2026-01-02 12:00+00", 300)
         with connection.cursor() as cursor:
+            cursor.execute("SELECT max(id) FROM billing_expense")
+            (last_charge,) = cursor.fetchone()
+        with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         _common.log(f"{EXPENSES} expenses over {REFERRALS} referrals of {PARTNERS} partners")
 
@@ -104,7 +115,8 @@ def main() -> None:
                 cursor.execute(
                     f"INSERT INTO bench_bare_ledger (id, {LEDGER_COLUMNS}) "
                     "SELECT e.id, r.partner_id, r.id, %s, e.id, 'referrer', "
-                    "ROUND(e.amount * %s / 100, c.minor_units), e.currency_id, 'cash', now() "
+                    "ROUND(e.amount * %s / 100, c.minor_units), e.currency_id, 'cash', now(), "
+                    "e.created_at + interval '0 days' "
                     "FROM billing_expense e JOIN referrals_referral r ON r.client_id = e.client_id "
                     "JOIN billing_currency c ON c.id = e.currency_id "
                     "WHERE r.program_id = %s AND e.created_at >= r.joined_at AND e.amount > 0",
@@ -146,6 +158,60 @@ def main() -> None:
             cursor.execute("SELECT count(*), sum(ROUND(amount * 10 / 100, 2)) FROM billing_expense")
             reference_rows, reference_total = cursor.fetchone()
 
+        unchanged = (rows, total) == (BEFORE["rows"], BEFORE["total"]) and (rows, total) == (
+            reference_rows,
+            reference_total,
+        )
+        rerun_ratio = rerun_s / last_first_run_s
+
+        # Refunds: a tenth of the charges (those of the first run) refunded, then first runs again.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO billing_expense (client_id, service_id, amount, currency_id, "
+                "created_at, refunds_id, refunded) "
+                "SELECT client_id, NULL, CASE WHEN id %% 2 = 0 THEN -amount "
+                "ELSE -ROUND(amount / 3, 2) END, currency_id, created_at + interval '1 hour', id, 0 "
+                "FROM billing_expense WHERE id %% %s = 0 AND id <= %s ORDER BY id",
+                [REFUND_EVERY, last_charge],
+            )
+            refunds = cursor.rowcount
+            cursor.execute(
+                "UPDATE billing_expense c SET refunded = -f.amount FROM billing_expense f "
+                "WHERE f.refunds_id = c.id"
+            )
+            cursor.execute("ANALYZE")
+        _common.log(f"{refunds} refunds of the first {last_charge} charges")
+        refund_rounds = []
+        for n in range(ROUNDS):
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE referrals_reward, referrals_accrualmark")
+                cursor.execute("CHECKPOINT")
+            started = time.perf_counter()
+            refund_added = rewards_accrue(program=program)
+            refund_rounds.append(time.perf_counter() - started)
+            _common.log(f"refund round {n + 1}: {refund_rounds[-1]:.2f} s ({refund_added} rows)")
+        refund_run_s = sorted(refund_rounds)[len(refund_rounds) // 2]
+        base_run_s = sorted(r[1] for r in rounds)[len(rounds) // 2]
+        refund_rerun_added = rewards_accrue(program=program)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE reverses_id IS NOT NULL), sum(amount) "
+                "FROM referrals_reward"
+            )
+            reversals, refund_total = cursor.fetchone()
+            # What each charge earned, less the share of it its refund gave back, computed
+            # straight from the expenses.
+            cursor.execute(
+                "SELECT sum(ROUND(c.amount * 10 / 100, 2) - CASE WHEN f.id IS NULL THEN 0 "
+                "WHEN -f.amount >= c.amount THEN ROUND(c.amount * 10 / 100, 2) "
+                "ELSE ROUND(ROUND(c.amount * 10 / 100, 2) * -f.amount / c.amount, 2) END) "
+                "FROM billing_expense c LEFT JOIN billing_expense f ON f.refunds_id = c.id "
+                "WHERE c.refunds_id IS NULL"
+            )
+            (refund_reference,) = cursor.fetchone()
+        refund_ratio = refund_run_s / base_run_s
+        refund_totals_match = refund_total == refund_reference and reversals == refunds
+
         # New expenses, a tenth of them dated before everything accrued so far.
         add_expenses(NEW_EXPENSES - LATE_EXPENSES, "2026-01-20 12:00+00", 300)
         add_expenses(LATE_EXPENSES, "2026-01-01 06:00+00", 12)
@@ -156,11 +222,6 @@ def main() -> None:
             expense__created_at__lt=datetime.datetime(2026, 1, 2, 12, tzinfo=datetime.UTC)
         ).count()
 
-        unchanged = (rows, total) == (BEFORE["rows"], BEFORE["total"]) and (rows, total) == (
-            reference_rows,
-            reference_total,
-        )
-        rerun_ratio = rerun_s / last_first_run_s
         _common.emit(
             {
                 "bench": "accrue_rewards",
@@ -187,12 +248,24 @@ def main() -> None:
                 "group_by_s": round(group_by_s, 3),
                 "group_by_rows": groups,
                 "group_by_ratio": round(first_run_s / group_by_s, 1),
+                "refunds": refunds,
+                "refund_run_s": round(refund_run_s, 2),
+                "refund_run_rounds_s": [round(r, 2) for r in refund_rounds],
+                "refund_rows_added": refund_added,
+                "reversals": reversals,
+                "refund_ledger_total": str(refund_total),
+                "refund_totals_match": refund_totals_match,
+                "refund_rerun_added": refund_rerun_added,
+                "refund_ratio": round(refund_ratio, 2),
                 "peak_rss_mb": round(_common.peak_rss_mb(), 1),
                 "targets": {
                     "write_floor_ratio": "<= 3",
                     "rerun_ratio": "<= 0.05",
                     "rerun_added": "== 0",
                     "totals_unchanged": "true",
+                    "refund_ratio": "<= 1.5",
+                    "refund_totals_match": "true",
+                    "refund_rerun_added": "== 0",
                 },
                 "ok": ratio <= 3
                 and rerun_ratio <= 0.05
@@ -200,7 +273,10 @@ def main() -> None:
                 and added == EXPENSES
                 and unchanged
                 and increment == NEW_EXPENSES
-                and late == LATE_EXPENSES,
+                and late == LATE_EXPENSES
+                and refund_ratio <= 1.5
+                and refund_totals_match
+                and refund_rerun_added == 0,
             }
         )
 

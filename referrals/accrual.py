@@ -3,7 +3,16 @@
 Which expenses qualify: those of the program's referrals made at or after the referral joined,
 inside the program's dates (end included), above zero, that the rule's reward type lets earn (a
 fixed reward only expenses in the program's currency) and whose rule conditions hold. The program
-says who is credited: the partner, the referred client, or both (a row each).
+says who is credited: the partner, the referred client, or both (a row each). A reward is payable
+`hold_days` (the program's, when accrued) after its purchase (`payable_at`).
+
+Refunds give rewards back: for each refund (an expense naming the charge it refunds) and each of
+the rule's rewards on that charge, a reversing row (negative, `reverses` = the reward, on the
+refund, with the reward's payable_at), once per (rule, refund, role), for the share of the charge
+refunded (see _reverse). They are written wherever the refund or the reward is new: with the
+chunk the refund is in (after the chunk's rewards), with the rewards of referrals attached since,
+with a measured rule's partners, and for rules that accrue nothing now (switched off, or their
+program) on the refunds since their refund mark.
 
 How it stays at the write's floor:
 - A watermark per rule (AccrualMark): ids of expenses, referrals and services accrued so far. A

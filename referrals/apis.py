@@ -35,7 +35,7 @@ from referrals.models import (
 class ReferralOutput(serializers.ModelSerializer):
     class Meta:
         model = Referral
-        fields = ["id", "program", "partner", "client", "source", "via", "joined_at"]
+        fields = ["id", "program", "partner", "client", "source", "via", "joined_at", "address"]
 
 
 class ReferralAttachApi(APIView):
@@ -55,6 +55,11 @@ class ReferralAttachApi(APIView):
             "or `manual` (attached by hand).",
         )
         visitor = serializers.CharField(max_length=64, required=False)
+        address = serializers.IPAddressField(
+            required=False,
+            help_text="With `partner` and `program`: the visitor's address (the fraud screen "
+            "counts a link's attachments per address and day).",
+        )
 
         def validate(self, data):
             ways = ["code" in data, {"partner", "program"} <= data.keys(), "visitor" in data]
@@ -95,6 +100,7 @@ class ReferralAttachApi(APIView):
                     source=data["source"],
                     actor=actor,
                     via=partner_link(program, data["partner"]) if by_link else "",
+                    address=data.get("address"),
                 )
         except services.AttachRefused as exc:
             return Response({"detail": exc.reason}, status=status.HTTP_409_CONFLICT)
@@ -111,13 +117,16 @@ class LinkClickCreateApi(APIView):
         program = serializers.IntegerField(min_value=1)
         partner = serializers.IntegerField(min_value=1)
         visitor = serializers.CharField(max_length=64)
+        address = serializers.IPAddressField(
+            required=False, help_text="The visitor's address, kept for the fraud screens."
+        )
 
     class ClickOutput(serializers.ModelSerializer):
         link = serializers.SerializerMethodField()
 
         class Meta:
             model = LinkClick
-            fields = ["id", "program", "partner", "visitor", "clicked_at", "link"]
+            fields = ["id", "program", "partner", "visitor", "clicked_at", "address", "link"]
 
         def get_link(self, click: LinkClick) -> str:
             return partner_link(click.program, click.partner_id)
@@ -130,7 +139,10 @@ class LinkClickCreateApi(APIView):
         program = get_object_or_404(ReferralProgram, pk=data["program"])
         click = service_call(
             lambda: services.link_click_record(
-                program=program, partner_id=data["partner"], visitor=data["visitor"]
+                program=program,
+                partner_id=data["partner"],
+                visitor=data["visitor"],
+                address=data.get("address"),
             )
         )
         return Response(self.ClickOutput(click).data, status=status.HTTP_201_CREATED)

@@ -122,6 +122,30 @@ def test_one_address_attaches_at_most_the_programs_number_a_day(program):
     assert (refusal.screen, refusal.address) == ("address_limit", "203.0.113.7")
 
 
+def test_rest_passes_the_visitors_address_to_the_screen(client, operator, program):
+    client.force_login(operator)
+    partner = client_of(program)
+
+    def attach_by_rest():
+        return client.post(
+            "/api/v1/referrals/attach",
+            {
+                "client": client_of(program).pk,
+                "partner": partner.pk,
+                "program": program.pk,
+                "address": "203.0.113.7",
+            },
+            content_type="application/json",
+        )
+
+    with time_machine.travel(AT, tick=False):
+        answers = [attach_by_rest() for _ in range(3)]
+    assert [a.status_code for a in answers] == [201, 201, 409]
+    assert answers[0].json()["address"] == "203.0.113.7"
+    assert "from 203.0.113.7 in a day" in answers[2].json()["detail"]
+    assert AttachmentRefusal.objects.get().partner == partner
+
+
 def test_no_limit_when_the_program_sets_none(program):
     program.link_attachments_per_address = None
     program.save()

@@ -287,39 +287,48 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
     )
     if connection.vendor == "sqlite":  # decimals are floating point there: back to 4 places
         before = f"ROUND({before}, {MONEY_DECIMAL_PLACES})"
-    source = (
-        f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id "
-        f"JOIN {rewarded} r ON r.rule_id = %s AND r.expense_id = f.refunds_id "
-        f"AND r.reverses_id IS NULL JOIN {currencies} cu ON cu.id = r.currency_id"
-    )
-    params = (*params, rule.pk)
     now = timezone.now()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-
+            # The refunds drive: each looks up its charge's reward of the rule through the unique
+            # key (a LATERAL fenced by OFFSET 0, so that no stale estimate of a ledger written a
+            # moment ago turns it into a scan of every reward of the rule), and what the earlier
+            # refunds took back is read once per refund (a materialised CTE).
             def share(refunded: str) -> str:
                 return (
-                    f"(CASE WHEN {refunded} >= c.amount THEN r.amount "
-                    f"ELSE ROUND(r.amount * {refunded} / c.amount, cu.minor_units) END)"
+                    f"(CASE WHEN {refunded} >= f.charged THEN r.amount "
+                    f"ELSE ROUND(r.amount * {refunded} / f.charged, cu.minor_units) END)"
                 )
 
-            amount = f"({share(before)} - {share(f'({before} - f.amount)')})"
+            # Estimates of what a run has just written are stale: JIT compiling for them costs
+            # more than the statement (measured: 0.27 s of 0.78 s for 30,000 refunds).
+            cursor.execute("SET LOCAL jit = off")
             cursor.execute(
+                f"WITH f AS MATERIALIZED (SELECT f.id, f.refunds_id, f.amount, "
+                f"c.amount AS charged, {before} AS before "
+                f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id) "
                 f"INSERT INTO {rewarded} (beneficiary_id, referral_id, rule_id, expense_id, role, "
                 f"amount, currency_id, kind, created_at, payable_at, reverses_id) "
                 f"SELECT * FROM (SELECT r.beneficiary_id, r.referral_id, r.rule_id, f.id, r.role, "
-                f"{amount} AS amount, r.currency_id, r.kind, %s::timestamptz, r.payable_at, r.id "
-                f"{source}) v WHERE v.amount < 0 "
+                f"{share('f.before')} - {share('(f.before - f.amount)')} AS amount, "
+                f"r.currency_id, r.kind, "
+                f"%s::timestamptz, r.payable_at, r.id FROM f CROSS JOIN LATERAL ("
+                f"SELECT * FROM {rewarded} r WHERE r.rule_id = %s "
+                f"AND r.expense_id = f.refunds_id AND r.reverses_id IS NULL OFFSET 0) r "
+                f"JOIN {currencies} cu ON cu.id = r.currency_id) v WHERE v.amount < 0 "
                 f"ON CONFLICT (rule_id, expense_id, role) DO NOTHING",
-                [now, *params],
+                [*params, now, rule.pk],
             )
             return cursor.rowcount
         cursor.execute(
             f"SELECT r.beneficiary_id, r.referral_id, f.id, r.role, r.amount, c.amount, "
             f"{before}, f.amount, cu.minor_units, r.currency_id, r.kind, r.payable_at, r.id "
-            f"{source} WHERE NOT EXISTS (SELECT 1 FROM {rewarded} d WHERE d.rule_id = r.rule_id "
+            f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id "
+            f"JOIN {rewarded} r ON r.rule_id = %s AND r.expense_id = f.refunds_id "
+            f"AND r.reverses_id IS NULL JOIN {currencies} cu ON cu.id = r.currency_id "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {rewarded} d WHERE d.rule_id = r.rule_id "
             f"AND d.expense_id = f.id AND d.role = r.role)",
-            params,
+            (*params, rule.pk),
         )
         reversals = []
         for row in cursor.fetchall():

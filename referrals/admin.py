@@ -59,6 +59,14 @@ def partner_page_link(program_id: int, partner_id: int, text: str = "partner pag
     return format_html('<a href="{}">{}</a>', partner_url(program_id, partner_id), text)
 
 
+class MaskedDetails:
+    """`details`: a partnership's or a payout's payout details, masked as every list shows them."""
+
+    @admin.display(description="payout details")
+    def details(self, obj) -> str:
+        return selectors.masked(obj.payout_details) or "—"
+
+
 def money_list(amounts) -> str:
     return selectors.money_text(amounts) or "—"
 
@@ -487,10 +495,19 @@ class RuleAdmin(ServiceSavedAdmin):
 
 
 @admin.register(Partnership)
-class PartnershipAdmin(admin.ModelAdmin):
+class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
     """Partners enrolled; their payout details are masked here (the partner page sets them)."""
 
-    list_display = ["id", "partner", "program", "code", "link", "details", "enrolled_at", "page"]
+    list_display = [
+        "id",
+        "partner",
+        "program",
+        "code",
+        "link",
+        "details",
+        "enrolled_at",
+        "page",
+    ]
     list_filter = ["program"]
     search_fields = ["partner__name", "code"]
     fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
@@ -501,10 +518,6 @@ class PartnershipAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="payout details")
-    def details(self, obj):
-        return selectors.masked(obj.payout_details) or "—"
 
     @admin.display(description="partner page")
     def page(self, obj):
@@ -739,7 +752,7 @@ class PayoutMarking:
 
 
 @admin.register(Payout)
-class PayoutAdmin(PayoutMarking, LedgerAdmin):
+class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
     list_display = [
         "id",
         "partner",
@@ -761,17 +774,13 @@ class PayoutAdmin(PayoutMarking, LedgerAdmin):
     readonly_fields = ["details"]
     actions = ["mark_sent", "mark_failed"]
 
-    @admin.display(description="payout details")
-    def details(self, obj):
-        return selectors.masked(obj.payout_details) or "—"
-
     def mark(self, request, queryset, status):
         return services.payouts_mark_many(
             payouts=queryset, status=status, actor=admin_actor(request, f"payout.{status}")
         )
 
 
-class PayoutInline(admin.TabularInline):
+class PayoutInline(MaskedDetails, admin.TabularInline):
     model = Payout
     fields = ["partner", "program", "amount", "currency", "details", "status", "rewards_count"]
     readonly_fields = fields
@@ -780,10 +789,6 @@ class PayoutInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
-
-    @admin.display(description="payout details")
-    def details(self, obj):
-        return selectors.masked(obj.payout_details) or "—"
 
 
 class BatchChangeList(ChangeList):

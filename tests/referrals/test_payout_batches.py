@@ -351,3 +351,15 @@ def test_only_who_may_pay_reads_the_payout_file(client, paid_batch):
     client.force_login(viewer)
     assert client.get("/api/v1/payout-batches").status_code == 200
     assert client.get(f"/api/v1/payout-batches/{paid_batch.pk}/file").status_code == 403
+
+
+def test_the_admin_lists_batches_payouts_rewards_by_state_and_refusals(admin_client, paid_batch):
+    batch_page = admin_client.get(f"/admin/referrals/payoutbatch/{paid_batch.pk}/change/")
+    assert batch_page.status_code == 200 and "DE89 **** 3000" in batch_page.content.decode()
+    by_state = admin_client.get("/admin/referrals/reward/", {"state": "paid"}).content.decode()
+    assert by_state.count('class="field-state">paid<') == 2
+    assert (
+        admin_client.get("/admin/referrals/reward/", {"state": "held"}).context["cl"].result_count
+        == 0
+    )
+    assert admin_client.get("/admin/referrals/attachmentrefusal/").status_code == 200

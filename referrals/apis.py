@@ -160,9 +160,11 @@ class RewardFilter(django_filters.FilterSet):
     """Filters of GET /api/v1/rewards. The selector reads the ledger (a partner's rows through
     their referrals' expenses, the states at this moment), so `qs` hands the whole of it over."""
 
-    program = django_filters.ModelChoiceFilter(queryset=ReferralProgram.objects.all())
+    program = django_filters.ModelChoiceFilter(
+        field_name="rule__program", queryset=ReferralProgram.objects.all()
+    )
     partner = django_filters.ModelChoiceFilter(
-        queryset=Client.objects.all(), help_text="The credited client."
+        field_name="beneficiary", queryset=Client.objects.all(), help_text="The credited client."
     )
     state = django_filters.MultipleChoiceFilter(
         choices=RewardState.choices, help_text="One or more: state=held&state=payable."

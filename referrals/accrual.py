@@ -290,10 +290,10 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
     now = timezone.now()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # The refunds drive: each looks up its charge's reward of the rule through the unique
-            # key (a LATERAL fenced by OFFSET 0, so that no stale estimate of a ledger written a
-            # moment ago turns it into a scan of every reward of the rule), and what the earlier
-            # refunds took back is read once per refund (a materialised CTE).
+            # The refunds drive: each looks up its charge (by id) and its charge's reward of the
+            # rule through the unique key (a LATERAL fenced by OFFSET 0, so that no stale estimate
+            # of a ledger written a moment ago turns it into a scan of every reward of the rule),
+            # and what the earlier refunds took back is read once per refund (a materialised CTE).
             def share(refunded: str) -> str:
                 return (
                     f"(CASE WHEN {refunded} >= f.charged THEN r.amount "
@@ -305,8 +305,8 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
             cursor.execute("SET LOCAL jit = off")
             cursor.execute(
                 f"WITH f AS MATERIALIZED (SELECT f.id, f.refunds_id, f.amount, "
-                f"c.amount AS charged, {before} AS before "
-                f"FROM ({inner_sql}) f JOIN {expenses} c ON c.id = f.refunds_id) "
+                f"(SELECT c.amount FROM {expenses} c WHERE c.id = f.refunds_id) AS charged, "
+                f"{before} AS before FROM ({inner_sql}) f) "
                 f"INSERT INTO {rewarded} (beneficiary_id, referral_id, rule_id, expense_id, role, "
                 f"amount, currency_id, kind, created_at, payable_at, reverses_id) "
                 f"SELECT * FROM (SELECT r.beneficiary_id, r.referral_id, r.rule_id, f.id, r.role, "

@@ -22,6 +22,7 @@ from common.admin_tools import (
 )
 from common.charts import bar_chart
 from common.jobs import JOBS, job_start
+from common.selectors import history_of
 from promotions import codegen, selectors, services
 from promotions.engine import Order, normalize_code, quote_order
 from promotions.engine.present import quote_as_dict
@@ -388,7 +389,7 @@ class PromotionAdmin(ServiceSavedAdmin):
     def history_table(self, obj: Promotion) -> str:
         if not obj.pk:
             return "-"
-        rows = selectors.history_of(obj=obj)[:50]
+        rows = history_of(obj=obj)[:50]
         return format_html(
             "<table><tr><th>date</th><th>change</th><th>user</th><th>IP</th><th>function</th></tr>{}</table>",
             format_html_join(
@@ -494,7 +495,7 @@ class PromotionAdmin(ServiceSavedAdmin):
 class PromoCodeForm(forms.ModelForm):
     def clean_code(self):
         code = self.cleaned_data["code"]
-        if codegen.PLACEHOLDER in code:
+        if codegen.is_template(code):
             raise ValidationError(
                 'One code per page: use the "Generate promo codes" action for templates.'
             )

@@ -24,16 +24,15 @@ def generate_codes(params: dict[str, Any], actor: Actor, progress) -> str:
     total = 0
     with transaction.atomic():
         for promotion in Promotion.objects.filter(pk__in=params["promotions"]).order_by("pk"):
-            made = services.promocode_create(
+            total += services.promocodes_generate(
                 promotion=promotion,
                 actor=actor,
-                code=params["template"],
+                template=params["template"],
                 count=params["count"],
-                onlydigit=params["onlydigit"],
+                digits_only=params["onlydigit"],
                 uselimit=params["uselimit"],
                 account_uselimit=params["account_uselimit"],
                 progress=lambda n, before=total: progress(before + n),
             )
-            total += made if isinstance(made, int) else 1
             progress(total)
     return f"{total} promo code(s) generated."

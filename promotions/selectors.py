@@ -2,14 +2,12 @@
 
 import datetime
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from common.groups import grouped_terms
-from common.models import History
 from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
 
 
@@ -24,13 +22,6 @@ def promotion_status_q(status: Promotion.Status, *, day: datetime.date) -> Q:
         Promotion.Status.EXPIRED: live & Q(todate__lt=day),
         Promotion.Status.ACTIVE: live & started & not_ended,
     }[status]
-
-
-def history_of(*, obj: models.Model) -> models.QuerySet[History]:
-    return History.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=True),
-        object_id=obj.pk,
-    )
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:

@@ -16,7 +16,8 @@ from billmgr_api.resources import Column, Resource, id_column, read_only_list
 from billmgr_api.results import FuncResult
 from common.groups import GroupChoice
 from common.models import History
-from promotions import selectors, services
+from common.selectors import history_of
+from promotions import codegen, selectors, services
 from promotions.models import (
     Comparison,
     Condition,
@@ -135,7 +136,7 @@ history_view = read_only_list("promotion.history", History, HISTORY_COLUMNS)
 @func("promotion.history", perm="promotions.view_promotion")
 def promotion_history(req: FuncRequest) -> FuncResult:
     target = req.object(Promotion.objects.all())
-    return history_view.rows(req, selectors.history_of(obj=target))
+    return history_view.rows(req, history_of(obj=target))
 
 
 # Discounts --------------------------------------------------------------------------------------
@@ -217,8 +218,22 @@ condition = Resource(
 
 
 def _promocode_create(req: FuncRequest, parent: Promotion, data: dict):
+    """A fixed code makes one code; a template (`?`) makes `count` codes and answers how many."""
     count = data.pop("count", None) or 1
-    return services.promocode_create(promotion=parent, actor=req.actor, count=count, **data)
+    if codegen.is_template(data.get("code", "")):
+        onlydigit = data.pop("onlydigit", False)
+        template = data.pop("code")
+        return services.promocodes_generate(
+            promotion=parent,
+            actor=req.actor,
+            template=template,
+            count=count,
+            digits_only=onlydigit,
+            **data,
+        )
+    if count != 1:
+        raise FuncError("value", "count", 'A fixed code is one code; add "?" to generate more.')
+    return services.promocode_create(promotion=parent, actor=req.actor, **data)
 
 
 def _promocode_update(req: FuncRequest, obj: PromoCode, data: dict):

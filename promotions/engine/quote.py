@@ -9,16 +9,13 @@ from django.utils import timezone
 
 from billing.models import Client, Currency, Tariff
 from common.money import money_round
+from promotions.codegen import normalize_code
 from promotions.engine.codes import code_refusal
 from promotions.engine.conditions import Outcome, conditions_hold
 from promotions.engine.discounts import line_discount
 from promotions.engine.facts import ClientFacts, load_facts
 from promotions.engine.types import CodeVerdict, LineQuote, Order, Quote, Verdict
 from promotions.models import Condition, Discount, PromoCode, Promotion
-
-
-def normalize_code(code: str) -> str:
-    return code.strip().upper()
 
 
 def _live_promotions(order: Order) -> list[Promotion]:

@@ -15,6 +15,7 @@ from django.utils.html import escape
 
 from common.actors import Actor
 from common.models import History
+from common.selectors import history_of
 from promotions import codegen, services
 from promotions.models import (
     Condition,
@@ -24,7 +25,6 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
-from promotions.selectors import history_of
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,

@@ -11,10 +11,10 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from common.actors import Actor
+from common.selectors import history_of
 from promotions import services
 from promotions.engine import Line, Order
 from promotions.models import Condition, PromoCode, PromoCodeUsage, Redemption
-from promotions.selectors import history_of
 from tests.factories import (
     ClientFactory,
     ConditionFactory,

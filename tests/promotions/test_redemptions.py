@@ -8,10 +8,10 @@ import pytest
 import time_machine
 
 from common.actors import Actor
+from common.selectors import history_of
 from promotions import services
 from promotions.engine import Line, Order
 from promotions.models import Condition, PromoCode, PromoCodeUsage, Redemption
-from promotions.selectors import history_of
 from tests.conftest import run_in_threads
 from tests.factories import (
     ClientFactory,

@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from billing.models import Client, Tariff
+from billing.models import Client, Service, Tariff
 from common.admin_tools import (
     ServiceSavedAdmin,
     admin_actor,
@@ -23,10 +23,11 @@ from common.admin_tools import (
 from common.charts import bar_chart
 from common.jobs import JOBS, job_start
 from common.selectors import history_of
+from common.throttle import Throttled
 from promotions import codegen, selectors, services
-from promotions.engine import Order, normalize_code, quote_order
+from promotions.engine import Order
 from promotions.engine.present import quote_as_dict
-from promotions.engine.types import Kind, Line
+from promotions.engine.types import Kind
 from promotions.jobs import GENERATE_CODES, background_from
 from promotions.models import (
     Condition,
@@ -116,40 +117,55 @@ class TryOrderForm(forms.Form):
     )
 
     def order(self, lines: forms.BaseFormSet) -> Order:
+        """The form's values as the order contract takes them; its rules are the services'."""
         client = self.cleaned_data["client"]
-        currency = client.provider.currency.iso
         rows = [f.cleaned_data for f in lines.forms if f.cleaned_data.get("tariff")]
-        if not rows:
-            raise ValidationError("Add at least one line with a tariff.")
-        return Order(
-            client_id=client.pk,
-            provider_id=client.provider_id,
-            at=self.cleaned_data["at"] or timezone.now(),
-            lines=tuple(
-                Line(
-                    tariff_id=row["tariff"].pk,
-                    period=row["period"],
-                    price=row["price"]
+        return services.order_build(
+            client=client.pk,
+            provider=client.provider_id,
+            at=self.cleaned_data["at"],
+            codes=self.cleaned_data["codes"].split(","),
+            lines=[
+                {
+                    "tariff": row["tariff"].pk,
+                    "period": row["period"],
+                    "price": row["price"]
                     if row["price"] is not None
                     else row["tariff"].price * row["period"],
-                    currency=currency,
-                    kind=row["kind"],
-                )
+                    "currency": client.provider.currency.iso,
+                    "kind": row["kind"],
+                    "service": row["service"].pk if row["service"] else None,
+                }
                 for row in rows
-            ),
-            codes=tuple(
-                normalize_code(c) for c in self.cleaned_data["codes"].split(",") if c.strip()
-            ),
+            ],
         )
+
+
+def order_messages(exc: ValidationError) -> list[str]:
+    """The order contract's errors in the page's words: `lines.0.period` is line 1's period."""
+    if not hasattr(exc, "error_dict"):
+        return exc.messages
+    messages = []
+    for field, texts in exc.message_dict.items():
+        parts = field.split(".")
+        where = f"line {int(parts[1]) + 1}, {parts[2]}: " if len(parts) == 3 else ""
+        messages += [where + text for text in texts]
+    return messages
 
 
 class TryLineForm(forms.Form):
     tariff = forms.ModelChoiceField(queryset=Tariff.objects.all(), required=False)
-    period = forms.IntegerField(min_value=1, initial=1, help_text="months")
+    period = forms.IntegerField(initial=1, help_text="months")
     price = forms.DecimalField(
-        required=False, min_value=0, help_text="empty: the tariff's price times the period"
+        required=False, help_text="empty: the tariff's price times the period"
     )
     kind = forms.ChoiceField(choices=[(Kind.NEW, "new"), (Kind.RENEWAL, "renewal")])
+    service = forms.ModelChoiceField(
+        queryset=Service.objects.all(),
+        required=False,
+        widget=forms.NumberInput,
+        help_text="renewals: the renewed service's id",
+    )
 
 
 TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
@@ -354,9 +370,15 @@ class PromotionAdmin(ServiceSavedAdmin):
         result, errors = None, []
         if request.method == "POST" and form.is_valid() and lines.is_valid():
             try:
-                quote = quote_order(order=form.order(lines))
+                quote = services.order_quote(
+                    order=form.order(lines), actor=admin_actor(request, "promotion.try_order")
+                )
             except ValidationError as exc:
-                errors = exc.messages
+                errors = order_messages(exc)
+            except Throttled as exc:
+                errors = [
+                    f"Too many unknown promo codes lately; try again in {exc.retry_after} seconds."
+                ]
             else:
                 result = present_quote(quote)
         return render(

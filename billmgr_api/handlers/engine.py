@@ -1,7 +1,9 @@
 """Func-style twins of the REST engine: promotion.quote, promotion.redeem and promotion.release.
 
 Order lines come as parallel lists, as every multi-value parameter of the door does:
-`pricelist=3, 4&period=12, 1&price=100.00, 20.00&currency=USD, USD&kind=new, renewal`.
+`pricelist=3, 4&period=12, 1&price=100.00, 20.00&currency=USD, USD&kind=new, renewal&service=, 42`
+(`service` names the renewed service of a renewal line; blank for the others). The order's rules
+are promotions.services.order_build's; this door only reads its lists.
 """
 
 import datetime
@@ -17,18 +19,24 @@ from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
 from common.throttle import Throttled
 from promotions import services
-from promotions.engine import Kind, Line, Order, Quote
+from promotions.engine import Kind, Order, Quote
 from promotions.engine.present import quote_as_dict
 from promotions.models import Redemption
 
-# The door's parameter names for the engine's fields, so errors name what the client sent.
-PARAM_OF = {"client": "account", "lines": "pricelist", "provider": "project"}
+# The door's parameter names for the order's fields, so errors name what the client sent.
+PARAM_OF = {
+    "client": "account",
+    "provider": "project",
+    "lines": "pricelist",
+    "tariff": "pricelist",
+    "codes": "promocode",
+}
 
 
-def _moment(req: FuncRequest) -> datetime.datetime:
+def _moment(req: FuncRequest) -> datetime.datetime | None:
     raw = req.get("at").strip()
     if not raw:
-        return timezone.now()
+        return None
     try:
         moment = datetime.datetime.fromisoformat(raw)
     except ValueError:
@@ -36,55 +44,89 @@ def _moment(req: FuncRequest) -> datetime.datetime:
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
-def _required_id(req: FuncRequest, name: str) -> int:
-    value = req.one_id(name)
-    if value is None:
+def _whole(name: str, raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()):
+        raise FuncError("value", name, f"{name} {raw!r} is not a whole number")
+    return int(raw)
+
+
+def _amount(raw: str) -> Decimal:
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        raise FuncError("value", "price", f"price {raw!r} is not an amount") from None
+
+
+def _id(req: FuncRequest, name: str) -> int | None:
+    raw = req.get(name).strip()
+    if not raw:
         raise FuncError("empty", name, f"{name} is required")
-    return value
+    return _whole(name, raw)
 
 
-def _order(req: FuncRequest) -> Order:
+def _lines(req: FuncRequest) -> list[dict]:
+    """The order lines from parallel lists, one value per `pricelist` in each."""
     tariffs = split_list(req.get("pricelist"))
     if not tariffs:
         raise FuncError("empty", "pricelist", "pricelist is required: one tariff per order line")
     count = len(tariffs)
 
     def column(name: str, default: str | None = None) -> list[str]:
-        values = split_list(req.get(name))
-        if not values and default is not None:
+        if not req.get(name).strip() and default is not None:
             return [default] * count
+        # Blank entries are kept in place: `service=, 42` names the second line's service only.
+        values = [part.strip() for part in req.get(name).split(",")]
         if len(values) != count:
             raise FuncError("value", name, f"{name} needs {count} value(s), one per pricelist")
         return values
 
-    periods, prices, currencies, kinds = (
+    rows = zip(
+        tariffs,
         column("period", "1"),
         column("price"),
         column("currency"),
         column("kind", Kind.NEW),
+        column("service", ""),
+        strict=True,
     )
-    lines = []
-    for tariff, period, price, currency, kind in zip(
-        tariffs, periods, prices, currencies, kinds, strict=True
-    ):
-        if not tariff.isdigit() or not period.isdigit() or len(period) > 4:
-            raise FuncError("value", "pricelist", "pricelist and period are whole numbers")
-        try:
-            amount = Decimal(price)
-        except InvalidOperation:
-            raise FuncError("value", "price", f"price {price!r} is not an amount") from None
-        if not amount.is_finite() or amount < 0 or abs(amount.adjusted()) > 15:
-            raise FuncError("value", "price", f"price {price!r} is not an amount")
-        if kind not in Kind.CHOICES:
-            raise FuncError("value", "kind", f"kind is one of {', '.join(Kind.CHOICES)}")
-        lines.append(Line(int(tariff), int(period), amount, currency.upper(), kind))
-    return Order(
-        client_id=_required_id(req, "account"),
-        provider_id=_required_id(req, "project"),
-        at=_moment(req),
-        lines=tuple(lines),
-        codes=tuple(split_list(req.get("promocode"))),
-    )
+    return [
+        {
+            "tariff": _whole("pricelist", tariff),
+            "period": _whole("period", period),
+            "price": _amount(price),
+            "currency": currency,
+            "kind": kind,
+            "service": _whole("service", service) if service else None,
+        }
+        for tariff, period, price, currency, kind, service in rows
+    ]
+
+
+def _door_error(exc: ValidationError) -> FuncError:
+    """The order's field paths (`lines.3.price`) named as this door's parameters (`price`)."""
+    if hasattr(exc, "error_dict"):
+        exc = ValidationError(
+            {
+                PARAM_OF.get(path.split(".")[-1], path.split(".")[-1]): errors
+                for path, errors in exc.error_dict.items()
+            }
+        )
+    return from_validation_error(exc, PARAM_OF)
+
+
+def _order(req: FuncRequest) -> Order:
+    client, provider = _id(req, "account"), _id(req, "project")
+    lines, at = _lines(req), _moment(req)
+    try:
+        return services.order_build(
+            client=client,
+            provider=provider,
+            lines=lines,
+            codes=req.get("promocode").split(","),
+            at=at,
+        )
+    except ValidationError as exc:
+        raise _door_error(exc) from None
 
 
 def _line_rows(quote_lines: list[dict]) -> list[dict[str, str]]:
@@ -109,7 +151,7 @@ def _quoted(fn):
     try:
         return fn()
     except ValidationError as exc:
-        raise from_validation_error(exc, PARAM_OF) from None
+        raise _door_error(exc) from None
     except Throttled as exc:
         raise _guessing_limit(exc) from None
 
@@ -138,11 +180,7 @@ def promotion_quote(req: FuncRequest) -> FuncResult:
 
 @func("promotion.redeem", perm="promotions.add_redemption")
 def promotion_redeem(req: FuncRequest) -> FuncResult:
-    key = req.get("idempotency_key").strip()
-    if not key or len(key) > 255:
-        raise FuncError(
-            "empty", "idempotency_key", "idempotency_key is required (1-255 characters)"
-        )
+    key = _quoted(lambda: services.idempotency_key_clean(req.get("idempotency_key")))
     order = _order(req)
     try:
         redemption, created = _quoted(

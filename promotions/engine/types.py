@@ -4,6 +4,8 @@ import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from promotions.codegen import normalize_code
+
 
 class Kind:
     NEW = "new"
@@ -23,11 +25,18 @@ class Line:
 
 @dataclass(frozen=True)
 class Order:
+    """An order as the engine reads it; its codes are always normalised, blanks and repeats
+    dropped, so every check (the guessing brake, the quote, the fingerprint) sees one spelling."""
+
     client_id: int
     provider_id: int
     at: datetime.datetime
     lines: tuple[Line, ...]
     codes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        codes = (normalize_code(c) for c in self.codes)
+        object.__setattr__(self, "codes", tuple(dict.fromkeys(c for c in codes if c)))
 
 
 @dataclass(frozen=True)

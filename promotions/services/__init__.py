@@ -4,6 +4,7 @@
 - codes: a fixed promo code, codes generated from a template, changes and deletions
 - redemption: quotes behind the guessing brake, redemptions and releases
 - imports: promo codes from CSV
+- orders: the order contract every door shares (limits, code spelling, idempotency keys)
 """
 
 from promotions.services.catalogue import (
@@ -27,8 +28,13 @@ from promotions.services.codes import (
     promocodes_generate,
 )
 from promotions.services.imports import CSV_COLUMNS, MAX_IMPORT_ROWS, promocodes_import
-from promotions.services.redemption import (
+from promotions.services.orders import (
     MAX_CODES_PER_ORDER,
+    MAX_LINES_PER_ORDER,
+    idempotency_key_clean,
+    order_build,
+)
+from promotions.services.redemption import (
     RedemptionRefused,
     order_fingerprint,
     order_quote,
@@ -41,6 +47,7 @@ __all__ = [
     "MAX_CODES_PER_CALL",
     "MAX_CODES_PER_ORDER",
     "MAX_IMPORT_ROWS",
+    "MAX_LINES_PER_ORDER",
     "RedemptionRefused",
     "condition_create",
     "condition_delete_many",
@@ -48,6 +55,8 @@ __all__ = [
     "discount_create",
     "discount_delete_many",
     "discount_update",
+    "idempotency_key_clean",
+    "order_build",
     "order_fingerprint",
     "order_quote",
     "promocode_create",

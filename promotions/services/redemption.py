@@ -5,7 +5,6 @@ import hashlib
 import itertools
 import json
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -13,9 +12,10 @@ from django.utils import timezone
 from common.actors import Actor
 from common.services import history_record
 from common.throttle import throttle_check, throttle_fail
-from promotions.engine import Order, Quote, normalize_code, quote_order
+from promotions.engine import Order, Quote, quote_order
 from promotions.engine.present import quote_as_dict
 from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.services.orders import idempotency_key_clean
 
 # Redemptions ------------------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ def order_fingerprint(order: Order) -> str:
         [ln.tariff_id, ln.period, str(ln.price), ln.currency, ln.kind, ln.service_id]
         for ln in order.lines
     ]
-    codes = sorted({normalize_code(c) for c in order.codes})
+    codes = sorted(order.codes)
     payload = json.dumps([order.client_id, order.provider_id, codes, lines])
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -43,20 +43,13 @@ def _guessing_keys(order: Order, actor: Actor) -> list[str]:
     return [f"client:{order.client_id}", f"ip:{actor.ip}" if actor.ip else ""]
 
 
-# An order names a few codes; more would turn one request into a batch of guesses.
-MAX_CODES_PER_ORDER = 10
-
-
 def _guard_codes(order: Order, actor: Actor) -> None:
     """Refuse an order with codes from a client or address that has guessed too many unknown
     codes lately; this order's unknown codes are counted first, so no single order can carry
-    more guesses than are left."""
+    more guesses than are left. The order's codes are normalised: a code typed in lower case
+    is the stored code, not a guess."""
     if not order.codes:
         return
-    if len(set(order.codes)) > MAX_CODES_PER_ORDER:
-        raise ValidationError(
-            {"codes": f"An order carries at most {MAX_CODES_PER_ORDER} promo codes."}
-        )
     keys = _guessing_keys(order, actor)
     throttle_check(scope="promocode", keys=keys)
     known = set(PromoCode.objects.filter(code__in=order.codes).values_list("code", flat=True))
@@ -77,6 +70,7 @@ def redemption_redeem(
     *, order: Order, idempotency_key: str, actor: Actor
 ) -> tuple[Redemption, bool]:
     """Record the order's code usages once per key; returns the redemption and whether it is new."""
+    idempotency_key = idempotency_key_clean(idempotency_key)
     _guard_codes(order, actor)
     fingerprint = order_fingerprint(order)
     # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
@@ -104,7 +98,7 @@ def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemptio
     existing = Redemption.objects.filter(idempotency_key=key).first()
     if existing is not None:
         raise IntegrityError("idempotency key taken")
-    wanted = {normalize_code(c) for c in order.codes}
+    wanted = set(order.codes)
     # Lock the codes in primary-key order before reading their limits, so the quote below
     # sees every use committed before us and concurrent redeemers queue in one order.
     locked = {

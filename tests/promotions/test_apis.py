@@ -245,24 +245,37 @@ def _empty_lines(body, shop):
     ("change", "errors"),
     [
         pytest.param(_without("lines"), {"lines": ["This field is required."]}, id="no lines"),
-        pytest.param(
-            _empty_lines, {"lines": {"non_field_errors": ["This list may not be empty."]}}, id="[]"
-        ),
+        pytest.param(_empty_lines, {"lines": ["An order has at least one line."]}, id="[]"),
         pytest.param(_without("client"), {"client": ["This field is required."]}, id="no client"),
         pytest.param(
             _set_line(price="-0.01"),
-            {"lines": {"0": {"price": ["Ensure this value is greater than or equal to 0."]}}},
+            {"lines": {"0": {"price": ["A price is zero or more."]}}},
             id="negative price",
         ),
         pytest.param(
             _set_line(kind="refund"),
-            {"lines": {"0": {"kind": ['"refund" is not a valid choice.']}}},
+            {"lines": {"0": {"kind": ["kind is one of new, renewal, not 'refund'."]}}},
             id="bad kind",
         ),
         pytest.param(
             _set_line(period=0),
-            {"lines": {"0": {"period": ["Ensure this value is greater than or equal to 1."]}}},
+            {"lines": {"0": {"period": ["A period is 1 to 1200 months."]}}},
             id="period 0",
+        ),
+        pytest.param(
+            _set_line(service=0),
+            {"lines": {"0": {"service": ["The renewed service is named by its id."]}}},
+            id="service 0",
+        ),
+        pytest.param(
+            lambda body, shop: body.update(lines=body["lines"] * 501),
+            {"lines": ["An order has at most 500 lines, not 501."]},
+            id="501 lines",
+        ),
+        pytest.param(
+            lambda body, shop: body.update(codes=[f"C{n}" for n in range(11)]),
+            {"codes": ["An order carries at most 10 promo codes."]},
+            id="11 codes",
         ),
     ],
 )

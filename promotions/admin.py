@@ -21,6 +21,7 @@ from common.admin_tools import (
     group_arg,
 )
 from common.charts import bar_chart
+from common.groups import GroupedConditionInline
 from common.jobs import JOBS, job_start
 from common.selectors import history_of
 from common.throttle import Throttled
@@ -48,10 +49,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() in Promotion.Status.values:
-            q = selectors.promotion_status_q(
-                Promotion.Status(self.value()), day=timezone.localdate()
-            )
-            return queryset.filter(q)
+            return queryset.with_status(self.value())
         return queryset
 
 
@@ -67,7 +65,7 @@ class ConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
-class ConditionInline(admin.TabularInline):
+class ConditionInline(GroupedConditionInline, admin.TabularInline):
     model = Condition
     extra = 0
     fields = [
@@ -83,15 +81,6 @@ class ConditionInline(admin.TabularInline):
         "affiliate",
         "group",
     ]
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        groups = formset.form.base_fields.get("group")
-        if groups is not None:
-            groups.queryset = (
-                ConditionGroup.objects.filter(promotion=obj) if obj else groups.queryset.none()
-            )
-        return formset
 
 
 class PromoCodeInline(admin.TabularInline):
@@ -371,7 +360,9 @@ class PromotionAdmin(ServiceSavedAdmin):
         if request.method == "POST" and form.is_valid() and lines.is_valid():
             try:
                 quote = services.order_quote(
-                    order=form.order(lines), actor=admin_actor(request, "promotion.try_order")
+                    order=form.order(lines),
+                    actor=admin_actor(request, "promotion.try_order"),
+                    explain=True,
                 )
             except ValidationError as exc:
                 errors = order_messages(exc)

@@ -87,7 +87,11 @@ class QuoteOutput(serializers.Serializer):
         final_price = serializers.CharField()
         promotion = serializers.IntegerField(allow_null=True)
         code = serializers.CharField(allow_null=True)
-        verdicts = VerdictOutput(many=True)
+        verdicts = VerdictOutput(
+            many=True,
+            help_text="Why each promotion did or did not discount the line: all of them with "
+            "`explain`, else the winner, the runner-up, the near misses and the codes' promotions.",
+        )
 
     class CodeOutput(serializers.Serializer):
         code = serializers.CharField()
@@ -99,6 +103,9 @@ class QuoteOutput(serializers.Serializer):
     codes = CodeOutput(many=True)
     total = serializers.CharField()
     discount_total = serializers.CharField()
+    explained = serializers.BooleanField(
+        help_text="Whether each line's verdicts cover every live promotion (`explain`)."
+    )
 
 
 class RedemptionOutput(QuoteOutput):
@@ -114,15 +121,36 @@ class RedemptionOutput(QuoteOutput):
     usages = UsageOutput(many=True)
 
 
+class QuoteInput(OrderInput):
+    explain = serializers.BooleanField(
+        default=False,
+        help_text="Every live promotion's verdict on every line. Without it a line's verdicts are "
+        "the winner's, the runner-up's, the near misses' (promotions ranked above the winner that "
+        "missed a condition or a code) and those of the promotions of the codes named.",
+    )
+
+
 class QuoteApi(APIView):
     required_perm = "promotions.view_promotion"
     permission_classes = [HasPerm]
 
-    @extend_schema(request=OrderInput, responses={200: QuoteOutput}, operation_id="quote_create")
+    @extend_schema(
+        request=QuoteInput,
+        responses={200: QuoteOutput},
+        operation_id="quote_create",
+        description="What the order costs: each line's discount and the promotion that gives it, "
+        "and why others do not. Reads only. The verdicts are complete with `explain: true`.",
+    )
     def post(self, request):
-        order = _order_from(request)
+        serializer = QuoteInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = service_call(serializer.to_order)
         quote = service_call(
-            lambda: services.order_quote(order=order, actor=api_actor(request, "api.quote"))
+            lambda: services.order_quote(
+                order=order,
+                actor=api_actor(request, "api.quote"),
+                explain=serializer.validated_data["explain"],
+            )
         )
         return Response(quote_as_dict(quote))
 

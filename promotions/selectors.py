@@ -3,25 +3,12 @@
 import datetime
 
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from common.groups import grouped_terms
+from common.groups import ConditionGroups
 from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
-
-
-def promotion_status_q(status: Promotion.Status, *, day: datetime.date) -> Q:
-    """The promotions whose status on `day` is `status`, as a filter the database can run."""
-    live = Q(archived=False)
-    started = Q(fromdate__lte=day)
-    not_ended = Q(todate__isnull=True) | Q(todate__gte=day)
-    return {
-        Promotion.Status.ARCHIVED: Q(archived=True),
-        Promotion.Status.PLANNED: live & Q(fromdate__gt=day),
-        Promotion.Status.EXPIRED: live & Q(todate__lt=day),
-        Promotion.Status.ACTIVE: live & started & not_ended,
-    }[status]
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
@@ -62,14 +49,12 @@ def redemption_as_dict(*, redemption: Redemption) -> dict:
 
 def conditions_expression(*, promotion: Promotion) -> str:
     """The promotion's conditions as they combine: `(A OR B) AND C`; empty when there are none."""
-    terms = grouped_terms(
-        promotion.conditions.select_related("pricelist", "currency", "account_group", "affiliate")
+    conditions = promotion.conditions.select_related(
+        "pricelist", "currency", "account_group", "affiliate"
     )
-    parts = []
-    for members in terms:
-        text = " OR ".join(c.describe() for c in members)
-        parts.append(f"({text})" if len(members) > 1 or members[0].group_id else text)
-    return " AND ".join(parts)
+    return ConditionGroups.of(conditions).expression(
+        lambda c: c.describe(), grouped=lambda c: bool(c.group_id)
+    )
 
 
 def redemptions_per_day(

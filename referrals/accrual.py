@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from billing.models import Client, Expense, Service
 from common.comparison import LOOKUPS
-from common.groups import grouped_terms
+from common.groups import ConditionGroups
 from common.money import money_round
 from referrals.models import Referral, ReferralProgram, Reward, Rule, RuleCondition
 
@@ -122,14 +122,7 @@ def qualifying_expenses(
     expenses = expenses.annotate(
         **{MEASURES[t][0]: MEASURES[t][1](program, rule) for t in sorted(used)}
     )
-    for members in grouped_terms(conditions):
-        alternatives = [_condition_q(c) for c in members]
-        if None in alternatives:
-            continue
-        term = Q()
-        for q in alternatives:
-            term |= q
-        expenses = expenses.filter(term)
+    expenses = expenses.filter(ConditionGroups.of(conditions).as_q(_condition_q))
     if program.min_referrals:
         expenses = expenses.filter(partner_referrals__gte=program.min_referrals)
     return expenses

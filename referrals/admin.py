@@ -11,6 +11,7 @@ from django.utils.safestring import SafeString
 from billing.models import Client
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from common.charts import bar_chart
+from common.groups import GroupedConditionInline
 from referrals import selectors, services
 from referrals.models import (
     LinkClick,
@@ -259,7 +260,7 @@ class RuleConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
-class RuleConditionInline(admin.TabularInline):
+class RuleConditionInline(GroupedConditionInline, admin.TabularInline):
     model = RuleCondition
     fields = [
         "ctype",
@@ -271,15 +272,6 @@ class RuleConditionInline(admin.TabularInline):
         "group",
     ]
     extra = 0
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        groups = formset.form.base_fields.get("group")
-        if groups is not None:
-            groups.queryset = (
-                RuleConditionGroup.objects.filter(rule=obj) if obj else groups.queryset.none()
-            )
-        return formset
 
 
 @admin.register(Rule)

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider
 from common.comparison import SYMBOLS, Comparison
+from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 PARTNER_PLACEHOLDER = "@ID@"
@@ -173,13 +174,15 @@ class RuleConditionGroup(models.Model):
         return self.name
 
 
-class RuleCondition(models.Model):
+class RuleCondition(GroupedCondition, models.Model):
     class Type(models.TextChoices):
         NONE = "0", "no conditions"
         REFERRAL_SALES = "1", "referral's sales volume"
         REFERRAL_SERVICES = "2", "number of services purchased by the referral"
         PARTNER_REFERRALS = "3", "number of referrals brought by the referrer"
         ALL_REFERRALS_SALES = "4", "total sales volume of all referrals"
+
+    group_owner = "rule"
 
     rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions")
     ctype = models.CharField("condition", max_length=1, choices=Type.choices)
@@ -232,8 +235,8 @@ class RuleCondition(models.Model):
         field = self.AMOUNT_FIELD.get(self.ctype)
         if field and getattr(self, field) is None:
             raise ValidationError({field: "Required for this condition type."})
-        if self.group_id and self.group.rule_id != self.rule_id:
-            raise ValidationError({"group": "The group belongs to another rule."})
+        if errors := self.group_error():
+            raise ValidationError(errors)
 
 
 class Referral(models.Model):

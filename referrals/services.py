@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from billing.models import Client
 from common.actors import Actor
-from common.groups import group_resolve, groups_drop_empty
+from common.groups import (
+    grouped_condition_create,
+    grouped_condition_update,
+    grouped_conditions_delete,
+)
 from common.services import history_record, model_create, model_delete_many, model_update
 from referrals.models import (
     PARTNER_PLACEHOLDER,
@@ -23,7 +27,6 @@ from referrals.models import (
     Reward,
     Rule,
     RuleCondition,
-    RuleConditionGroup,
     partner_code,
 )
 
@@ -94,21 +97,18 @@ def rule_delete_many(*, rules: Iterable[Rule], actor: Actor) -> int:
 # Rule conditions --------------------------------------------------------------------------------
 
 
-def _group(rule: Rule, group: str | None, groupname: str | None):
-    return group_resolve(
-        model=RuleConditionGroup, owner={"rule": rule}, group=group, groupname=groupname
-    )
-
-
 @transaction.atomic
 def rule_condition_create(
     *, rule: Rule, actor: Actor, group: str | None = None, groupname: str | None = None, **fields
 ) -> RuleCondition:
-    return model_create(
+    return grouped_condition_create(
         model=RuleCondition,
-        data={"rule": rule, "group": _group(rule, group, groupname), **fields},
+        owner={"rule": rule},
         actor=actor,
         root=rule.program,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
 
 
@@ -121,23 +121,22 @@ def rule_condition_update(
     groupname: str | None = None,
     **fields: Any,
 ) -> RuleCondition:
-    if group is not None:
-        fields["group"] = _group(condition.rule, group, groupname)
-    old_group = condition.group
-    condition, _ = model_update(
-        instance=condition, data=fields, actor=actor, root=condition.rule.program
+    return grouped_condition_update(
+        condition=condition,
+        owner={"rule": condition.rule},
+        actor=actor,
+        root=condition.rule.program,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
-    groups_drop_empty(RuleConditionGroup, [old_group])
-    return condition
 
 
 @transaction.atomic
 def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Actor) -> int:
-    conditions = list(conditions)
-    groups = [c.group for c in conditions]
-    deleted = model_delete_many(objects=conditions, actor=actor, root_of=lambda c: c.rule.program)
-    groups_drop_empty(RuleConditionGroup, groups)
-    return deleted
+    return grouped_conditions_delete(
+        conditions=conditions, actor=actor, root_of=lambda c: c.rule.program
+    )
 
 
 # Attribution ------------------------------------------------------------------------------------

@@ -164,9 +164,21 @@ def _guessing_limit(exc: Throttled) -> FuncError:
     )
 
 
+def _explain(req: FuncRequest) -> bool:
+    raw = req.get("explain").strip() or "off"
+    if raw not in ("on", "off"):
+        raise FuncError("value", "explain", f"explain is on or off, not {raw!r}")
+    return raw == "on"
+
+
 @func("promotion.quote", perm="promotions.view_promotion")
 def promotion_quote(req: FuncRequest) -> FuncResult:
-    quote: Quote = _quoted(lambda: services.order_quote(order=_order(req), actor=req.actor))
+    """`explain=on` gives every live promotion's verdict on every line; by default a line's
+    verdicts are the winner's, the runner-up's, the near misses' and those of the codes named."""
+    order, explain = _order(req), _explain(req)
+    quote: Quote = _quoted(
+        lambda: services.order_quote(order=order, actor=req.actor, explain=explain)
+    )
     data = quote_as_dict(quote)
     rows = _line_rows(data["lines"])
     result = FuncResult.listing(rows, page=1, page_size=len(rows), total=len(rows))
@@ -174,6 +186,7 @@ def promotion_quote(req: FuncRequest) -> FuncResult:
         "total": data["total"],
         "discount_total": data["discount_total"],
         "promocodes": "; ".join(c["reason"] for c in data["codes"]),
+        "explained": "on" if data["explained"] else "off",
     }
     return result
 

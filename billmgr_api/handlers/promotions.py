@@ -43,7 +43,7 @@ def _date_filter(lookup: str, name: str):
 def _status_filter(raw: str) -> Q:
     if raw not in Promotion.Status.values:
         raise FuncError("value", "status", f"status is one of {', '.join(Promotion.Status.values)}")
-    return selectors.promotion_status_q(Promotion.Status(raw), day=timezone.localdate())
+    return Promotion.objects.status_q(raw, timezone.localdate())
 
 
 PROMOTION_COLUMNS = [

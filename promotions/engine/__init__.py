@@ -1,4 +1,5 @@
-"""The promotion engine: facts about a client, condition and discount strategies, the quote."""
+"""The promotion engine: compiled rules, facts about a client, condition and discount strategies,
+the quote."""
 
 from promotions.codegen import normalize_code
 from promotions.engine.quote import quote_order

@@ -3,6 +3,7 @@
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from promotions.codegen import normalize_code
 
@@ -39,9 +40,9 @@ class Order:
         object.__setattr__(self, "codes", tuple(dict.fromkeys(c for c in codes if c)))
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a promotion gave this line its discount, and if not, why."""
+class Verdict(NamedTuple):
+    """Whether a promotion gave this line its discount, and if not, why (a tuple: an explained
+    quote of a large catalogue makes thousands)."""
 
     promotion_id: int
     applied: bool
@@ -67,6 +68,7 @@ class CodeVerdict:
     valid: bool
     reason: str
     promotion_id: int | None = None
+    code_id: int | None = None
 
 
 @dataclass
@@ -74,6 +76,10 @@ class Quote:
     order: Order
     lines: list[LineQuote]
     codes: list[CodeVerdict]
+    # The provider's rules version the quote was made at (a redemption re-checks it under lock).
+    rules_version: int = 0
+    # Every promotion's verdict on every line, or only the winners', the codes' and near misses'.
+    explained: bool = False
 
     @property
     def total(self) -> Decimal:

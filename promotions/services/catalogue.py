@@ -1,4 +1,8 @@
-"""Writes to the catalogue: promotions, their discounts and their conditions."""
+"""Writes to the catalogue: promotions, their discounts and their conditions.
+
+Every write here changes a provider's rules, so each draws the provider's new rules version in its
+own transaction: every app server's next quote sees the change.
+"""
 
 from collections.abc import Iterable
 from typing import Any
@@ -7,22 +11,68 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from common.actors import Actor
-from common.groups import group_resolve, groups_drop_empty
+from common.groups import (
+    grouped_condition_create,
+    grouped_condition_update,
+    grouped_conditions_delete,
+)
 from common.services import history_record, model_create, model_delete_many, model_update
-from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
+from promotions.engine.rules import rules_version_bump
+from promotions.models import Condition, Discount, PromoCode, Promotion
+
+
+def rules_changed(*providers: int) -> None:
+    """The rules of these providers changed in the current transaction."""
+    for provider_id in sorted(set(providers)):
+        rules_version_bump(provider_id=provider_id)
+
 
 # Promotions -------------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def promotion_create(*, actor: Actor, **fields: Any) -> Promotion:
-    return model_create(model=Promotion, data=fields, actor=actor)
+    promotion = model_create(model=Promotion, data=fields, actor=actor)
+    rules_changed(promotion.provider_id)
+    return promotion
 
 
 @transaction.atomic
 def promotion_update(*, promotion: Promotion, actor: Actor, **fields: Any) -> Promotion:
+    before = promotion.provider_id
+    if "provider" in fields and fields["provider"].pk != before:
+        _check_movable(promotion)
     promotion, _ = model_update(instance=promotion, data=fields, actor=actor)
+    rules_changed(before, promotion.provider_id)
     return promotion
+
+
+def _check_movable(promotion: Promotion) -> None:
+    """A promotion moves to another provider only without rules naming the old one's things."""
+    named = sorted(
+        {
+            t.name
+            for d in promotion.discounts.prefetch_related("pricelist")
+            for t in d.pricelist.all()
+        }
+        | set(
+            promotion.conditions.filter(pricelist__isnull=False).values_list(
+                "pricelist__name", flat=True
+            )
+        )
+        | set(
+            promotion.conditions.filter(affiliate__isnull=False).values_list(
+                "affiliate__name", flat=True
+            )
+        )
+    )
+    if named:
+        raise ValidationError(
+            {
+                "provider": f"The promotion's discounts or conditions name {', '.join(named)} of "
+                f"its provider; change them before moving it to another provider."
+            }
+        )
 
 
 @transaction.atomic
@@ -32,6 +82,7 @@ def promotion_archive(*, promotion: Promotion, actor: Actor) -> Promotion:
         promotion.archived = True
         promotion.save(update_fields=["archived"])
         history_record(obj=promotion, actor=actor, desc="Promotion has been archived")
+        rules_changed(promotion.provider_id)
     return promotion
 
 
@@ -41,6 +92,7 @@ def promotion_restore(*, promotion: Promotion, actor: Actor) -> Promotion:
         promotion.archived = False
         promotion.save(update_fields=["archived"])
         history_record(obj=promotion, actor=actor, desc="Promotion has been restored from archive")
+        rules_changed(promotion.provider_id)
     return promotion
 
 
@@ -57,7 +109,9 @@ def promotion_delete_many(*, promotions: Iterable[Promotion], actor: Actor) -> i
         raise ValidationError(
             {"elid": f"Promo codes of {', '.join(sorted(used))} have been used; archive instead."}
         )
-    return model_delete_many(objects=promotions, actor=actor)
+    deleted = model_delete_many(objects=promotions, actor=actor)
+    rules_changed(*(p.provider_id for p in promotions))
+    return deleted
 
 
 # Discounts --------------------------------------------------------------------------------------
@@ -66,15 +120,18 @@ def promotion_delete_many(*, promotions: Iterable[Promotion], actor: Actor) -> i
 @transaction.atomic
 def discount_create(*, promotion: Promotion, actor: Actor, **fields: Any) -> Discount:
     _check_discount_tariffs(promotion, fields)
-    return model_create(
+    discount = model_create(
         model=Discount, data={"promotion": promotion, **fields}, actor=actor, root=promotion
     )
+    rules_changed(promotion.provider_id)
+    return discount
 
 
 @transaction.atomic
 def discount_update(*, discount: Discount, actor: Actor, **fields: Any) -> Discount:
     _check_discount_tariffs(discount.promotion, fields)
     discount, _ = model_update(instance=discount, data=fields, actor=actor, root=discount.promotion)
+    rules_changed(discount.promotion.provider_id)
     return discount
 
 
@@ -89,16 +146,13 @@ def _check_discount_tariffs(promotion: Promotion, fields: dict[str, Any]) -> Non
 
 @transaction.atomic
 def discount_delete_many(*, discounts: Iterable[Discount], actor: Actor) -> int:
-    return model_delete_many(objects=discounts, actor=actor, root_of=lambda d: d.promotion)
+    discounts = list(discounts)
+    deleted = model_delete_many(objects=discounts, actor=actor, root_of=lambda d: d.promotion)
+    rules_changed(*(d.promotion.provider_id for d in discounts))
+    return deleted
 
 
 # Conditions -------------------------------------------------------------------------------------
-
-
-def _resolve_group(promotion: Promotion, group: str | None, groupname: str | None) -> Any:
-    return group_resolve(
-        model=ConditionGroup, owner={"promotion": promotion}, group=group, groupname=groupname
-    )
 
 
 @transaction.atomic
@@ -110,13 +164,17 @@ def condition_create(
     groupname: str | None = None,
     **fields: Any,
 ) -> Condition:
-    resolved = _resolve_group(promotion, group, groupname)
-    return model_create(
+    condition = grouped_condition_create(
         model=Condition,
-        data={"promotion": promotion, "group": resolved, **fields},
+        owner={"promotion": promotion},
         actor=actor,
         root=promotion,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
+    rules_changed(promotion.provider_id)
+    return condition
 
 
 @transaction.atomic
@@ -128,24 +186,25 @@ def condition_update(
     groupname: str | None = None,
     **fields: Any,
 ) -> Condition:
-    if group is not None:
-        fields["group"] = _resolve_group(condition.promotion, group, groupname)
-    old_group = condition.group
-    condition, _ = model_update(
-        instance=condition, data=fields, actor=actor, root=condition.promotion
+    promotion = condition.promotion
+    condition = grouped_condition_update(
+        condition=condition,
+        owner={"promotion": promotion},
+        actor=actor,
+        root=promotion,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
-    _drop_if_empty([old_group])
+    rules_changed(promotion.provider_id)
     return condition
 
 
 @transaction.atomic
 def condition_delete_many(*, conditions: Iterable[Condition], actor: Actor) -> int:
     conditions = list(conditions)
-    groups = [c.group for c in conditions]
-    deleted = model_delete_many(objects=conditions, actor=actor, root_of=lambda c: c.promotion)
-    _drop_if_empty(groups)
+    deleted = grouped_conditions_delete(
+        conditions=conditions, actor=actor, root_of=lambda c: c.promotion
+    )
+    rules_changed(*(c.promotion.provider_id for c in conditions))
     return deleted
-
-
-def _drop_if_empty(groups: Iterable[ConditionGroup | None]) -> None:
-    groups_drop_empty(ConditionGroup, groups)

@@ -15,6 +15,7 @@ from common.services import history_record, model_create, model_delete_many, mod
 from promotions import codegen
 from promotions.codegen import normalize_code
 from promotions.models import PromoCode, Promotion
+from promotions.services.catalogue import rules_changed
 
 # Candidates drawn, checked and inserted per round of code generation.
 GENERATION_BATCH = 20_000
@@ -41,12 +42,14 @@ def promocode_create(
         raise ValidationError(
             {"code": 'A "?" makes a template: generate codes from it instead of adding one.'}
         )
-    return model_create(
+    code = model_create(
         model=PromoCode,
         data={"promotion": promotion, "code": text, **settings},
         actor=actor,
         root=promotion,
     )
+    rules_changed(promotion.provider_id)
+    return code
 
 
 @transaction.atomic
@@ -102,6 +105,7 @@ def promocodes_generate(
         actor=actor,
         desc=f'{created} promo codes have been generated from template "{template}"',
     )
+    rules_changed(promotion.provider_id)
     return created
 
 
@@ -205,6 +209,7 @@ def promocode_update(*, promocode: PromoCode, actor: Actor, **fields: Any) -> Pr
     promocode, _ = model_update(
         instance=promocode, data=fields, actor=actor, root=promocode.promotion
     )
+    rules_changed(promocode.promotion.provider_id)
     return promocode
 
 
@@ -214,4 +219,6 @@ def promocode_delete_many(*, promocodes: Iterable[PromoCode], actor: Actor) -> i
     used = [c.code for c in promocodes if c.usages.exists()]
     if used:
         raise ValidationError({"elid": f"These codes have been used and are kept: {used}"})
-    return model_delete_many(objects=promocodes, actor=actor, root_of=lambda c: c.promotion)
+    deleted = model_delete_many(objects=promocodes, actor=actor, root_of=lambda c: c.promotion)
+    rules_changed(*(c.promotion.provider_id for c in promocodes))
+    return deleted

@@ -10,6 +10,7 @@ from common.services import history_record
 from promotions import codegen
 from promotions.codegen import normalize_code
 from promotions.models import PromoCode, Promotion
+from promotions.services.catalogue import rules_changed
 
 # Codes in and out as CSV ----------------------------------------------------------------------
 
@@ -96,4 +97,5 @@ def promocodes_import(*, promotion: Promotion, rows: Iterable[dict[str, str]], a
             "Some of the codes were taken meanwhile; nothing was imported."
         ) from None
     history_record(obj=promotion, actor=actor, desc=f"{len(codes)} promo codes have been imported")
+    rules_changed(promotion.provider_id)
     return len(codes)

@@ -5,8 +5,8 @@ import hashlib
 import itertools
 import json
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from common.actors import Actor
@@ -14,6 +14,7 @@ from common.services import history_record
 from common.throttle import throttle_check, throttle_fail
 from promotions.engine import Order, Quote, quote_order
 from promotions.engine.present import quote_as_dict
+from promotions.engine.rules import rules_version
 from promotions.models import PromoCode, PromoCodeUsage, Redemption
 from promotions.services.orders import idempotency_key_clean
 
@@ -60,33 +61,59 @@ def _guard_codes(order: Order, actor: Actor) -> None:
         throttle_check(scope="promocode", keys=keys, over=True)
 
 
-def order_quote(*, order: Order, actor: Actor) -> Quote:
-    """The engine's quote, behind the promo-code guessing brake."""
+def order_quote(*, order: Order, actor: Actor, explain: bool = False) -> Quote:
+    """The engine's quote, behind the promo-code guessing brake; `explain` gives every live
+    promotion's verdict on every line."""
     _guard_codes(order, actor)
-    return quote_order(order=order)
+    return quote_order(order=order, explain=explain)
+
+
+class _RulesMoved(Exception):
+    """A rule changed between the quote and the lock: the order is quoted again."""
+
+
+# Quotes made again when the rules keep moving under a redemption, before it gives up.
+REQUOTES = 3
 
 
 def redemption_redeem(
     *, order: Order, idempotency_key: str, actor: Actor
 ) -> tuple[Redemption, bool]:
-    """Record the order's code usages once per key; returns the redemption and whether it is new."""
+    """Record the order's code usages once per key; returns the redemption and whether it is new.
+
+    Lock-last: the order is quoted first, outside any lock. Then one short transaction takes the
+    codes' uses with guarded updates (the update takes the code's row lock, codes in primary-key
+    order), re-checks what can change meanwhile (per-client limits, the rules version: if it
+    moved, the order is quoted again) and writes the usages. The lock is held for a few
+    statements, whatever the size of the catalogue.
+    """
     idempotency_key = idempotency_key_clean(idempotency_key)
     _guard_codes(order, actor)
     fingerprint = order_fingerprint(order)
     # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
     order = dataclasses.replace(order, at=timezone.now())
-    try:
-        with transaction.atomic():
-            return _redeem(order, idempotency_key, fingerprint, actor), True
-    except (IntegrityError, RedemptionRefused) as exc:
-        # A request with the same key may have committed first: then its answer is ours.
-        existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is None:
-            if isinstance(exc, RedemptionRefused):
-                raise
-            raise RedemptionRefused(
-                "A concurrent order took the client's last use of a code."
-            ) from exc
+    existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
+    for _ in range(REQUOTES):
+        if existing is not None:
+            break
+        try:
+            quote = quote_order(order=order)
+            _refuse_unusable(quote)
+            with transaction.atomic():
+                return _redeem(order, quote, idempotency_key, fingerprint, actor), True
+        except _RulesMoved:
+            continue
+        except (IntegrityError, RedemptionRefused) as exc:
+            # A request with the same key may have committed first: then its answer is ours.
+            existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is None:
+                if isinstance(exc, RedemptionRefused):
+                    raise
+                raise RedemptionRefused(
+                    "A concurrent order took the client's last use of a code."
+                ) from exc
+    if existing is None:
+        raise RedemptionRefused("The promotions kept changing during the redemption; try again.")
     if existing.fingerprint != fingerprint:
         raise RedemptionRefused(
             f"Idempotency key {idempotency_key!r} was used for a different order."
@@ -94,18 +121,9 @@ def redemption_redeem(
     return existing, False
 
 
-def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemption:
-    existing = Redemption.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        raise IntegrityError("idempotency key taken")
-    wanted = set(order.codes)
-    # Lock the codes in primary-key order before reading their limits, so the quote below
-    # sees every use committed before us and concurrent redeemers queue in one order.
-    locked = {
-        c.code: c
-        for c in PromoCode.objects.select_for_update().filter(code__in=wanted).order_by("pk")
-    }
-    quote = quote_order(order=order)
+def _refuse_unusable(quote: Quote) -> None:
+    """An order redeems only codes it can use: an invalid code, or a valid one that gives no
+    discount, refuses the whole order with the reasons."""
     refused = [c.reason for c in quote.codes if not c.valid]
     used = set(quote.used_codes())
     for verdict in quote.codes:
@@ -123,6 +141,9 @@ def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemptio
     if refused:
         raise RedemptionRefused("; ".join(refused))
 
+
+def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor) -> Redemption:
+    used = quote.used_codes()
     redemption = Redemption(
         idempotency_key=key,
         fingerprint=fingerprint,
@@ -131,19 +152,73 @@ def _redeem(order: Order, key: str, fingerprint: str, actor: Actor) -> Redemptio
         quote=quote_as_dict(quote),
     )
     # The quote has just resolved this client of this provider, and the key's uniqueness and the
-    # status check are the database's: validating them again would cost four queries a redemption.
+    # status check are the database's: validating them again would cost queries a redemption.
     redemption.full_clean(
         exclude=["client", "provider"], validate_unique=False, validate_constraints=False
     )
-    redemption.save()
-    for code in sorted((locked[c] for c in used), key=lambda c: c.pk):
-        _take_use(code=code, client_id=order.client_id, redemption=redemption)
+    redemption.save()  # a concurrent twin under the same key fails here, before any lock
     history_record(
         obj=redemption,
         actor=actor,
         desc=f"Order redeemed with {', '.join(sorted(used)) or 'no promo code'}",
     )
+    ids = {v.code: v.code_id for v in quote.codes if v.code in used}
+    # The locks: one guarded update per code, in primary-key order.
+    texts = {code_id: text for text, code_id in ids.items()}
+    limits = {code_id: _take_use(code_id=code_id, text=texts[code_id]) for code_id in sorted(texts)}
+    slots = _client_slots(order.client_id, list(limits))
+    for text, code_id in ids.items():
+        limit = limits[code_id]
+        if limit is not None and len(slots[code_id]) >= limit:
+            raise RedemptionRefused(f"code {text} may be used {limit} time(s) per client")
+    if rules_version(order.provider_id) != quote.rules_version:
+        raise _RulesMoved
+    # The renewed service a code discounted, when the order names one (its first such line).
+    renewed = {
+        lq.code: lq.line.service_id
+        for lq in reversed(quote.lines)
+        if lq.code and lq.line.service_id
+    }
+    PromoCodeUsage.objects.bulk_create(
+        PromoCodeUsage(
+            promocode_id=code_id,
+            client_id=order.client_id,
+            redemption=redemption,
+            service_id=renewed.get(text),
+            client_slot=next(n for n in itertools.count(1) if n not in slots[code_id]),
+        )
+        for text, code_id in ids.items()
+    )
     return redemption
+
+
+def _take_use(*, code_id: int, text: str) -> int | None:
+    """Take one use of the code, or refuse when it is used up; answers the code's per-client
+    limit, read under the row lock the update has just taken (one statement for both)."""
+    table = connection.ops.quote_name(PromoCode._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET use_count = use_count + 1 "
+            "WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) "
+            "RETURNING account_uselimit",
+            [code_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise RedemptionRefused(f"code {text} has been used up")
+    return row[0]
+
+
+def _client_slots(client_id: int, code_ids: list[int]) -> dict[int, set[int]]:
+    """The client's live uses of each code, by slot: counted after the codes' locks, so every
+    use committed before is seen."""
+    slots: dict[int, set[int]] = {code_id: set() for code_id in code_ids}
+    if code_ids:
+        for code_id, slot in PromoCodeUsage.objects.filter(
+            client_id=client_id, promocode_id__in=code_ids, status=PromoCodeUsage.Status.ACTIVE
+        ).values_list("promocode_id", "client_slot"):
+            slots[code_id].add(slot)
+    return slots
 
 
 def _why_unused(quote: Quote, promotion_id: int | None) -> list[str]:
@@ -155,27 +230,6 @@ def _why_unused(quote: Quote, promotion_id: int | None) -> list[str]:
         if v.promotion_id == promotion_id and not v.reason.startswith("not chosen")
     }
     return sorted(reasons)
-
-
-def _take_use(*, code: PromoCode, client_id: int, redemption: Redemption) -> PromoCodeUsage:
-    taken = PromoCode.objects.filter(
-        Q(uselimit__isnull=True) | Q(use_count__lt=F("uselimit")), pk=code.pk
-    ).update(use_count=F("use_count") + 1)
-    if not taken:
-        raise RedemptionRefused(f"code {code.code} has been used up")
-    live_slots = set(
-        PromoCodeUsage.objects.filter(
-            promocode=code, client_id=client_id, status=PromoCodeUsage.Status.ACTIVE
-        ).values_list("client_slot", flat=True)
-    )
-    if code.account_uselimit is not None and len(live_slots) >= code.account_uselimit:
-        raise RedemptionRefused(
-            f"code {code.code} may be used {code.account_uselimit} time(s) per client"
-        )
-    slot = next(n for n in itertools.count(1) if n not in live_slots)
-    return PromoCodeUsage.objects.create(
-        promocode=code, client_id=client_id, redemption=redemption, client_slot=slot
-    )
 
 
 @transaction.atomic

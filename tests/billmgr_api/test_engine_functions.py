@@ -60,10 +60,15 @@ def test_quote_lists_each_line_with_its_discount_and_verdicts(door, out, shop):
     assert "applied" in rows[0]["verdicts"]
 
 
-def test_quote_without_the_code_says_why_nothing_applied(door, out, shop):
-    answer = door("promotion.quote", out=out, **order_params(shop))
-    assert {r["discount"] for r in answer["elem"]} == {"0.00"}
-    assert "needs one of its promo codes" in answer["elem"][0]["verdicts"]
+def test_quote_without_the_code_says_why_nothing_applied_when_asked(door, out, shop):
+    # when quoted without the code, by default and with explain=on
+    plain = door("promotion.quote", out=out, **order_params(shop))
+    explained = door("promotion.quote", out=out, explain="on", **order_params(shop))
+    # then nothing applies; the default answer is short, the explained one says why
+    assert {r["discount"] for r in plain["elem"]} == {"0.00"}
+    assert (plain["explained"], plain["elem"][0]["verdicts"]) == ("off", "")
+    assert explained["explained"] == "on"
+    assert "needs one of its promo codes" in explained["elem"][0]["verdicts"]
 
 
 @pytest.mark.parametrize(

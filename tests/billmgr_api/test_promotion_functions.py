@@ -504,6 +504,6 @@ def test_history_rows_for_every_change_of_children(door, out):
     )
     door("promotion.condition.delete", out=out, elid=condition.pk)
     descs = list(History.objects.values_list("desc", flat=True))
-    assert 'Number has been changed from "1" into "4"' in descs
+    assert 'Count has been changed from "1" into "4"' in descs
     assert any("has been deleted" in d for d in descs)
     assert all(h.username == "operator" for h in History.objects.all())

@@ -143,6 +143,7 @@ def test_quote_answers_each_line_with_every_promotions_verdict_and_the_totals(ap
         ],
         "total": "117.00",
         "discount_total": "13.00",
+        "explained": False,
     }
     # and a quote uses nothing
     assert not Redemption.objects.exists()

@@ -85,7 +85,7 @@ def promotion_with(shop, percentage="10", **discount):
 
 
 def only_line(shop, **order):
-    return quote_order(order=order_for(shop, **order)).lines[0]
+    return quote_order(order=order_for(shop, **order), explain=True).lines[0]
 
 
 def test_a_promotion_without_conditions_discounts_every_line_of_its_provider(shop):
@@ -499,7 +499,7 @@ def test_code_checks_refuse_with_a_reason(shop, code, uses, reason):
         uses, promocode=promo, client=shop["client"], created_at=NOW - datetime.timedelta(days=30)
     )
     # when quoted with it
-    quote = quote_order(order=order_for(shop, codes=["SAVE20"]))
+    quote = quote_order(order=order_for(shop, codes=["SAVE20"]), explain=True)
     # then the code is invalid, no discount applies, and both say why
     assert not quote.codes[0].valid and reason in quote.codes[0].reason
     assert quote.lines[0].discount == 0 and reason in quote.lines[0].verdicts[0].reason
@@ -609,7 +609,7 @@ def test_queries_per_quote_do_not_grow_with_promotions(shop):
 def test_quotes_write_nothing(shop):
     _, promo = coded_promotion(shop, uselimit=5)
     with CaptureQueriesContext(connection) as ctx:
-        quote_order(order=order_for(shop, codes=["SAVE20"]))
+        quote_order(order=order_for(shop, codes=["SAVE20"]), explain=True)
     assert not [
         q
         for q in ctx.captured_queries

@@ -81,6 +81,7 @@ class ConditionSpec:
         names = ("pricelist_name", "currency_name", "affiliate_name", "account_group_name")
         blank = {name: "" for name in names if getattr(spec, name) is None}
         blank |= {"period": ()} if spec.period is None else {}
+        blank |= {"period": tuple(spec.period)} if isinstance(spec.period, list) else {}
         blank |= {"periodtype": ""} if spec.periodtype is None else {}
         return replace(spec, **blank) if blank else spec
 
@@ -104,7 +105,9 @@ class ConditionSpec:
             pricelist_id=condition.pricelist_id,
             pricelist_name=name("pricelist"),
             pricelist_provider_id=provider("pricelist"),
-            period=condition.period,
+            period=tuple(condition.period)
+            if isinstance(condition.period, list)
+            else condition.period,
             periodtype=condition.periodtype,
             periodlength=condition.periodlength,
             amount=condition.amount,
@@ -129,6 +132,9 @@ class ConditionCheck:
     def __init__(self, spec: ConditionSpec):
         self.spec = spec
         self.text = self.describe()
+        # Conditions alike in everything but their id and group hold alike: a quote checks
+        # each such kind once, however many promotions repeat it.
+        self.signature = (type(self), repr(replace(spec, id=None, group_id=None)))
 
     @classmethod
     def errors(cls, spec: ConditionSpec, *, provider_id: int | None) -> dict[str, str]:

@@ -42,6 +42,10 @@ class CompiledDiscount:
     percentage: Decimal
     validity_months: int | None
     broken: str | None = None
+    # Where a line keeps this discount's amount: discounts alike in percentage (and, on new
+    # orders, validity) share one, so a line computes each amount once (see quote._LinePrices).
+    slot_new: int = 0
+    slot_renewal: int = 0
 
     @property
     def label(self) -> str:

@@ -20,7 +20,7 @@ from promotions.engine.codes import CodeRow, code_refusal
 from promotions.engine.conditions import ConditionCheck, Outcome, safely
 from promotions.engine.discounts import CompiledDiscount, Shape
 from promotions.engine.facts import ClientFacts, Fact, load_facts
-from promotions.engine.rules import RuleSet, ShapeRules, rules_for
+from promotions.engine.rules import CompiledPromotion, RuleSet, ShapeRules, rules_for
 from promotions.engine.types import CodeVerdict, Kind, Line, LineQuote, Order, Quote, Verdict
 from promotions.models import PromoCode
 
@@ -79,7 +79,9 @@ class _Evaluation:
         # The promotions of the codes named, in id order: their verdicts are always reported.
         self.coded = sorted(self.by_promotion)
         self._eligible: dict[int, tuple[Outcome, str | None]] = {}
-        self._conditions: dict[int, Outcome] = {}
+        self._conditions: dict[tuple, Outcome] = {}
+        self._every: list[tuple[int, Outcome]] | None = None
+        self._terms: dict[tuple, Outcome] = {}
 
     def _check_codes(self, codes: dict[str, CodeRow]) -> list[CodeVerdict]:
         verdicts = []
@@ -102,9 +104,9 @@ class _Evaluation:
         return verdicts
 
     def _condition(self, check: ConditionCheck) -> Outcome:
-        found = self._conditions.get(check.spec.id)
+        found = self._conditions.get(check.signature)
         if found is None:
-            found = self._conditions[check.spec.id] = safely(check, self.facts, self.order)
+            found = self._conditions[check.signature] = safely(check, self.facts, self.order)
         return found
 
     def eligible(self, pid: int) -> tuple[Outcome, str | None]:
@@ -123,8 +125,16 @@ class _Evaluation:
             else:
                 outcome = Outcome(False, mine[0].reason) if mine else NEEDS_A_CODE
         if outcome is None:
+            outcome = self._conditions_of(promotion)
+        found = self._eligible[pid] = (outcome, code)
+        return found
+
+    def _conditions_of(self, promotion: CompiledPromotion) -> Outcome:
+        key = self.rules.conditions_keys[promotion.id]
+        found = self._terms.get(key)
+        if found is None:
             failing = promotion.conditions.first_failing(lambda c: self._condition(c).holds)
-            outcome = (
+            found = self._terms[key] = (
                 Outcome(True, "conditions met")
                 if failing is None
                 else Outcome(
@@ -132,37 +142,49 @@ class _Evaluation:
                     "condition not met: " + " OR ".join(self._condition(c).reason for c in failing),
                 )
             )
-        found = self._eligible[pid] = (outcome, code)
         return found
+
+    def every_outcome(self) -> list[tuple[int, Outcome]]:
+        """Every live promotion's outcome, in id order (an explained quote reads them per line)."""
+        if self._every is None:
+            self._every = [(pid, self.eligible(pid)[0]) for pid in self.rules.order]
+        return self._every
 
     def line(self, line: Line, tariff: Tariff, minor_units: int, explain: bool) -> LineQuote:
         shape = Shape(
             tariff.pk, tariff.name, tariff.charge == Tariff.Charge.DAILY, line.kind, line.period
         )
-        priced = _LinePrices(line.price, shape, minor_units)
+        priced = _LinePrices(line.price, shape, minor_units, self.rules.price_slots)
         rules = self.rules.shape(shape)
         winner, best, runner, near = self._walk(line, shape, rules, priced)
-        pids = (
-            self.rules.order
-            if explain
-            else sorted({p for p in (winner, runner, *near, *self.coded) if p is not None})
-        )
+        if explain:
+            outcomes = self.every_outcome()
+        else:
+            shown = {p for p in (winner, runner, *near, *self.coded) if p is not None}
+            outcomes = [(pid, self.eligible(pid)[0]) for pid in sorted(shown)]
         verdicts = []
         losing = f"not chosen: promotion {winner} gives {best}, this one " if winner else ""
-        for pid in pids:
-            outcome, _ = self.eligible(pid)
+        offers = rules.offers
+        for pid, outcome in outcomes:
             if not outcome.holds:
                 verdicts.append(Verdict(pid, False, outcome.reason))
                 continue
-            amount, text = self._offer(pid, line, shape, rules, priced)
             if pid == winner:
-                verdicts.append(Verdict(pid, True, f"applied: {text}"))
-            elif amount is None:
-                verdicts.append(Verdict(pid, False, text))
-            elif amount <= 0:
+                _, discount, _ = self._offer(pid, line, rules, priced)
+                verdicts.append(Verdict(pid, True, f"applied: {discount.applied(best, shape)}"))
+                continue
+            top, _, refusal, served = offers[pid]
+            if served:
+                _, top, refusal = self._offer(pid, line, rules, priced)
+            if top is None:
+                verdicts.append(Verdict(pid, False, refusal))
+                continue
+            # The promotion's best amount is its best-ranked discount's (amounts follow ranks).
+            amount, text = priced.priced(top)
+            if amount <= 0:
                 verdicts.append(Verdict(pid, False, "its discount comes to nothing on this line"))
             else:
-                verdicts.append(Verdict(pid, False, f"{losing}{amount}"))
+                verdicts.append(Verdict(pid, False, losing + text))
         return LineQuote(
             line=line,
             discount=best if winner else Decimal(0) * line.price,
@@ -213,40 +235,48 @@ class _Evaluation:
                 near[pid] = None
         return winner, best, runner, near
 
-    def _offer(self, pid: int, line: Line, shape: Shape, rules: ShapeRules, priced):
-        """The promotion's best discount on the line and its text, or (None, why none applies)."""
-        best, chosen, reasons = None, None, []
-        for discount, refusal in rules.refusals[pid]:
-            if refusal is None and discount.needs_service(line.kind):
-                refusal = discount.service_refusal(line, self.facts)
-            if refusal:
-                reasons.append(refusal)
-                continue
+    def _offer(self, pid: int, line: Line, rules: ShapeRules, priced: "_LinePrices"):
+        """The promotion's best discount on the line as (amount, discount, None), or
+        (None, None, why none of its discounts applies)."""
+        _, usable, refusal, served = rules.offers[pid]
+        if served:  # a discount depends on the renewed service: decided for this line
+            usable, reasons = [], []
+            for discount, why in rules.refusals[pid]:
+                if why is None and discount.needs_service(line.kind):
+                    why = discount.service_refusal(line, self.facts)
+                if why is None:
+                    usable.append(discount)
+                else:
+                    reasons.append(why)
+            refusal = "; ".join(reasons) or "the promotion has no discounts"
+        if not usable:
+            return None, None, refusal
+        best, chosen = None, None
+        for discount in usable:
             amount = priced.amount(discount)
             if best is None or amount > best:
                 best, chosen = amount, discount
-        if chosen is None:
-            return None, "; ".join(reasons) or "the promotion has no discounts"
-        return best, chosen.applied(best, shape)
+        return best, chosen, None
 
 
 class _LinePrices:
-    """A line's discount amounts, computed once per percentage and share."""
+    """A line's discount amounts (and their text), computed once per percentage and share."""
 
-    def __init__(self, price: Decimal, shape: Shape, minor_units: int):
+    def __init__(self, price: Decimal, shape: Shape, minor_units: int, slots: int):
         self.price, self.shape, self.minor_units = price, shape, minor_units
         self.renewal = shape.kind == Kind.RENEWAL
-        self._amounts: dict[tuple, Decimal] = {}
+        self._priced: list[tuple[Decimal, str] | None] = [None] * slots
+
+    def priced(self, discount: CompiledDiscount) -> tuple[Decimal, str]:
+        slot = discount.slot_renewal if self.renewal else discount.slot_new
+        found = self._priced[slot]
+        if found is None:
+            amount = discount.amount(self.price, self.shape, self.minor_units)
+            found = self._priced[slot] = (amount, str(amount))
+        return found
 
     def amount(self, discount: CompiledDiscount) -> Decimal:
-        key = (
-            discount.percentage,
-            None if self.renewal else discount.validity_months,
-        )
-        found = self._amounts.get(key)
-        if found is None:
-            found = self._amounts[key] = discount.amount(self.price, self.shape, self.minor_units)
-        return found
+        return self.priced(discount)[0]
 
 
 def _codes(order: Order) -> dict[str, CodeRow]:

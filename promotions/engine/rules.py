@@ -46,17 +46,28 @@ class CompiledPromotion:
     conditions: ConditionGroups[ConditionCheck]
     discounts: tuple[CompiledDiscount, ...]  # in id order, as refusals are reported
 
+    @property
+    def conditions_key(self) -> tuple:
+        """Promotions whose conditions are alike hold alike: one check per quote serves them."""
+        return tuple(tuple(c.signature for c in term) for term in self.conditions.terms)
+
 
 @dataclass(frozen=True)
 class ShapeRules:
     """What the rule set answers for one line shape, before anything about the client is known.
 
     `refusals[pid]`: each discount of the promotion in id order, with its refusal or None.
+    `offers[pid]`: the promotion's best-ranked discount not refused, those discounts (in id
+    order), the joined refusals when there is none, and whether one of them still depends on
+    the renewed service.
     `ranked_*`: (minus rank, promotion id, discount) for every discount not refused, best first;
     one list for promotions without codes, one per promotion that needs a code.
     """
 
     refusals: dict[int, tuple[tuple[CompiledDiscount, str | None], ...]]
+    offers: dict[
+        int, tuple[CompiledDiscount | None, tuple[CompiledDiscount, ...], str | None, bool]
+    ]
     ranked_open: tuple[tuple[Decimal, int, CompiledDiscount], ...]
     ranked_coded: dict[int, tuple[tuple[Decimal, int, CompiledDiscount], ...]]
 
@@ -71,10 +82,13 @@ class RuleSet:
         version: int,
         day: datetime.date,
         promotions: tuple[CompiledPromotion, ...],
+        price_slots: int = 0,
     ):
         self.provider_id, self.version, self.day = provider_id, version, day
+        self.price_slots = price_slots
         self.promotions = {p.id: p for p in promotions}
         self.order = tuple(sorted(self.promotions))
+        self.conditions_keys = {p.id: p.conditions_key for p in promotions}
         checks = [c for p in promotions for term in p.conditions.terms for c in term]
         self.needs = frozenset(f for c in checks for f in c.facts)
         self.windows = tuple(sorted({w for c in checks for w in c.windows()}))
@@ -105,18 +119,27 @@ class RuleSet:
         return found
 
     def _build_shape(self, shape: Shape) -> ShapeRules:
-        refusals = {}
+        refusals, offers = {}, {}
         ranked_open, ranked_coded = [], {}
         for pid in self.order:
             promotion = self.promotions[pid]
             tried = tuple((d, d.shape_refusal(shape)) for d in promotion.discounts)
             refusals[pid] = tried
+            usable = tuple(d for d, refusal in tried if refusal is None)
+            offers[pid] = (
+                min(usable, key=lambda d: (-d.rank(shape), d.id)) if usable else None,
+                usable,
+                None
+                if usable
+                else "; ".join(r for _, r in tried) or "the promotion has no discounts",
+                any(d.needs_service(shape.kind) for d in usable),
+            )
             ranked = [(-d.rank(shape), pid, d) for d, refusal in tried if refusal is None]
             if promotion.needs_code:
                 ranked_coded[pid] = tuple(sorted(ranked, key=_rank_key))
             else:
                 ranked_open.extend(ranked)
-        return ShapeRules(refusals, tuple(sorted(ranked_open, key=_rank_key)), ranked_coded)
+        return ShapeRules(refusals, offers, tuple(sorted(ranked_open, key=_rank_key)), ranked_coded)
 
     def ranked(self, rules: ShapeRules, coded: list[int]) -> Iterator:
         """The discounts of the open promotions and of the coded ones named, best first."""
@@ -157,8 +180,11 @@ def rules_version_bump(*, provider_id: int) -> int:
 # Compiling --------------------------------------------------------------------------------------
 
 
-def _compiled_discount(row: tuple, tariffs: dict[int, frozenset[int]]) -> CompiledDiscount:
+def _compiled_discount(
+    row: tuple, tariffs: dict[int, frozenset[int]], slots: dict[tuple, int]
+) -> CompiledDiscount:
     pk, pid, kind, action, periods, percentage, validity, months = row
+    months = months if validity == Discount.Validity.MONTHS else None
     broken = None
     if not isinstance(periods, list) or not all(isinstance(p, int) and p >= 1 for p in periods):
         broken, periods = "its order periods are not months", []
@@ -171,8 +197,10 @@ def _compiled_discount(row: tuple, tariffs: dict[int, frozenset[int]]) -> Compil
         action=action if action in Discount.ActionType.values else Discount.ActionType.ALL,
         periods=tuple(periods),
         percentage=percentage,
-        validity_months=months if validity == Discount.Validity.MONTHS else None,
+        validity_months=months,
         broken=broken,
+        slot_new=slots.setdefault(("new", percentage, months), len(slots)),
+        slot_renewal=slots.setdefault(("renewal", percentage), len(slots)),
     )
 
 
@@ -214,8 +242,9 @@ def compile_rules(provider_id: int, version: int, day: datetime.date) -> RuleSet
         spec = ConditionSpec.from_row(row[1:])
         conditions.setdefault(row[0], []).append(condition_check(spec, provider_id=provider_id))
     by_promotion: dict[int, list[CompiledDiscount]] = {}
+    slots: dict[tuple, int] = {}
     for row in discounts:
-        by_promotion.setdefault(row[1], []).append(_compiled_discount(row, tariffs))
+        by_promotion.setdefault(row[1], []).append(_compiled_discount(row, tariffs, slots))
     promotions = tuple(
         CompiledPromotion(
             id=pid,
@@ -229,7 +258,13 @@ def compile_rules(provider_id: int, version: int, day: datetime.date) -> RuleSet
         )
         for pid, needs_code in live
     )
-    return RuleSet(provider_id=provider_id, version=version, day=day, promotions=promotions)
+    return RuleSet(
+        provider_id=provider_id,
+        version=version,
+        day=day,
+        promotions=promotions,
+        price_slots=len(slots),
+    )
 
 
 # Caches -----------------------------------------------------------------------------------------

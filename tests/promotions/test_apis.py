@@ -815,3 +815,37 @@ def test_the_api_docs_page_is_served(db):
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_explain_asks_for_every_promotions_verdict(api, shop):
+    # given the 10% promotion and a 5% one that loses
+    small = PromotionFactory(
+        provider=shop.provider, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=small, percentage=Decimal("5"))
+    third = PromotionFactory(
+        provider=shop.provider, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=third, percentage=Decimal("1"))
+    # when quoted by default and with explain
+    plain = api.post("/api/v1/quotes", order_body(shop), format="json").json()
+    full = api.post("/api/v1/quotes", {**order_body(shop), "explain": True}, format="json").json()
+    # then the default names the winner and the runner-up, the explained answer everyone
+    assert [v["promotion"] for v in plain["lines"][0]["verdicts"]] == [shop.promotion.pk, small.pk]
+    assert [v["promotion"] for v in full["lines"][0]["verdicts"]] == [
+        shop.promotion.pk,
+        small.pk,
+        third.pk,
+    ]
+    assert (plain["explained"], full["explained"]) == (False, True)
+
+
+def test_the_openapi_schema_documents_explain_and_the_renewed_service(db):
+    schema = APIClient().get("/api/schema/?format=json").json()
+    quote = schema["components"]["schemas"]["QuoteInput"]["properties"]
+    assert (
+        quote["explain"]["type"] == "boolean"
+        and "Every live promotion" in quote["explain"]["description"]
+    )
+    line = schema["components"]["schemas"]["LineInput"]["properties"]
+    assert "renewed service" in line["service"]["description"]

@@ -360,6 +360,11 @@ class RulesVersion(models.Model):
     )
     version = models.BigIntegerField()
 
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(version__gte=1), name="rulesversion_version_gte_1")
+        ]
+
     def __str__(self) -> str:
         return f"rules of {self.provider_id}: {self.version}"
 

@@ -99,7 +99,9 @@ class _Evaluation:
                 except Exception:  # a code stored around the services refuses itself
                     reason = f"code {text} cannot be used: its settings are broken"
             verdicts.append(
-                CodeVerdict(text, reason is None, reason or f"code {text} is valid", pid, code.id)
+                CodeVerdict(
+                    text, reason is None, reason or f"code {text} is valid", pid, code.id, code
+                )
             )
         return verdicts
 
@@ -205,28 +207,38 @@ class _Evaluation:
         near: dict[int, None] = {}  # ranked above the winner, missing a condition or a code
         unserved: dict[int, None] = {}  # ranked above the winner, missing the renewed service
         offered: set[int] = set()
+        looked = 0  # entries below the winner looked at for a runner-up
         for _, pid, discount in self.rules.ranked(rules, self.coded):
             if pid in offered or pid in near:
                 continue  # its best discount came first
+            if winner is not None:
+                # Past the winner only a tie (a lower id at the same amount) can change it;
+                # a runner-up is looked for among the next few, not through the catalogue.
+                amount = priced.amount(discount)
+                if amount < best:
+                    if looked >= NEAR_MISSES or amount <= 0:
+                        break
+                    looked += 1
+                if self.eligible(pid)[0].holds and self._usable(discount, line):
+                    offered.add(pid)
+                    if amount == best:
+                        tied.append(pid)
+                    else:
+                        runner = pid
+                        break
+                continue
             if not self.eligible(pid)[0].holds:
-                if winner is None and len(near) < NEAR_MISSES:
+                if len(near) < NEAR_MISSES:
                     near[pid] = None
                 continue
             if not self._usable(discount, line):
-                if winner is None:
-                    unserved[pid] = None
+                unserved[pid] = None
                 continue
             amount = priced.amount(discount)
             if amount <= 0:
                 break  # every discount ranked below comes to nothing too
             offered.add(pid)
-            if winner is None:
-                winner, best = pid, amount
-            elif amount == best:
-                tied.append(pid)
-            else:
-                runner = pid
-                break
+            winner, best = pid, amount
         if tied:
             everyone = sorted({winner, *tied})
             winner, runner = everyone[0], everyone[1]
@@ -313,7 +325,13 @@ def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = 
         at=order.at,
         needs=needs,
         windows=rules.windows,
-        code_ids=[c.id for c in codes.values() if c.provider_id == order.provider_id],
+        # A client's uses matter only to codes with a per-client limit or a discount period.
+        code_ids=[
+            c.id
+            for c in codes.values()
+            if c.provider_id == order.provider_id
+            and (c.account_uselimit is not None or c.expiretype == "period")
+        ],
     )
     evaluation = _Evaluation(rules, order, facts, codes)
     lines = [

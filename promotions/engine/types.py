@@ -3,7 +3,7 @@
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from promotions.codegen import normalize_code
 
@@ -69,6 +69,8 @@ class CodeVerdict:
     reason: str
     promotion_id: int | None = None
     code_id: int | None = None
+    # The code's row as the quote read it (None for a code that does not exist here).
+    row: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -14,8 +14,7 @@ from common.services import history_record
 from common.throttle import throttle_check, throttle_fail
 from promotions.engine import Order, Quote, quote_order
 from promotions.engine.present import quote_as_dict
-from promotions.engine.rules import rules_version
-from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.models import PromoCode, PromoCodeUsage, Redemption, RulesVersion
 from promotions.services.orders import idempotency_key_clean
 
 # Redemptions ------------------------------------------------------------------------------------
@@ -44,28 +43,27 @@ def _guessing_keys(order: Order, actor: Actor) -> list[str]:
     return [f"client:{order.client_id}", f"ip:{actor.ip}" if actor.ip else ""]
 
 
-def _guard_codes(order: Order, actor: Actor) -> None:
-    """Refuse an order with codes from a client or address that has guessed too many unknown
-    codes lately; this order's unknown codes are counted first, so no single order can carry
-    more guesses than are left. The order's codes are normalised: a code typed in lower case
-    is the stored code, not a guess."""
-    if not order.codes:
-        return
-    keys = _guessing_keys(order, actor)
-    throttle_check(scope="promocode", keys=keys)
-    known = set(PromoCode.objects.filter(code__in=order.codes).values_list("code", flat=True))
-    unknown = len(set(order.codes) - known)
+def _guarded_quote(order: Order, actor: Actor, *, explain: bool = False) -> Quote:
+    """The quote, behind the promo-code guessing brake: a client or address that has named too
+    many codes that do not exist lately is refused (Throttled). This order's unknown codes are
+    counted before it is answered, so no single order carries more guesses than are left; the
+    codes are normalised first, so a code typed in lower case is the stored code, not a guess."""
+    keys = _guessing_keys(order, actor) if order.codes else []
+    if keys:
+        throttle_check(scope="promocode", keys=keys)
+    quote = quote_order(order=order, explain=explain)
+    unknown = sum(1 for verdict in quote.codes if verdict.code_id is None)
     if unknown:
         # Outside any transaction of the caller's work, so a refused order still counts.
         throttle_fail(scope="promocode", keys=keys, count=unknown)
         throttle_check(scope="promocode", keys=keys, over=True)
+    return quote
 
 
 def order_quote(*, order: Order, actor: Actor, explain: bool = False) -> Quote:
     """The engine's quote, behind the promo-code guessing brake; `explain` gives every live
     promotion's verdict on every line."""
-    _guard_codes(order, actor)
-    return quote_order(order=order, explain=explain)
+    return _guarded_quote(order, actor, explain=explain)
 
 
 class _RulesMoved(Exception):
@@ -88,30 +86,26 @@ def redemption_redeem(
     statements, whatever the size of the catalogue.
     """
     idempotency_key = idempotency_key_clean(idempotency_key)
-    _guard_codes(order, actor)
     fingerprint = order_fingerprint(order)
     # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
     order = dataclasses.replace(order, at=timezone.now())
     existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
-    for _ in range(REQUOTES):
+    for attempt in range(REQUOTES):
         if existing is not None:
             break
         try:
-            quote = quote_order(order=order)
+            quote = _guarded_quote(order, actor) if attempt == 0 else quote_order(order=order)
             _refuse_unusable(quote)
             with transaction.atomic():
                 return _redeem(order, quote, idempotency_key, fingerprint, actor), True
         except _RulesMoved:
-            continue
+            continue  # a rule or a code changed since the quote: quote again
         except (IntegrityError, RedemptionRefused) as exc:
             # A request with the same key may have committed first: then its answer is ours.
             existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
-            if existing is None:
-                if isinstance(exc, RedemptionRefused):
-                    raise
-                raise RedemptionRefused(
-                    "A concurrent order took the client's last use of a code."
-                ) from exc
+            if existing is None and isinstance(exc, RedemptionRefused):
+                raise
+            # Otherwise the client's own concurrent order took the slot counted: count again.
     if existing is None:
         raise RedemptionRefused("The promotions kept changing during the redemption; try again.")
     if existing.fingerprint != fingerprint:
@@ -143,6 +137,8 @@ def _refuse_unusable(quote: Quote) -> None:
 
 
 def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor) -> Redemption:
+    """The redemption's writes, the codes' row locks last: everything else is written first, so
+    a code's lock is held for its guarded update and the commit, whatever else the order is."""
     used = quote.used_codes()
     redemption = Redemption(
         idempotency_key=key,
@@ -162,63 +158,102 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
         actor=actor,
         desc=f"Order redeemed with {', '.join(sorted(used)) or 'no promo code'}",
     )
-    ids = {v.code: v.code_id for v in quote.codes if v.code in used}
-    # The locks: one guarded update per code, in primary-key order.
-    texts = {code_id: text for text, code_id in ids.items()}
-    limits = {code_id: _take_use(code_id=code_id, text=texts[code_id]) for code_id in sorted(texts)}
-    slots = _client_slots(order.client_id, list(limits))
-    for text, code_id in ids.items():
-        limit = limits[code_id]
-        if limit is not None and len(slots[code_id]) >= limit:
-            raise RedemptionRefused(f"code {text} may be used {limit} time(s) per client")
-    if rules_version(order.provider_id) != quote.rules_version:
+    codes = {v.code_id: v for v in quote.codes if v.code in used}
+    version, slots = _version_and_slots(order.provider_id, order.client_id, list(codes))
+    if version != quote.rules_version:
         raise _RulesMoved
+    for code_id, verdict in codes.items():
+        limit = verdict.row.account_uselimit
+        if limit is not None and len(slots[code_id]) >= limit:
+            raise RedemptionRefused(f"code {verdict.code} may be used {limit} time(s) per client")
     # The renewed service a code discounted, when the order names one (its first such line).
     renewed = {
         lq.code: lq.line.service_id
         for lq in reversed(quote.lines)
         if lq.code and lq.line.service_id
     }
+    # A client's live uses of a code hold distinct slots (a unique index): two of the client's
+    # orders counting the same uses collide here, and the later one counts again.
     PromoCodeUsage.objects.bulk_create(
         PromoCodeUsage(
             promocode_id=code_id,
             client_id=order.client_id,
             redemption=redemption,
-            service_id=renewed.get(text),
+            service_id=renewed.get(verdict.code),
             client_slot=next(n for n in itertools.count(1) if n not in slots[code_id]),
         )
-        for text, code_id in ids.items()
+        for code_id, verdict in sorted(codes.items())
     )
+    # The locks, last: one guarded update per code, in primary-key order.
+    for code_id, verdict in sorted(codes.items()):
+        if _take_use(code_id=code_id, text=verdict.code) != _settings(verdict.row):
+            raise _RulesMoved  # the code was changed since the quote read it
     return redemption
 
 
-def _take_use(*, code_id: int, text: str) -> int | None:
-    """Take one use of the code, or refuse when it is used up; answers the code's per-client
-    limit, read under the row lock the update has just taken (one statement for both)."""
+# A code's settings as the quote read them; the guarded update returns them as they are now.
+SETTINGS = (
+    "promotion_id",
+    "uselimit",
+    "account_uselimit",
+    "active_time_type",
+    "fromdate",
+    "todate",
+    "expiretype",
+    "periodtype",
+    "periodlength",
+)
+
+
+def _settings(row) -> tuple:
+    return tuple(getattr(row, name) for name in SETTINGS)
+
+
+def _take_use(*, code_id: int, text: str) -> tuple:
+    """Take one use of the code, or refuse when it is used up. The update takes the code's row
+    lock; it answers the code's settings read under that lock (one statement for both)."""
+    fields = [PromoCode._meta.get_field(name) for name in SETTINGS]
     table = connection.ops.quote_name(PromoCode._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET use_count = use_count + 1 "
-            "WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) "
-            "RETURNING account_uselimit",
+            f"WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) RETURNING {columns}",
             [code_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise RedemptionRefused(f"code {text} has been used up")
-    return row[0]
+    converters = connection.ops.get_db_converters
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        for convert in converters(field.get_col(PromoCode._meta.db_table)):
+            value = convert(value, field, connection)
+        values.append(value)
+    return tuple(values)
 
 
-def _client_slots(client_id: int, code_ids: list[int]) -> dict[int, set[int]]:
-    """The client's live uses of each code, by slot: counted after the codes' locks, so every
-    use committed before is seen."""
+def _version_and_slots(
+    provider_id: int, client_id: int, code_ids: list[int]
+) -> tuple[int, dict[int, set[int]]]:
+    """The provider's rules version and the client's live uses of each code (by slot), in one
+    statement."""
     slots: dict[int, set[int]] = {code_id: set() for code_id in code_ids}
-    if code_ids:
-        for code_id, slot in PromoCodeUsage.objects.filter(
-            client_id=client_id, promocode_id__in=code_ids, status=PromoCodeUsage.Status.ACTIVE
-        ).values_list("promocode_id", "client_slot"):
+    q = connection.ops.quote_name
+    usages = q(PromoCodeUsage._meta.db_table)
+    sql = (
+        f"SELECT v.version, u.promocode_id, u.client_slot "
+        f"FROM (SELECT COALESCE(MAX(version), 0) AS version FROM {q(RulesVersion._meta.db_table)} "
+        f"WHERE provider_id = %s) AS v LEFT JOIN {usages} AS u ON u.client_id = %s "
+        f"AND u.status = %s AND u.promocode_id IN ({', '.join(['%s'] * len(code_ids)) or 'NULL'})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [provider_id, client_id, PromoCodeUsage.Status.ACTIVE, *code_ids])
+        rows = cursor.fetchall()
+    for _, code_id, slot in rows:
+        if code_id is not None:
             slots[code_id].add(slot)
-    return slots
+    return rows[0][0], slots
 
 
 def _why_unused(quote: Quote, promotion_id: int | None) -> list[str]:

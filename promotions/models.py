@@ -323,6 +323,13 @@ class PromoCode(models.Model):
                 name="promocode_expire_period_complete",
             ),
         ]
+        indexes = [
+            # Codes by their start (LIKE 'PREFIX%') whatever the collation: what generation reads
+            # to count a template's taken codes. PostgreSQL only; elsewhere a plain index.
+            models.Index(
+                fields=["code"], name="promocode_code_prefix", opclasses=["varchar_pattern_ops"]
+            )
+        ]
 
     def __str__(self) -> str:
         return self.code

@@ -18,6 +18,7 @@ from common.groups import GroupChoice
 from common.models import History
 from common.selectors import history_of
 from promotions import codegen, selectors, services
+from promotions.jobs import background_from, generate_codes_start
 from promotions.models import (
     Comparison,
     Condition,
@@ -218,11 +219,23 @@ condition = Resource(
 
 
 def _promocode_create(req: FuncRequest, parent: Promotion, data: dict):
-    """A fixed code makes one code; a template (`?`) makes `count` codes and answers how many."""
+    """A fixed code makes one code; a template (`?`) makes `count` codes and answers how many, or,
+    from PROMOCODES_BACKGROUND_FROM codes on, is checked now and generated in the background
+    (answering the job's id, as the admin's progress page shows it)."""
     count = data.pop("count", None) or 1
     if codegen.is_template(data.get("code", "")):
         onlydigit = data.pop("onlydigit", False)
         template = data.pop("code")
+        if count >= background_from():
+            job = generate_codes_start(
+                promotions=[parent],
+                template=template,
+                count=count,
+                onlydigit=onlydigit,
+                actor=req.actor,
+                code_settings=data,
+            )
+            return FuncResult.ok(job=job.pk, count=count, background="on")
         return services.promocodes_generate(
             promotion=parent,
             actor=req.actor,

@@ -26,6 +26,7 @@ from promotions.services.codes import (
     promocode_delete_many,
     promocode_update,
     promocodes_generate,
+    promocodes_generate_check,
 )
 from promotions.services.imports import CSV_COLUMNS, MAX_IMPORT_ROWS, promocodes_import
 from promotions.services.orders import (
@@ -63,6 +64,7 @@ __all__ = [
     "promocode_delete_many",
     "promocode_update",
     "promocodes_generate",
+    "promocodes_generate_check",
     "promocodes_import",
     "promotion_archive",
     "promotion_create",

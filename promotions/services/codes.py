@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import OperationalError, connection, transaction
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from common.actors import Actor
@@ -52,6 +53,63 @@ def promocode_create(
     return code
 
 
+def promocodes_generate_check(
+    *,
+    promotion: Promotion,
+    template: str,
+    count: int,
+    digits_only: bool = False,
+    **settings: Any,
+) -> None:
+    """Refuse, before anything is written, a generation that cannot succeed: no template, a bad
+    shared setting, or a count the template's free space cannot hold (ValidationError)."""
+    _generation_plan(promotion, template, count, digits_only, settings)
+
+
+def _generation_plan(
+    promotion: Promotion, template: str, count: int, digits_only: bool, settings: dict[str, Any]
+) -> tuple[PromoCode, int, int]:
+    """The sample code every generated code copies, the template's space and its free part."""
+    template = normalize_code(template or "")
+    if not codegen.is_template(template):
+        raise ValidationError({"code": 'A template has at least one "?".'})
+    if count < 1:
+        raise ValidationError({"count": "Generate at least one code."})
+    if count > MAX_CODES_PER_CALL:
+        raise ValidationError(
+            {"count": ValidationError(f"At most {MAX_CODES_PER_CALL} codes at once.", code="limit")}
+        )
+    if len(template) > PromoCode._meta.get_field("code").max_length:
+        raise ValidationError({"code": "The template is longer than a promo code may be."})
+    # Validate the shared settings once on a sample code, so a bad value fails before any insert.
+    sample = PromoCode(promotion=promotion, code=template, onlydigit=digits_only, **settings)
+    sample.full_clean(exclude=["code"])
+    space = codegen.template_space(template, digits_only=digits_only)
+    free = _free_space(template, digits_only, space, count)
+    if count > free:
+        raise ValidationError(
+            {
+                "count": ValidationError(
+                    f"The template {template} can make only {free} more codes; "
+                    "make it longer or ask for fewer.",
+                    code="limit",
+                )
+            }
+        )
+    if space > ENUMERATION_LIMIT and space - free + count > space // 2:
+        raise ValidationError(
+            {
+                "count": ValidationError(
+                    f"The template {template} makes {space} codes, {space - free} of them taken; "
+                    f"codes are drawn at random, so a template is filled to half at most: ask "
+                    f"for at most {max(space // 2 - (space - free), 0)} or make it longer.",
+                    code="limit",
+                )
+            }
+        )
+    return sample, space, free
+
+
 @transaction.atomic
 def promocodes_generate(
     *,
@@ -63,38 +121,12 @@ def promocodes_generate(
     progress: Callable[[int], None] = lambda n: None,
     **settings: Any,
 ) -> int:
-    """Create `count` new unique codes from `template`; refuse when the template's space is too small.
+    """Create `count` new unique codes from `template` (each `?` a random letter or digit).
 
     Memory depends on the batch size, not on `count`.
     """
-    template = normalize_code(template or "")
-    if not codegen.is_template(template):
-        raise ValidationError({"code": 'A template has at least one "?".'})
-    if count < 1:
-        raise ValidationError({"count": "Generate at least one code."})
-    length_ok = len(template) <= PromoCode._meta.get_field("code").max_length
-    if not length_ok:
-        raise ValidationError({"code": "The template is longer than a promo code may be."})
-    # Validate the shared settings once on a sample code, so a bad value fails before any insert.
-    sample = PromoCode(promotion=promotion, code=template, onlydigit=digits_only, **settings)
-    sample.full_clean(exclude=["code"])
-
-    space = codegen.template_space(template, digits_only=digits_only)
-    taken = PromoCode.objects.filter(
-        code__regex=codegen.template_regex(template, digits_only=digits_only)
-    ).count()
-    free = space - taken
-    if count > free:
-        raise ValidationError(
-            {
-                "count": ValidationError(
-                    f"The template {template} can make only {free} more codes; "
-                    "make it longer or ask for fewer.",
-                    code="limit",
-                )
-            }
-        )
-
+    sample, space, free = _generation_plan(promotion, template, count, digits_only, settings)
+    template = sample.code
     insert = _code_inserter(sample)
     if space <= ENUMERATION_LIMIT and count * 2 > free:
         created = _generate_by_enumeration(template, digits_only, count, insert, progress)
@@ -107,6 +139,28 @@ def promocodes_generate(
     )
     rules_changed(promotion.provider_id)
     return created
+
+
+def _taken(template: str, digits_only: bool) -> QuerySet:
+    """The codes the template could make that exist already. The template's literal start bounds
+    the search (an index range on PostgreSQL), so the cost follows those codes, not the table."""
+    prefix = template.split(codegen.PLACEHOLDER, 1)[0]
+    return PromoCode.objects.filter(
+        code__startswith=prefix,
+        code__regex=codegen.template_regex(template, digits_only=digits_only),
+    )
+
+
+def _free_space(template: str, digits_only: bool, space: int, count: int) -> int:
+    """How many more codes the template can make. When even a table holding nothing but codes of
+    this template would leave it at most half full, nothing needs counting: ids only grow, so
+    the highest id bounds the codes there are."""
+    if count > space:
+        return space
+    highest = PromoCode.objects.aggregate(highest=Max("id"))["highest"] or 0
+    if highest + count <= space // 2:
+        return space - highest
+    return space - _taken(template, digits_only).count()
 
 
 def _code_inserter(sample: PromoCode) -> Callable[[list[str]], int]:
@@ -179,11 +233,7 @@ def _generate_by_drawing(template, digits_only, count, insert, progress) -> int:
 def _generate_by_enumeration(template, digits_only, count, insert, progress) -> int:
     alphabet = codegen.alphabet_for(digits_only=digits_only)
     length = template.count(codegen.PLACEHOLDER)
-    taken = set(
-        PromoCode.objects.filter(
-            code__regex=codegen.template_regex(template, digits_only=digits_only)
-        ).values_list("code", flat=True)
-    )
+    taken = set(_taken(template, digits_only).values_list("code", flat=True))
     every = codegen.fill(template, ("".join(p) for p in itertools.product(alphabet, repeat=length)))
     chosen = random.sample([c for c in every if c not in taken], count)
     created = 0

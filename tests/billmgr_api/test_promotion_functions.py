@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from common.models import History
+from common.models import History, Job
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -14,6 +14,7 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
+from promotions.services import codes as code_services
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
@@ -429,6 +430,79 @@ def test_promocode_generation_from_template(door, out):
     codes = list(promotion.promocodes.values_list("code", "uselimit"))
     assert len({c for c, _ in codes}) == 50
     assert all(c.startswith("XMAS-") and len(c) == 9 and limit == 3 for c, limit in codes)
+
+
+def test_a_count_the_template_cannot_hold_is_refused_before_anything_is_written(door, out):
+    # given the attack of 12.15: a million digit codes from a template of a million
+    promotion = PromotionFactory()
+    answer = door(
+        "promotion.promocode.edit",
+        out=out,
+        sok="ok",
+        plid=promotion.pk,
+        code="DG??????",
+        onlydigit="on",
+        count="1000000",
+    )
+    # then a limit error answers at once, naming how many may be asked for, and nothing is made
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("limit", "count")
+    assert "ask for at most 500000" in answer["error"]["msg"]
+    assert not PromoCode.objects.exists() and not Job.objects.exists()
+
+
+def test_a_random_draw_fills_at_most_half_of_a_template(door, out, monkeypatch, settings):
+    # given templates of 1,000 codes drawn at random (enumeration only below 50 codes here)
+    monkeypatch.setattr(code_services, "ENUMERATION_LIMIT", 50)
+    settings.PROMOCODES_BACKGROUND_FROM = 10_000
+    promotion = PromotionFactory()
+
+    def generate(count):
+        return door(
+            "promotion.promocode.edit",
+            out=out,
+            sok="ok",
+            plid=promotion.pk,
+            code="DG???",
+            onlydigit="on",
+            count=str(count),
+        )
+
+    # when all of them are asked for, it is refused and nothing is made; half of them are made
+    assert generate(1000)["error"]["type"] == "limit"
+    assert not PromoCode.objects.exists()
+    assert generate(500)["count"] == "500"
+    assert generate(1)["error"]["type"] == "limit"
+    assert PromoCode.objects.count() == 500
+
+
+def test_a_big_generation_goes_to_the_background_job(
+    door, out, settings, django_capture_on_commit_callbacks
+):
+    # given generations from 100 codes on run in the background
+    settings.PROMOCODES_BACKGROUND_FROM, settings.JOBS_INLINE = 100, True
+    promotion = PromotionFactory()
+    # when 300 codes are asked for through the door
+    with django_capture_on_commit_callbacks(execute=False) as started:
+        answer = door(
+            "promotion.promocode.edit",
+            out=out,
+            sok="ok",
+            plid=promotion.pk,
+            code="BIG-??????",
+            count="300",
+            uselimit="2",
+        )
+    # then the answer names the job, and nothing is made until it runs
+    job = Job.objects.get()
+    assert (answer["job"], answer["count"], answer["background"]) == (str(job.pk), "300", "on")
+    assert not PromoCode.objects.exists()
+    for callback in started:
+        callback()
+    # and the job made them all, with the settings asked for
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert set(promotion.promocodes.values_list("uselimit", flat=True)) == {2}
+    assert promotion.promocodes.count() == 300
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ from tests.factories import (
     ProviderFactory,
     ServiceFactory,
     TariffFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -585,3 +586,30 @@ def test_redemptions_per_day_counts_each_day_and_keeps_the_empty_ones():
         (datetime.date(2026, 6, 14), 0),
         (datetime.date(2026, 6, 15), 1),
     ]
+
+
+@pytest.mark.parametrize("may_add_codes", [False, True])
+def test_generating_codes_needs_the_right_to_add_codes(client, may_add_codes):
+    # given a staff user who may change promotions, and add codes or not
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username="editor", is_staff=True)
+    perms = ["view_promotion", "change_promotion"] + (["add_promocode"] if may_add_codes else [])
+    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
+    client.force_login(user)
+    promotion = PromotionFactory()
+    # when the user asks to generate codes
+    listing = client.get(url(Promotion, "changelist")).content.decode()
+    client.post(
+        url(Promotion, "changelist"),
+        {
+            "action": "generate_codes",
+            "_selected_action": [promotion.pk],
+            "apply": "Generate",
+            "template": "R-????",
+            "count": 5,
+        },
+    )
+    # then the action is offered and works only with the right to add codes
+    assert ('value="generate_codes"' in listing) is may_add_codes
+    assert promotion.promocodes.count() == (5 if may_add_codes else 0)

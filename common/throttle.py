@@ -24,6 +24,13 @@ class Budget:
 SCOPES = {
     "auth": ("THROTTLE_AUTH_FAILURES", "THROTTLE_AUTH_SECONDS", 10, 300),
     "promocode": ("THROTTLE_PROMOCODE_FAILURES", "THROTTLE_PROMOCODE_SECONDS", 20, 600),
+    # An authenticated integration names codes for all its clients: its own, larger budget.
+    "promocode_caller": (
+        "THROTTLE_PROMOCODE_CALLER_FAILURES",
+        "THROTTLE_PROMOCODE_CALLER_SECONDS",
+        1000,
+        600,
+    ),
 }
 
 

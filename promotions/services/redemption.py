@@ -39,24 +39,39 @@ def order_fingerprint(order: Order) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _guessing_keys(order: Order, actor: Actor) -> list[str]:
-    return [f"client:{order.client_id}", f"ip:{actor.ip}" if actor.ip else ""]
+def _guessing_brakes(order: Order, actor: Actor) -> list[tuple[str, list[str]]]:
+    """The brakes an order's unknown codes count against, as (scope, keys).
+
+    Every client has its budget. An authenticated caller is an integration naming codes for all
+    its clients, often from one address: the client's budget protects the codes, and the caller
+    has a larger budget of its own (THROTTLE_PROMOCODE_CALLER_*), so one client's guesses do not
+    brake every other client of that checkout. A caller without an account is also counted by
+    its address.
+    """
+    client = f"client:{order.client_id}"
+    user = actor.user
+    if user is not None and user.is_authenticated:
+        return [("promocode", [client]), ("promocode_caller", [f"caller:{user.pk}"])]
+    return [("promocode", [client, f"ip:{actor.ip}" if actor.ip else ""])]
 
 
 def _guarded_quote(order: Order, actor: Actor, *, explain: bool = False) -> Quote:
-    """The quote, behind the promo-code guessing brake: a client or address that has named too
-    many codes that do not exist lately is refused (Throttled). This order's unknown codes are
-    counted before it is answered, so no single order carries more guesses than are left; the
-    codes are normalised first, so a code typed in lower case is the stored code, not a guess."""
-    keys = _guessing_keys(order, actor) if order.codes else []
-    if keys:
-        throttle_check(scope="promocode", keys=keys)
+    """The quote, behind the promo-code guessing brake: a client (or caller, or address) that has
+    named too many codes that do not exist lately is refused (Throttled). This order's unknown
+    codes are counted before it is answered, so no single order carries more guesses than are
+    left; the codes are normalised first, so a code typed in lower case is the stored code, not
+    a guess."""
+    brakes = _guessing_brakes(order, actor) if order.codes else []
+    for scope, keys in brakes:
+        throttle_check(scope=scope, keys=keys)
     quote = quote_order(order=order, explain=explain)
     unknown = sum(1 for verdict in quote.codes if verdict.code_id is None)
     if unknown:
         # Outside any transaction of the caller's work, so a refused order still counts.
-        throttle_fail(scope="promocode", keys=keys, count=unknown)
-        throttle_check(scope="promocode", keys=keys, over=True)
+        for scope, keys in brakes:
+            throttle_fail(scope=scope, keys=keys, count=unknown)
+        for scope, keys in brakes:
+            throttle_check(scope=scope, keys=keys, over=True)
     return quote
 
 

@@ -211,3 +211,38 @@ def test_the_service_counts_only_unknown_codes_whatever_their_case(coded):
     services.order_quote(order=order, actor=Actor(user=None, ip="10.1.1.1", action="test"))
     # then one failure is counted, for the unknown code, against the client and the address
     assert sorted(Attempt.objects.values_list("failures", flat=True)) == [1, 1]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_one_clients_guesses_do_not_brake_the_other_clients_of_an_integration(
+    operator, coded, settings
+):
+    # given an integration quoting for all its clients from one address, a budget of 3 unknown
+    # codes per client, and a caller's budget of 5
+    settings.THROTTLE_PROMOCODE_FAILURES = 3
+    settings.THROTTLE_PROMOCODE_CALLER_FAILURES = 5
+    api = APIClient(REMOTE_ADDR="10.0.0.1")
+    api.force_authenticate(operator)
+    other = ClientFactory(provider=coded["provider"])
+
+    def quote(client, *codes):
+        return api.post(
+            "/api/v1/quotes",
+            {
+                "client": client.pk,
+                "provider": coded["provider"].pk,
+                "codes": list(codes),
+                "lines": [{"tariff": coded["tariff"].pk, "price": "10", "currency": "USD"}],
+            },
+            format="json",
+        )
+
+    # when one client guesses three codes
+    assert quote(coded["client"], "G1", "G2", "G3").status_code == 200
+    # then that client is braked, and another client of the same integration is not
+    assert quote(coded["client"], "WELCOME20").status_code == 429
+    assert quote(other, "WELCOME20").status_code == 200
+    # until the integration as a whole has named too many unknown codes
+    assert quote(other, "G4", "G5").status_code == 200
+    assert quote(other, "G6").status_code == 429
+    assert quote(ClientFactory(provider=coded["provider"]), "WELCOME20").status_code == 429

@@ -383,7 +383,9 @@ class Redemption(models.Model):
         ACTIVE = "active", "active"
         RELEASED = "released", "released"
 
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255)
+    # Who sent the key: keys are the caller's own, per provider ("user:<id>", or "system").
+    caller = models.CharField(max_length=64)
     fingerprint = models.CharField(
         max_length=64,
         help_text="Digest of the request, so a reused key with another order is refused.",
@@ -402,7 +404,11 @@ class Redemption(models.Model):
                 condition=Q(status="active", released_at__isnull=True)
                 | Q(status="released", released_at__isnull=False),
                 name="redemption_released_at_iff_released",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "caller", "idempotency_key"],
+                name="redemption_key_once_per_provider_and_caller",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,12 @@ class RedemptionRefused(Exception):
         self.reason = reason
 
 
+def redemption_caller(actor: Actor) -> str:
+    """Whose idempotency keys a redemption's key is among: the signed-in user's, or the system's."""
+    user = actor.user
+    return f"user:{user.pk}" if user is not None and user.is_authenticated else "system"
+
+
 def order_fingerprint(order: Order) -> str:
     """What makes two requests the same order; `at` is left out so a retry may omit it."""
     lines = [
@@ -104,7 +110,14 @@ def redemption_redeem(
     fingerprint = order_fingerprint(order)
     # A redemption happens now: a caller's back-dated `at` must not revive an expired code.
     order = dataclasses.replace(order, at=timezone.now())
-    existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
+    # A key is the caller's own, per provider: another caller's or provider's equal key is
+    # another order.
+    keyed = Redemption.objects.filter(
+        provider_id=order.provider_id,
+        caller=redemption_caller(actor),
+        idempotency_key=idempotency_key,
+    )
+    existing = keyed.first()
     for attempt in range(REQUOTES):
         if existing is not None:
             break
@@ -117,7 +130,7 @@ def redemption_redeem(
             continue  # a rule or a code changed since the quote: quote again
         except (IntegrityError, RedemptionRefused) as exc:
             # A request with the same key may have committed first: then its answer is ours.
-            existing = Redemption.objects.filter(idempotency_key=idempotency_key).first()
+            existing = keyed.first()
             if existing is None and isinstance(exc, RedemptionRefused):
                 raise
             # Otherwise the client's own concurrent order took the slot counted: count again.
@@ -157,6 +170,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
     used = quote.used_codes()
     redemption = Redemption(
         idempotency_key=key,
+        caller=redemption_caller(actor),
         fingerprint=fingerprint,
         client_id=order.client_id,
         provider_id=order.provider_id,

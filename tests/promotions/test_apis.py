@@ -849,3 +849,36 @@ def test_the_openapi_schema_documents_explain_and_the_renewed_service(db):
     )
     line = schema["components"]["schemas"]["LineInput"]["properties"]
     assert "renewed service" in line["service"]["description"]
+
+
+def test_idempotency_keys_are_each_callers_own_per_provider(api, shop, operator):
+    # given operator A's redemption under key order-1001
+    PromoCodeFactory(promotion=shop.promotion, code="SHARED", uselimit=10)
+    first = redeem(api, order_body(shop, "SHARED"), "order-1001")
+    assert first.status_code == 201
+    # when operator B sends the same key for the same order
+    other = UserFactory(username="b", is_superuser=True)
+    api_b = APIClient()
+    api_b.force_authenticate(other)
+    second = redeem(api_b, order_body(shop, "SHARED"), "order-1001")
+    # then B's order is redeemed as B's own, not answered with A's redemption
+    assert second.status_code == 201
+    assert second.json()["id"] != first.json()["id"]
+    # when A uses the same key at another provider, that is another order too
+    elsewhere = ProviderFactory()
+    promotion = PromotionFactory(
+        provider=elsewhere, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=promotion)
+    body = {
+        "client": ClientFactory(provider=elsewhere).pk,
+        "provider": elsewhere.pk,
+        "lines": [
+            {"tariff": TariffFactory(provider=elsewhere).pk, "price": "10", "currency": "USD"}
+        ],
+    }
+    assert redeem(api, body, "order-1001").status_code == 201
+    # and A's retry under the key is still answered with A's first redemption
+    again = redeem(api, order_body(shop, "SHARED"), "order-1001")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert Redemption.objects.count() == 3

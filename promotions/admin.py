@@ -186,10 +186,30 @@ class ImportCodesForm(forms.Form):
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValidationError("The file is not UTF-8 text.") from None
+        if "\x00" in text:
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise ValidationError(
+                f"line {line}: the file holds a NUL byte, which no CSV text holds; "
+                "nothing was imported."
+            )
         reader = csv.DictReader(io.StringIO(text))
-        if "code" not in (reader.fieldnames or []):
-            raise ValidationError("The header row has no code column.")
-        return list(reader)
+        try:
+            if "code" not in (reader.fieldnames or []):
+                raise ValidationError("The header row has no code column.")
+            return list(reader)
+        except csv.Error as exc:
+            # The reader counts a line once it has read it whole: the bad one is the next.
+            raise ValidationError(
+                f"line {reader.line_num + 1}: {_csv_problem(exc)}; nothing was imported."
+            ) from None
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module could not read, in the words of the file's author."""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a field is longer than {csv.field_size_limit() // 1024} KB"
+    return f"the file is not CSV ({text})"
 
 
 class GenerateCodesForm(forms.Form):

@@ -594,13 +594,26 @@ class PromoCodeAdmin(ServiceSavedAdmin):
 
 @admin.register(PromoCodeUsage)
 class PromoCodeUsageAdmin(admin.ModelAdmin):
-    list_display = ["id", "promocode", "client", "service", "status", "expense", "created_at"]
+    """Code uses are history: shown, never added, changed or deleted here (a use is undone by
+    releasing its redemption, which keeps the row and frees the use)."""
+
+    list_display = ["id", "promocode", "client", "service", "status", "charged", "created_at"]
     list_filter = ["status"]
     search_fields = ["promocode__code", "client__name"]
-    raw_id_fields = ["promocode", "client", "service", "expense"]
+    raw_id_fields = ["promocode", "client", "service", "redemption"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("promocode", "client", "redemption")
+
+    @admin.display(description="charged on the discounted lines")
+    def charged(self, obj: PromoCodeUsage) -> str:
+        return selectors.usage_charge(obj)
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

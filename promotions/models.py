@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from billing.models import Client, ClientGroup, Currency, Provider, Service, Tariff
 from common.comparison import Comparison
 from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
@@ -427,9 +427,6 @@ class PromoCodeUsage(models.Model):
     )
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
-    )
-    expense = models.ForeignKey(
-        Expense, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
     )
     # The client's n-th live use of this code: unique while active, so a per-client limit
     # cannot be overshot even if two redeemers counted the same number of earlier uses.

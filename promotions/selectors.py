@@ -1,6 +1,7 @@
 """Reads for promotions."""
 
 import datetime
+from decimal import Decimal
 
 from django.db import models
 from django.db.models import Count
@@ -14,7 +15,7 @@ from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
     return (
         PromoCodeUsage.objects.filter(**filters)
-        .select_related("promocode", "client", "expense__currency")
+        .select_related("promocode", "client", "redemption")
         .order_by("id")
     )
 
@@ -25,6 +26,18 @@ def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsa
 
 def usages_of_promocode(*, promocode: PromoCode) -> models.QuerySet[PromoCodeUsage]:
     return _usages(promocode=promocode)
+
+
+def usage_charge(usage: PromoCodeUsage) -> str:
+    """What the redeemed order charges on the lines the use discounted ("9.00 USD"), as its
+    redemption's quote says; empty for a use without a redemption."""
+    if usage.redemption is None:
+        return ""
+    lines = [ln for ln in usage.redemption.quote["lines"] if ln["code"] == usage.promocode.code]
+    if not lines:
+        return ""
+    charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))
+    return f"{charged} {lines[0]['currency']}"
 
 
 def redemption_as_dict(*, redemption: Redemption) -> dict:

@@ -297,10 +297,7 @@ USAGE_COLUMNS = [
     Column("id", lambda u: u.service_id or "", "service_id"),
     Column("account", lambda u: u.client.name, "client__name__icontains"),
     Column("status", lambda u: u.status, "status"),
-    Column(
-        "expense",
-        lambda u: f"{u.expense.amount.normalize():f} {u.expense.currency}" if u.expense else "",
-    ),
+    Column("expense", lambda u: selectors.usage_charge(u)),
     Column("usage", lambda u: u.pk),
 ]
 usage_view = read_only_list("promocode.usage", PromoCodeUsage, USAGE_COLUMNS)

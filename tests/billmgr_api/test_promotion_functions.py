@@ -21,7 +21,6 @@ from tests.factories import (
     ConditionFactory,
     CurrencyFactory,
     DiscountFactory,
-    ExpenseFactory,
     PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
@@ -533,14 +532,27 @@ def test_promocode_rejects_bad_input(door, out, params, object_):
 
 
 def test_usage_lists(door, out):
+    # given a code used on the renewal of a client's service: 12.50, 10% off
     promotion = PromotionFactory()
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
     code = PromoCodeFactory(promotion=promotion, code="USED1")
     client = ClientFactory(name="Zed", provider=promotion.provider)
     service = ServiceFactory(client=client)
-    expense = ExpenseFactory(client=client, amount=Decimal("12.5"))
-    usage = PromoCodeUsage.objects.create(
-        promocode=code, client=client, service=service, expense=expense
+    redeemed = door(
+        "promotion.redeem",
+        out=out,
+        account=client.pk,
+        project=promotion.provider.pk,
+        pricelist=service.tariff.pk,
+        price="12.50",
+        currency="USD",
+        kind="renewal",
+        service=service.pk,
+        promocode="USED1",
+        idempotency_key="k",
     )
+    usage = PromoCodeUsage.objects.get(redemption_id=redeemed["id"])
+    # then both lists show the service, the client, and what the order charged for it
     rows = door("promotion.promocode.usage", out=out, elid=promotion.pk)["elem"]
     assert rows == [
         {
@@ -548,7 +560,7 @@ def test_usage_lists(door, out):
             "id": str(service.pk),
             "account": "Zed",
             "status": "active",
-            "expense": "12.5 USD",
+            "expense": "11.25 USD",
             "usage": str(usage.pk),
         }
     ]
@@ -558,7 +570,7 @@ def test_usage_lists(door, out):
             "id": str(service.pk),
             "account": "Zed",
             "status": "active",
-            "expense": "12.5 USD",
+            "expense": "11.25 USD",
             "usage": str(usage.pk),
         }
     ]

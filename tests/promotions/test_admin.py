@@ -4,7 +4,6 @@ import datetime
 import re
 from decimal import Decimal
 
-import factory
 import pytest
 import time_machine
 from django.contrib import admin
@@ -34,6 +33,7 @@ from tests.factories import (
     DiscountFactory,
     ExpenseFactory,
     PromoCodeFactory,
+    PromoCodeUsageFactory,
     PromotionFactory,
     ProviderFactory,
     ServiceFactory,
@@ -44,14 +44,6 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 INLINE_PREFIXES = ["discounts", "groups", "conditions", "promocodes"]
-
-
-class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = PromoCodeUsage
-
-    promocode = factory.SubFactory(PromoCodeFactory)
-    client = factory.SubFactory(ClientFactory)
 
 
 def url(model, view: str, *args) -> str:
@@ -98,9 +90,7 @@ def messages_of(response) -> list[str]:
 
 
 def _usage():
-    return PromoCodeUsageFactory(
-        expense=ExpenseFactory(), service=ServiceFactory(), promocode__code="USED1"
-    )
+    return PromoCodeUsageFactory(service=ServiceFactory(), promocode__code="USED1")
 
 
 @pytest.mark.parametrize(
@@ -613,3 +603,19 @@ def test_generating_codes_needs_the_right_to_add_codes(client, may_add_codes):
     # then the action is offered and works only with the right to add codes
     assert ('value="generate_codes"' in listing) is may_add_codes
     assert promotion.promocodes.count() == (5 if may_add_codes else 0)
+
+
+def test_code_usage_rows_cannot_be_deleted_even_by_a_superuser(staff):
+    # given a use of a code
+    usage = PromoCodeUsageFactory()
+    # when a superuser opens its delete page, or runs the list's delete action on it
+    page = staff.get(url(PromoCodeUsage, "delete", usage.pk))
+    listing = staff.get(url(PromoCodeUsage, "changelist")).content.decode()
+    staff.post(
+        url(PromoCodeUsage, "changelist"),
+        {"action": "delete_selected", "_selected_action": [usage.pk], "post": "yes"},
+    )
+    # then it is refused, no delete action is offered, and the use is kept with its counter
+    assert page.status_code == 403
+    assert 'value="delete_selected"' not in listing
+    assert PromoCodeUsage.objects.filter(pk=usage.pk).exists()

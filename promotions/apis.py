@@ -227,20 +227,7 @@ class PromoCodeListApi(generics.ListAPIView):
     class PromoCodeOutput(serializers.ModelSerializer):
         class Meta:
             model = PromoCode
-            fields = [
-                "id",
-                "promotion",
-                "code",
-                "uselimit",
-                "account_uselimit",
-                "use_count",
-                "active_time_type",
-                "fromdate",
-                "todate",
-                "expiretype",
-                "periodtype",
-                "periodlength",
-            ]
+            fields = ["id", "promotion", "code", "use_count", *PromoCode.SETTINGS]
 
     queryset = PromoCode.objects.order_by("id")
     serializer_class = PromoCodeOutput

@@ -295,6 +295,19 @@ class PromoCode(models.Model):
     use_count = models.PositiveIntegerField("usage", default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # A code's own settings: what a CSV row carries besides the code, what generated codes share,
+    # and what a redemption finds unchanged under the code's lock.
+    SETTINGS = (
+        "uselimit",
+        "account_uselimit",
+        "active_time_type",
+        "fromdate",
+        "todate",
+        "expiretype",
+        "periodtype",
+        "periodlength",
+    )
+
     class Meta:
         ordering = ["id"]
         constraints = [

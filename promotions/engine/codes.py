@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from common.periods import period_length_error, shift
 from promotions.engine.facts import ClientFacts
+from promotions.models import PromoCode
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,10 @@ class CodeRow:
     code: str
     promotion_id: int
     provider_id: int
+    use_count: int
+    # PromoCode.SETTINGS, in that order:
     uselimit: int | None
     account_uselimit: int | None
-    use_count: int
     active_time_type: str
     fromdate: datetime.date | None
     todate: datetime.date | None
@@ -36,15 +38,8 @@ class CodeRow:
         "code",
         "promotion_id",
         "promotion__provider_id",
-        "uselimit",
-        "account_uselimit",
         "use_count",
-        "active_time_type",
-        "fromdate",
-        "todate",
-        "expiretype",
-        "periodtype",
-        "periodlength",
+        *PromoCode.SETTINGS,
     )
 
 

@@ -14,17 +14,7 @@ from promotions.services.catalogue import rules_changed
 
 # Codes in and out as CSV ----------------------------------------------------------------------
 
-CSV_COLUMNS = [
-    "code",
-    "uselimit",
-    "account_uselimit",
-    "active_time_type",
-    "fromdate",
-    "todate",
-    "expiretype",
-    "periodtype",
-    "periodlength",
-]
+CSV_COLUMNS = ["code", *PromoCode.SETTINGS]
 MAX_IMPORT_ROWS = 100_000
 
 

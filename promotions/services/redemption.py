@@ -221,17 +221,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
 
 
 # A code's settings as the quote read them; the guarded update returns them as they are now.
-SETTINGS = (
-    "promotion_id",
-    "uselimit",
-    "account_uselimit",
-    "active_time_type",
-    "fromdate",
-    "todate",
-    "expiretype",
-    "periodtype",
-    "periodlength",
-)
+SETTINGS = ("promotion_id", *PromoCode.SETTINGS)
 
 
 def _settings(row) -> tuple:

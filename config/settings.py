@@ -144,6 +144,11 @@ THROTTLE_AUTH_FAILURES = int(os.environ.get("THROTTLE_AUTH_FAILURES", "10"))
 THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
 THROTTLE_PROMOCODE_FAILURES = int(os.environ.get("THROTTLE_PROMOCODE_FAILURES", "20"))
 THROTTLE_PROMOCODE_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_SECONDS", "600"))
+# An authenticated caller (an integration quoting for all its clients) has a budget of its own.
+THROTTLE_PROMOCODE_CALLER_FAILURES = int(
+    os.environ.get("THROTTLE_PROMOCODE_CALLER_FAILURES", "1000")
+)
+THROTTLE_PROMOCODE_CALLER_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_CALLER_SECONDS", "600"))
 
 # How many proxies of ours stand in front of the app (each appends to X-Forwarded-For); 0 trusts
 # REMOTE_ADDR alone. Brakes, history and logs key on the address this gives.

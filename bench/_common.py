@@ -91,7 +91,9 @@ def bench_database(bench: str, name: str):
     """Django on a fresh, migrated database `name` beside DATABASE_URL's; yields False to skip.
 
     Without PostgreSQL in DATABASE_URL it prints the bench's `skipped` line and yields False.
+    BENCH_DB_SUFFIX (e.g. `_alice`) makes the name one's own, so benches run side by side.
     """
+    name += os.environ.get("BENCH_DB_SUFFIX", "")
     admin_url = os.environ.get("DATABASE_URL")
     if not is_postgres_url(admin_url):
         emit({"bench": bench, "skipped": "needs PostgreSQL in DATABASE_URL"})

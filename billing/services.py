@@ -7,10 +7,10 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import F, ProtectedError, Value
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models import ProtectedError
 from django.utils import timezone
 
+from billing import hooks
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from common.actors import Actor
 from common.services import model_create, model_delete_many, model_update
@@ -24,10 +24,7 @@ def substrate_create(*, model: type[M], actor: Actor, **fields: Any) -> M:
     _check_substrate(model, None, fields)
     created = model_create(model=model, data=fields, actor=actor)
     if model is Client:
-        # Referrals build on billing, so billing reaches them only when a client registers.
-        from referrals.services import client_registered
-
-        client_registered(client=created, actor=actor)
+        hooks.client_created(client=created, actor=actor)
     return created
 
 
@@ -72,7 +69,7 @@ def expense_create(
     service: Service | None = None,
     created_at: datetime.datetime | None = None,
 ) -> Expense:
-    """Take in a charge; a referred client's first and last purchase move with it."""
+    """Take in a charge."""
     if service is not None and service.client_id != client.pk:
         raise ValidationError({"service": f"Service {service.pk} is not a service of this client."})
     if amount <= 0:
@@ -86,14 +83,4 @@ def expense_create(
     )
     expense.full_clean()
     expense.save()
-    from referrals.models import Referral  # referrals builds on billing, not the other way round
-
-    Referral.objects.filter(client=client).update(
-        first_purchase_at=Least(
-            Coalesce(F("first_purchase_at"), Value(expense.created_at)), Value(expense.created_at)
-        ),
-        last_purchase_at=Greatest(
-            Coalesce(F("last_purchase_at"), Value(expense.created_at)), Value(expense.created_at)
-        ),
-    )
     return expense

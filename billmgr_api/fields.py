@@ -12,6 +12,14 @@ from django.db import models
 from billmgr_api.errors import FuncError
 from common.services import display_value
 
+# A form's option list of existing objects shows at most this many (by id).
+MAX_OPTIONS = 1000
+
+
+def is_whole(raw: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes superscripts and other scripts' digits."""
+    return raw.isascii() and raw.isdigit()
+
 
 def split_list(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
@@ -44,6 +52,10 @@ class Param:
 
     def show(self, value: Any) -> str:
         return display_value(value)
+
+    def options(self, provider_id: int | None) -> list[tuple[str, str]] | None:
+        """The values a form may offer (its `slist`), or None for a free field."""
+        return None
 
     def bad(self, msg: str) -> FuncError:
         return FuncError("value", self.name, msg)
@@ -112,10 +124,10 @@ class Number(Param):
         self.maximum = maximum
 
     def parse_value(self, raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self.bad(f"{self.name} must be a whole number, not {raw!r}") from None
+        digits = raw[1:] if raw[:1] in "+-" else raw
+        if not is_whole(digits) or len(digits) > 18:
+            raise self.bad(f"{self.name} must be a whole number, not {raw!r}")
+        value = int(raw)
         if self.minimum is not None and value < self.minimum:
             raise self.bad(f"{self.name} must be at least {self.minimum}")
         if value > self.maximum:
@@ -131,6 +143,8 @@ class Amount(Param):
 
     def parse_value(self, raw: str) -> Decimal:
         try:
+            if not raw.isascii():
+                raise InvalidOperation(raw)
             value = Decimal(raw)
         except InvalidOperation:
             raise self.bad(f"{self.name} must be a decimal number, not {raw!r}") from None
@@ -155,6 +169,9 @@ class Choice(Param):
     def empty_value(self) -> Any:
         return self.default if self.default is not None else ""
 
+    def options(self, provider_id: int | None) -> list[tuple[str, str]]:
+        return [(str(value), str(label)) for value, label in self.choices.choices]
+
     def parse_value(self, raw: str) -> str:
         if raw not in self.choices.values:
             allowed = ", ".join(self.choices.values)
@@ -167,10 +184,10 @@ class NumberList(Param):
         return []
 
     def parse_value(self, raw: str) -> list[int]:
-        try:
-            values = sorted({int(part) for part in split_list(raw)})
-        except ValueError:
-            raise self.bad(f"{self.name} is a list of whole numbers like '1, 12'") from None
+        parts = split_list(raw)
+        if not all(is_whole(part) and len(part) <= 9 for part in parts):
+            raise self.bad(f"{self.name} is a list of whole numbers like '1, 12'")
+        values = sorted({int(part) for part in parts})
         if any(v < 1 or v > 1200 for v in values):
             raise self.bad(f"{self.name} values are months from 1 to 1200")
         return values
@@ -186,7 +203,7 @@ class Ref(Param):
 
     def parse_value(self, raw: str) -> models.Model:
         found = None
-        if raw.isdigit() and len(raw) < 19:
+        if is_whole(raw) and len(raw) < 19:
             found = self.model.objects.filter(pk=int(raw)).first()
         for field in self.lookup_fields:
             found = found or self.model.objects.filter(**{field: raw}).first()
@@ -196,6 +213,16 @@ class Ref(Param):
 
     def show(self, value: Any) -> str:
         return "" if value is None else str(value.pk)
+
+    def options(self, provider_id: int | None) -> list[tuple[str, str]]:
+        """Existing objects by id; those of a provider (tariffs, programs) only of the form's
+        provider when it has one."""
+        objects = self.model.objects.all()
+        if provider_id is not None and any(
+            f.name == "provider" for f in self.model._meta.concrete_fields
+        ):
+            objects = objects.filter(provider_id=provider_id)
+        return [(str(o.pk), str(o)) for o in objects.order_by("pk")[:MAX_OPTIONS]]
 
 
 class RefList(Ref):

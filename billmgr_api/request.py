@@ -5,7 +5,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import models
 
 from billmgr_api.errors import FuncError
-from billmgr_api.fields import split_list
+from billmgr_api.fields import is_whole, split_list
 from common.actors import Actor
 
 MAX_PAGE_SIZE = 10_000
@@ -17,6 +17,8 @@ class FuncRequest:
     params: dict[str, str]
     user: AbstractBaseUser | None
     ip: str | None
+    # The `billmgrses5` cookie's session id, for `session.logout` without `auth=`.
+    session_cookie: str = ""
 
     @property
     def actor(self) -> Actor:
@@ -37,7 +39,7 @@ class FuncRequest:
             raise FuncError("access", self.func, f"You have no permission {perm} for {self.func}")
 
     def _id(self, name: str, raw: str) -> int:
-        if not raw.isdigit() or len(raw) > 18:
+        if not is_whole(raw) or len(raw) > 18:
             raise FuncError("missing", name, f"{name} {raw!r} is not an id")
         return int(raw)
 
@@ -80,6 +82,6 @@ class FuncRequest:
         raw = self.get(name).strip()
         if not raw:
             return default
-        if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        if not is_whole(raw) or len(raw) > 9 or int(raw) < 1:
             raise FuncError("value", name, f"{name} must be a whole number from 1")
         return int(raw)

@@ -8,15 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db import models, transaction
 from django.db.models import Q
 
 from billmgr_api.errors import FuncError, from_validation_error
-from billmgr_api.fields import Param
+from billmgr_api.fields import Param, is_whole
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
+from common.groups import GroupChoice
 from common.services import display_value
 
 # Parameters that steer the protocol and never filter a list.
@@ -30,14 +31,56 @@ class Column:
     # How `name=VALUE` filters the list: an ORM lookup taking the raw string, or a function to a Q.
     lookup: str | Callable[[str], Q] | None = None
 
-    def filter_q(self, raw: str) -> Q | None:
+    def filter_q(self, raw: str, model: type[models.Model] | None = None) -> Q | None:
         if self.lookup is None:
             return None
         if callable(self.lookup):
             return self.lookup(raw)
-        if self.lookup.endswith(("__exact", "pk")) and not raw.isdigit():
-            return Q(pk__in=[])
+        if model is not None:
+            self._check_value(raw, model)
         return Q(**{self.lookup: raw})
+
+    def _check_value(self, raw: str, model: type[models.Model]) -> None:
+        """A value the filtered column cannot hold (`id=abc`, `ip=abc`, `elid=²`) is a `value`
+        error naming the column, not a database error."""
+        field = None
+        for part in self.lookup.split("__"):
+            if part == "pk":
+                part = model._meta.pk.name
+            try:
+                field = model._meta.get_field(part)
+            except FieldDoesNotExist:
+                if part not in ("exact", "iexact"):
+                    return  # a text lookup (icontains...): any string will do
+                break
+            if field.is_relation and field.related_model is not None:
+                model = field.related_model
+                field = model._meta.pk
+        if field is None:
+            return
+        try:
+            if isinstance(field, models.IntegerField | models.AutoField) and not (
+                is_whole(raw) and len(raw) < 19
+            ):
+                raise ValidationError("not a whole number")
+            field.run_validators(field.to_python(raw))
+        except ValidationError:
+            raise FuncError("value", self.name, f"{self.name} cannot be {raw!r}") from None
+
+
+# How a form's object reaches its provider: the object itself, or its parent (a discount's
+# promotion, a rule's program, a condition's rule and its program).
+PARENT_LINKS = ("promotion", "program", "rule")
+
+
+def _provider_id(obj: models.Model | None) -> int | None:
+    for _ in range(len(PARENT_LINKS) + 1):
+        if obj is None:
+            return None
+        if hasattr(obj, "provider_id"):
+            return obj.provider_id
+        obj = next((getattr(obj, n) for n in PARENT_LINKS if hasattr(obj, n)), None)
+    return None
 
 
 def id_column() -> Column:
@@ -95,7 +138,7 @@ class Resource:
         filters = {**(extra or {}), **{k: v for k, v in req.params.items() if k not in RESERVED}}
         for col in self.columns:
             raw = filters.get(col.name, "").strip()
-            q = col.filter_q(raw) if raw else None
+            q = col.filter_q(raw, qs.model) if raw else None
             if q is not None:
                 qs = qs.filter(q)
         page, size = req.paging()
@@ -146,7 +189,8 @@ class Resource:
         else:
             req.require(self.perm("view"))
         if not req.sok:
-            return FuncResult.form(self.show(obj) if obj is not None else self.defaults())
+            values = self.show(obj) if obj is not None else self.defaults()
+            return FuncResult.form(values, self.options(parent, obj))
         try:
             with transaction.atomic():
                 data = self.parse(req, creating=obj is None)
@@ -161,6 +205,44 @@ class Resource:
         if isinstance(obj, int):  # a batch (generated promo codes) answers how many it made
             return FuncResult.ok(count=obj)
         return FuncResult.ok(id=obj.pk)
+
+    # option lists (slist) ------------------------------------------------------------------
+
+    def options(
+        self, parent: models.Model | None, obj: models.Model | None
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Every choice field's allowed values, as ISPsystem forms list them: choices, existing
+        objects (of the form's provider where they belong to one) and condition groups."""
+        if parent is None and obj is not None and self.parent_attr:
+            parent = getattr(obj, self.parent_attr)
+        provider_id = _provider_id(parent if parent is not None else obj)
+        lists = {}
+        for p in self.params:
+            if p.name in self.write_only:
+                continue
+            values = p.options(provider_id)
+            if values is not None:
+                lists[p.name] = values
+        groups = self._group_options(parent)
+        if groups is not None:
+            lists["group"] = groups
+        return lists
+
+    def _group_options(self, parent: models.Model | None) -> list[tuple[str, str]] | None:
+        """`group` of a condition: none, new (with `groupname`), or a group of the same parent."""
+        if not any(p.name == "group" for p in self.params):
+            return None
+        values = [(GroupChoice.NONE, "no group"), (GroupChoice.NEW, "a new group (groupname)")]
+        group_model = self.model._meta.get_field("group").related_model
+        to_parent = next(
+            f.name
+            for f in group_model._meta.concrete_fields
+            if f.many_to_one and f.related_model is self.parent_model
+        )
+        if parent is not None:
+            names = group_model.objects.filter(**{to_parent: parent}).order_by("pk")
+            values += [(name, name) for name in names.values_list("name", flat=True)]
+        return values
 
     def defaults(self) -> dict[str, str]:
         return {

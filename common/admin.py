@@ -1,13 +1,34 @@
+from django.conf import settings
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
-from common.jobs import STALE_AFTER, job_done_so_far, jobs_sweep_stale
+from common.jobs import job_done_so_far, jobs_sweep_lost
 from common.models import History, Job
+from common.signin import minutes_left
+from common.throttle import Throttled
+from ops.beats import beats, seconds_since
+from ops.models import JobAttempt
+
+
+class BrakedAdminLoginForm(AdminAuthenticationForm):
+    """The admin login under the one sign-in policy: when the brake refuses, it says for how long."""
+
+    def clean(self):
+        try:
+            return super().clean()
+        except Throttled as exc:
+            raise ValidationError(
+                f"Too many failed sign-ins; try again in {minutes_left(exc.retry_after)}.",
+                code="throttled",
+            ) from None
+
+
+admin.site.login_form = BrakedAdminLoginForm
 
 
 @admin.register(History)
@@ -23,10 +44,22 @@ class HistoryAdmin(admin.ModelAdmin):
         return False
 
 
+class JobAttemptInline(admin.TabularInline):
+    model = JobAttempt
+    fields = ["number", "worker", "started_at", "heartbeat_at", "finished_at", "outcome", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    """Background jobs, each with a page that follows its progress."""
+    """Background jobs, each with a page that follows its progress, and their attempts."""
 
+    inlines = [JobAttemptInline]
     list_display = ["id", "kind", "status", "done", "total", "username", "created_at", "progress"]
     list_filter = ["kind", "status"]
 
@@ -53,10 +86,8 @@ class JobAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         job = get_object_or_404(Job, pk=job_id)
-        # Polled twice a second: only a job that looks abandoned costs a write.
-        unfinished = job.status in (Job.Status.QUEUED, Job.Status.RUNNING)
-        if unfinished and job.created_at < timezone.now() - STALE_AFTER:
-            jobs_sweep_stale()
+        # Polled twice a second: a read of its open attempt, a write only if its worker is lost.
+        if job.status == Job.Status.RUNNING and jobs_sweep_lost(job_id=job.pk):
             job.refresh_from_db()
         return job
 
@@ -82,13 +113,18 @@ class JobAdmin(admin.ModelAdmin):
 
 def job_status(job: Job) -> dict:
     done = job_done_so_far(job)
+    message = job.message
+    if job.status == Job.Status.QUEUED and not message:
+        seen = seconds_since(beats().worker_last_seen())
+        if seen is None or seen > settings.READYZ_WORKER_SECONDS:
+            message = "Waiting for a worker: none was seen lately (`make worker` starts one)."
     return {
         "id": job.pk,
         "status": job.status,
         "done": done,
         "total": job.total,
         "percent": int(done * 100 / job.total) if job.total else 100,
-        "message": job.message,
+        "message": message,
         "finished": job.status in (Job.Status.DONE, Job.Status.FAILED),
         "back": job.params.get("back", ""),
     }

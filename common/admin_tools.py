@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from common.actors import Actor
 from common.groups import GroupChoice
 from common.net import client_ip
+from common.spreadsheet import safe_cell
 
 # How an inline's rows are written: create(data), update(current, changed data), delete(objects).
 InlineWriters = tuple[Callable[[dict], Any], Callable[[Any, dict], Any], Callable[[list], Any]]
@@ -31,12 +32,13 @@ def changed_fields(form: forms.ModelForm) -> dict:
 def csv_response(
     filename: str, header: list[str], rows: Iterable[Iterable], row: Callable | None = None
 ) -> HttpResponse:
+    """Every export: a header and rows, each cell neutralised if a spreadsheet would run it."""
     response = HttpResponse(content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
     writer.writerow(header)
     for item in rows:
-        writer.writerow(row(item) if row else item)
+        writer.writerow([safe_cell(cell) for cell in (row(item) if row else item)])
     return response
 
 

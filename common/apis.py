@@ -2,11 +2,16 @@
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.actors import Actor
+from common.moments import checked_moment
 from common.net import client_ip
+from common.parsers import SafeJSONParser
 from common.throttle import Throttled as BrakeThrottled
 
 
@@ -54,10 +59,38 @@ def service_call(fn, *, field_names: dict[str, str] | None = None):
     try:
         return fn()
     except BrakeThrottled as exc:
-        raise Throttled(
-            wait=exc.retry_after, detail="Too many failed attempts; slow down."
-        ) from None
+        raise _too_many(exc) from None
     except DjangoValidationError as exc:
         if not hasattr(exc, "error_dict"):
             raise ValidationError(exc.messages) from None
         raise ValidationError(nested_errors(exc.message_dict, field_names or {})) from None
+
+
+def _too_many(exc: BrakeThrottled) -> Throttled:
+    return Throttled(wait=exc.retry_after, detail="Too many failed attempts; slow down.")
+
+
+def exception_handler(exc, context):
+    """DRF's, and a brake's refusal (a sign-in through Basic or the token endpoint, a guessed
+    code) is a 429 with Retry-After wherever it is raised."""
+    if isinstance(exc, BrakeThrottled):
+        exc = _too_many(exc)
+    return drf_exception_handler(exc, context)
+
+
+class MomentField(serializers.DateTimeField):
+    """A moment a caller names (`at`), inside the range the engine can shift dates in."""
+
+    def to_internal_value(self, value):
+        moment = super().to_internal_value(value)
+        try:
+            return checked_moment(moment)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class TokenObtainApi(ObtainAuthToken):
+    """`POST /api/v1/auth/token`: DRF's, reading JSON as every door does; the password is checked
+    under the one sign-in policy (the authentication backend), a braked caller gets a 429."""
+
+    parser_classes = [SafeJSONParser, FormParser, MultiPartParser]

@@ -42,7 +42,7 @@ class ConditionGroups(Generic[T]):
         conditions: Iterable[T],
         *,
         group_of: Callable[[T], Any] = lambda c: c.group_id,
-        key_of: Callable[[T], Any] = lambda c: c.pk,
+        key_of: Callable[[T], Any] = lambda c: c.pk if c.pk is not None else id(c),
     ) -> "ConditionGroups[T]":
         terms: dict[Any, list[T]] = {}
         for condition in conditions:
@@ -158,18 +158,18 @@ def grouped_condition_update(
     group: str | None = None,
     groupname: str | None = None,
     **fields: Any,
-) -> Any:
+) -> tuple[Any, list[str]]:
     """Change a condition, moving it to another group when `group` is given; a group left empty
-    is removed."""
+    is removed. Answers the condition and its changes, as `model_update` does."""
     group_model = _group_model(type(condition))
     if group is not None:
         fields["group"] = group_resolve(
             model=group_model, owner=owner, group=group, groupname=groupname
         )
     old_group = condition.group
-    condition, _ = model_update(instance=condition, data=fields, actor=actor, root=root)
+    condition, changes = model_update(instance=condition, data=fields, actor=actor, root=root)
     groups_drop_empty(group_model, [old_group])
-    return condition
+    return condition, changes
 
 
 def grouped_conditions_delete(

@@ -1,5 +1,11 @@
 """Brute-force brakes: failures per key in a fixed window, kept in the database so every app
-server shares them; a key over its budget is refused until the window ends."""
+server shares them; a key over its budget is refused until the window ends.
+
+A key belongs to a scope, and the scope gives its budget (failures per window). One attempt may
+be counted on keys of several scopes at once (a sign-in: per (user, address) and per address).
+Rows of windows that have ended are purged as new ones are written, so the table holds only the
+current windows: an attacker making up new names adds rows only as far as the address brake lets.
+"""
 
 import datetime
 import hashlib
@@ -22,16 +28,23 @@ class Budget:
 
 # scope -> (setting holding the failures allowed, setting holding the window in seconds, defaults)
 SCOPES = {
+    # sign-ins: per (user name, address), and per address whoever signs in (DigiPay tokens too)
     "auth": ("THROTTLE_AUTH_FAILURES", "THROTTLE_AUTH_SECONDS", 10, 300),
+    "auth_address": ("THROTTLE_AUTH_ADDRESS_FAILURES", "THROTTLE_AUTH_SECONDS", 30, 300),
     "promocode": ("THROTTLE_PROMOCODE_FAILURES", "THROTTLE_PROMOCODE_SECONDS", 20, 600),
     # An authenticated integration names codes for all its clients: its own, larger budget.
     "promocode_caller": (
         "THROTTLE_PROMOCODE_CALLER_FAILURES",
-        "THROTTLE_PROMOCODE_CALLER_SECONDS",
+        "THROTTLE_PROMOCODE_SECONDS",
         1000,
         600,
     ),
+    # public link clicks (referralprogram.registerclick): every click counts, per address
+    "click": ("THROTTLE_CLICK_REQUESTS", "THROTTLE_CLICK_SECONDS", 60, 600),
 }
+
+# A (scope, key) pair: the key counted against that scope's budget.
+ScopedKey = tuple[str, str]
 
 
 class Throttled(Exception):
@@ -55,9 +68,19 @@ def _window(scope: str, at: datetime.datetime) -> tuple[datetime.datetime, int]:
     return datetime.datetime.fromtimestamp(start, tz=datetime.UTC), start + seconds - epoch
 
 
-def _hashed(scope: str, keys: Iterable[str]) -> list[str]:
+def _digest(scope: str, key: str) -> str:
     # Hashed, so the table holds no user names or addresses.
-    return sorted({hashlib.sha256(f"{scope}:{k}".encode()).hexdigest() for k in keys if k})
+    return hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
+
+
+def _hashed(scope: str, keys: Iterable[str]) -> list[str]:
+    return sorted({_digest(scope, k) for k in keys if k})
+
+
+def _scoped(keys: Iterable[ScopedKey]) -> list[ScopedKey]:
+    """Distinct, non-empty, in the digest order every writer uses (so parallel writers of the same
+    rows never wait on each other in opposite orders)."""
+    return sorted({(s, k) for s, k in keys if k}, key=lambda sk: _digest(*sk))
 
 
 def throttle_check(
@@ -80,48 +103,75 @@ def throttle_check(
         raise Throttled(scope, left)
 
 
-def _count(scope: str, keys: Iterable[str], count: int, start: datetime.datetime) -> list[int]:
+def _count(keys: list[ScopedKey], count: int, at: datetime.datetime) -> list[int]:
     """Add `count` failures to every key atomically; answers each key's new total."""
     table = Attempt._meta.db_table
     totals = []
     with connection.cursor() as cursor:
-        for key in _hashed(scope, keys):
+        for scope, key in keys:
+            start, _ = _window(scope, at)
             cursor.execute(
                 f"INSERT INTO {table} (key, window_start, failures) VALUES (%s, %s, %s) "
                 f"ON CONFLICT (key, window_start) "
                 f"DO UPDATE SET failures = {table}.failures + EXCLUDED.failures "
                 f"RETURNING failures",
-                [key, connection.ops.adapt_datetimefield_value(start), count],
+                [_digest(scope, key), connection.ops.adapt_datetimefield_value(start), count],
             )
             totals.append(cursor.fetchone()[0])
     return totals
+
+
+def throttle_purge(*, at: datetime.datetime | None = None) -> int:
+    """Delete the rows of windows that have ended (the longest window decides); answers how many."""
+    longest = max(budget(scope).seconds for scope in SCOPES)
+    horizon = (at or timezone.now()) - datetime.timedelta(seconds=longest)
+    deleted, _ = Attempt.objects.filter(window_start__lt=horizon).delete()
+    return deleted
 
 
 def throttle_fail(
     *, scope: str, keys: Iterable[str], count: int = 1, at: datetime.datetime | None = None
 ) -> None:
     """Count `count` failures against every key, atomically under concurrency."""
-    start, _ = _window(scope, at or timezone.now())
-    _count(scope, keys, count, start)
-    Attempt.objects.filter(window_start__lt=start - datetime.timedelta(days=1)).delete()
+    at = at or timezone.now()
+    _count(_scoped((scope, k) for k in keys), count, at)
+    throttle_purge(at=at)
+
+
+def brake_take(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None) -> None:
+    """Count an attempt against every (scope, key) before it is made, and refuse it (taking the
+    count back) when any count goes past its scope's budget: each attempt compares the count its
+    increment returned, so parallel attempts get exactly the budget, no more and no less. A
+    successful attempt gives its count back with `brake_give_back`."""
+    at = at or timezone.now()
+    keys = _scoped(keys)
+    throttle_purge(at=at)
+    over = [
+        (scope, key)
+        for (scope, key), total in zip(keys, _count(keys, 1, at), strict=True)
+        if total > budget(scope).failures
+    ]
+    if over:
+        brake_give_back(keys=keys, at=at)
+        raise Throttled(over[0][0], max(_window(scope, at)[1] for scope, _ in over))
+
+
+def brake_give_back(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None) -> None:
+    """Take one attempt back from every key; a row back at zero is deleted."""
+    at = at or timezone.now()
+    for scope, key in _scoped(keys):
+        start, _ = _window(scope, at)
+        rows = Attempt.objects.filter(key=_digest(scope, key), window_start=start)
+        rows.filter(failures__gt=0).update(failures=F("failures") - 1)
+        rows.filter(failures=0).delete()
 
 
 def throttle_take(*, scope: str, keys: Iterable[str], at: datetime.datetime | None = None) -> None:
-    """Count an attempt against every key before it is made, and refuse it (taking the count
-    back) when its own count goes past a budget: each attempt compares the count its increment
-    returned, so parallel attempts get exactly the budget, no more and no less. A successful
-    attempt gives its count back with `throttle_give_back`."""
-    keys = list(keys)
-    start, left = _window(scope, at or timezone.now())
-    if any(n > budget(scope).failures for n in _count(scope, keys, 1, start)):
-        throttle_give_back(scope=scope, keys=keys, at=at)
-        raise Throttled(scope, left)
+    """`brake_take` with every key in one scope."""
+    brake_take(keys=[(scope, k) for k in keys], at=at)
 
 
 def throttle_give_back(
     *, scope: str, keys: Iterable[str], at: datetime.datetime | None = None
 ) -> None:
-    start, _ = _window(scope, at or timezone.now())
-    Attempt.objects.filter(key__in=_hashed(scope, keys), window_start=start, failures__gt=0).update(
-        failures=F("failures") - 1
-    )
+    brake_give_back(keys=[(scope, k) for k in keys], at=at)

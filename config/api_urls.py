@@ -1,12 +1,12 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
 from billing import apis as billing_apis
+from common.apis import TokenObtainApi
 from promotions import apis as promotion_apis
 from referrals import apis as referral_apis
 
 urlpatterns = [
-    path("auth/token", obtain_auth_token, name="api-token"),
+    path("auth/token", TokenObtainApi.as_view(), name="api-token"),
     path("quotes", promotion_apis.QuoteApi.as_view(), name="quote-create"),
     path("redemptions", promotion_apis.RedemptionCreateApi.as_view(), name="redemption-create"),
     path(

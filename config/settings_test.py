@@ -1,9 +1,20 @@
 """Test settings: the real settings with a throwaway secret and a fast password hasher."""
 
 import os
+import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 
 from config.settings import *  # noqa: F403
+from config.settings import DATABASES
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, as the embedded default is, not Django's shared in-memory database: its locking is
+    # the real one (parallel writers, tests/common/test_sqlite_writers.py), and worker and server
+    # processes started by tests open the same database. One per test run, so runs side by side
+    # (CI's steps, a developer's two terminals) never share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"promo-test-{os.getpid()}.sqlite3")
+    }

@@ -7,11 +7,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.parsers import SafeJSONParser
 from digipay_api import conditions, envelope, mapping, selectors, services
 from digipay_api.auth import (
     HEADER_PARAMETERS,
@@ -43,7 +43,7 @@ class JsonOnly(BaseContentNegotiation):
 class DigiPayApi(APIView):
     authentication_classes = [CompanyTokenAuthentication]
     permission_classes = [IsTheTokensCompany]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
     metadata_class = None  # OPTIONS answers 405 like any method the route lacks
@@ -68,7 +68,7 @@ def _errors(exc: DjangoValidationError) -> BadRequest:
         errors.setdefault(mapping.digipay_field(name), []).extend(
             message for item in items for message in item.messages
         )
-        if any(item.code == services.TITLE_TAKEN for item in items):
+        if name == "name" and any(item.code == "unique" for item in items):
             codes.append(envelope.TITLE_TAKEN)
     return BadRequest(errors, codes)
 

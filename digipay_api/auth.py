@@ -15,8 +15,8 @@ from rest_framework.permissions import BasePermission
 
 from common.actors import Actor
 from common.net import client_ip
+from common.signin import address_brake_give_back, address_brake_take
 from common.throttle import Throttled as BrakeThrottled
-from common.throttle import throttle_give_back, throttle_take
 from digipay_api import selectors
 from digipay_api.models import Company
 
@@ -52,10 +52,10 @@ class CompanyTokenAuthentication(BaseAuthentication):
             key = parts[1].decode()
         except UnicodeDecodeError:
             raise AuthenticationFailed("The token is wrong or revoked.") from None
-        # Guessing keys is braked per address like failed sign-ins on the func door.
-        address = [f"ip:{client_ip(request) or ''}"]
+        # Guessing keys spends the address's sign-in budget, like a wrong password on any door.
+        address = client_ip(request)
         try:
-            throttle_take(scope="auth", keys=address)
+            address_brake_take(address)
         except BrakeThrottled as exc:
             raise Throttled(
                 wait=exc.retry_after, detail="Too many wrong tokens; slow down."
@@ -63,7 +63,7 @@ class CompanyTokenAuthentication(BaseAuthentication):
         token = selectors.token_find(key=key)
         if token is None:
             raise AuthenticationFailed("The token is wrong or revoked.")
-        throttle_give_back(scope="auth", keys=address)
+        address_brake_give_back(address)
         return CompanyPrincipal(token.company), token
 
     def authenticate_header(self, request) -> str:

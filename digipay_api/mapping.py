@@ -20,7 +20,7 @@ import datetime
 
 from django.utils import timezone
 
-from referrals.models import ReferralProgram, RewardKind
+from referrals.models import ProgramState, ReferralProgram, RewardKind
 
 # The choice sets of the DigiPay fields; SPECTACULAR_SETTINGS names each in the schema.
 REWARD_TYPE_CHOICES = [(1, "cash"), (3, "points")]
@@ -133,13 +133,23 @@ def referral_for_of(audience: str) -> int | None:
     return _inverse(AUDIENCES).get(audience)
 
 
+# DigiPay's status of a program in each state (ReferralProgram.state_on): DigiPay has no
+# "planned", and a program it creates starts the day it is posted.
+STATUS_OF_STATE = {
+    ProgramState.PLANNED: ACTIVE,
+    ProgramState.LIVE: ACTIVE,
+    ProgramState.ENDED: EXPIRED,
+    ProgramState.INACTIVE: INACTIVE,
+}
+
+
+def states_of(status: int) -> list[ProgramState]:
+    """The program states DigiPay shows as `status`."""
+    return [state for state, shown in STATUS_OF_STATE.items() if shown == status]
+
+
 def status_of(program: ReferralProgram, today: datetime.date | None = None) -> int:
-    today = today or timezone.localdate()
-    if program.status == ReferralProgram.Status.INACTIVE:
-        return INACTIVE
-    if program.end_date is not None and program.end_date < today:
-        return EXPIRED
-    return ACTIVE
+    return STATUS_OF_STATE[program.state_on(today)]
 
 
 def digipay_field(name: str) -> str:

@@ -4,7 +4,7 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from digipay_api import conditions, mapping
@@ -84,20 +84,17 @@ def programs_list(
 ) -> tuple[int, list[DigiPayProgram]]:
     """The company's programs that pass the filters: how many in all, and one page of them."""
     today = timezone.localdate()
-    rows = _programs(company).annotate(
-        digipay_status=Case(
-            When(program__status=ReferralProgram.Status.INACTIVE, then=Value(mapping.INACTIVE)),
-            When(program__end_date__lt=today, then=Value(mapping.EXPIRED)),
-            default=Value(mapping.ACTIVE),
-            output_field=IntegerField(),
-        )
-    )
+    rows = _programs(company)
+
+    def shown_as(status: int):
+        return ReferralProgram.objects.in_states(mapping.states_of(status), day=today)
+
     if filters.status is not None:
-        rows = rows.filter(digipay_status=filters.status)
+        rows = rows.filter(program__in=shown_as(filters.status))
     if filters.is_active is True:
-        rows = rows.filter(digipay_status=mapping.ACTIVE)
+        rows = rows.filter(program__in=shown_as(mapping.ACTIVE))
     elif filters.is_active is False:
-        rows = rows.exclude(digipay_status=mapping.ACTIVE)
+        rows = rows.exclude(program__in=shown_as(mapping.ACTIVE))
     keyword = filters.search_keyword.strip()
     if keyword:
         rows = rows.filter(

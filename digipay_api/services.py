@@ -1,6 +1,7 @@
 """Writes of the DigiPay door: companies, tokens, and programs through referrals.services.
 
-A company's writes queue on its row, so the title check and the write it guards are one step.
+A program's title is unique per provider by a database constraint (whatever door made the other
+program); a company's program writes queue on its row.
 """
 
 import secrets
@@ -19,10 +20,8 @@ from digipay_api.conditions import ReferralCondition
 from digipay_api.models import ApiToken, Company, CompanyCurrency, DigiPayProgram, new_public_id
 from digipay_api.selectors import key_digest
 from referrals import services as referrals
-from referrals.models import ReferralProgram
 
 RULE_NAME = "DigiPay referral condition"
-TITLE_TAKEN = "title_taken"
 UNCHANGED: Any = object()
 
 
@@ -113,17 +112,6 @@ def _lock(company: Company) -> Company:
     )
 
 
-def _title_free(company: Company, title: str, *, but: ReferralProgram | None = None) -> None:
-    """Titles are unique among the programs of the company's provider, whatever door made them."""
-    taken = ReferralProgram.objects.filter(provider_id=company.provider_id, name__iexact=title)
-    if but is not None:
-        taken = taken.exclude(pk=but.pk)
-    if taken.exists():
-        raise ValidationError(
-            {"name": ValidationError(f'A program titled "{title}" exists already.', TITLE_TAKEN)}
-        )
-
-
 def _expiry_clamped(fields: dict, start) -> dict:
     """An expiry day before the start is the start day: the program runs that day only."""
     end = fields.get("end_date")
@@ -138,7 +126,6 @@ def program_create(
 ) -> DigiPayProgram:
     """A referral program of the company's provider, its DigiPay id, and its rule if any."""
     company = _lock(company)
-    _title_free(company, fields["name"])
     start = timezone.localdate()
     program = referrals.program_create(
         actor=actor,
@@ -157,11 +144,9 @@ def program_update(
     *, dp: DigiPayProgram, actor: Actor, fields: dict, condition: Any = UNCHANGED
 ) -> DigiPayProgram:
     """Change the fields given; `condition` replaces the rule (None removes it)."""
-    company = _lock(dp.company)
+    _lock(dp.company)
     dp = DigiPayProgram.objects.select_related("program", "rule").get(pk=dp.pk)
     program = dp.program
-    if "name" in fields:
-        _title_free(company, fields["name"], but=program)
     if fields:
         referrals.program_update(
             program=program, actor=actor, **_expiry_clamped(fields, program.start_date)

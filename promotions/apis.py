@@ -8,7 +8,14 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
+from common.apis import (
+    Conflict,
+    HasPerm,
+    ModelPermissionsWithView,
+    MomentField,
+    api_actor,
+    service_call,
+)
 from promotions import services
 from promotions.engine import Kind, Order
 from promotions.engine.present import quote_as_dict
@@ -45,7 +52,7 @@ class OrderInput(serializers.Serializer):
 
     client = serializers.IntegerField()
     provider = serializers.IntegerField()
-    at = serializers.DateTimeField(required=False, allow_null=True)
+    at = MomentField(required=False, allow_null=True)
     codes = serializers.ListField(
         child=serializers.CharField(allow_blank=True),
         required=False,

@@ -59,9 +59,11 @@ def generate_codes_start(
 @job_kind(GENERATE_CODES)
 def generate_codes(params: dict[str, Any], actor: Actor, progress) -> str:
     """All the promotions' codes or none: one transaction, like the request it replaces."""
+    # Jobs queued by an older version carry the two limits beside the template.
+    legacy = {k: params[k] for k in ("uselimit", "account_uselimit") if params.get(k) is not None}
     code_settings = {
         name: PromoCode._meta.get_field(name).to_python(value)
-        for name, value in params.get("settings", {}).items()
+        for name, value in params.get("settings", legacy).items()
     }
     total = 0
     with transaction.atomic():

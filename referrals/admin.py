@@ -1,14 +1,17 @@
+from decimal import Decimal, InvalidOperation
+
+from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from billing.models import Client
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from common.charts import bar_chart
 from common.groups import GroupedConditionInline
@@ -16,6 +19,7 @@ from referrals import selectors, services
 from referrals.models import (
     LinkClick,
     Partnership,
+    Payout,
     Referral,
     ReferralProgram,
     Reward,
@@ -48,7 +52,73 @@ def partner_page_link(program_id: int, partner_id: int, text: str = "partner pag
 
 
 def money_list(amounts) -> str:
-    return ", ".join(str(m) for m in amounts) or "—"
+    return selectors.money_text(amounts) or "—"
+
+
+# Paying: a confirmation page first ---------------------------------------------------------------
+
+PAY_TEMPLATE = "admin/referrals/pay_confirm.html"
+
+
+def new_reference() -> str:
+    """A reference to start from; the operator may replace it with the bank transfer's."""
+    return f"PAY-{timezone.localtime():%Y%m%d-%H%M%S}"
+
+
+def confirmed_totals(request) -> dict[str, Decimal]:
+    """The per-currency totals the confirmation page showed (hidden fields `total_<ISO>`)."""
+    totals = {}
+    for name, value in request.POST.items():
+        if name.startswith("total_"):
+            try:
+                totals[name.removeprefix("total_")] = Decimal(value)
+            except InvalidOperation:
+                raise ValidationError("The confirmation form was damaged; start again.") from None
+    return totals
+
+
+def pay_confirmed(admin_obj, request, pairs, *, action: str) -> bool:
+    """Pay `pairs` as confirmed on the page; False (with the reason shown) when nothing was paid."""
+    try:
+        through = int(request.POST.get("through", ""))
+        made = services.payouts_create_many(
+            partners=pairs,
+            reference=request.POST.get("reference", ""),
+            actor=admin_actor(request, action),
+            through=through,
+            confirmed=confirmed_totals(request),
+        )
+    except (ValueError, ValidationError) as exc:
+        reason = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        admin_obj.message_user(request, f"Nothing was paid: {reason}", messages.ERROR)
+        return False
+    if made:
+        paid = ", ".join(
+            f"{selectors.Money(p.amount, p.currency.iso, p.currency.minor_units)} to {p.partner}"
+            for p in made
+        )
+        admin_obj.message_user(
+            request, f"Paid {paid} (reference {made[0].reference}).", messages.SUCCESS
+        )
+    else:
+        admin_obj.message_user(request, "Nothing was left to pay.", messages.WARNING)
+    return True
+
+
+def pay_page(admin_obj, request, preview: selectors.PayoutPreview, **context):
+    return TemplateResponse(
+        request,
+        PAY_TEMPLATE,
+        {
+            **admin_obj.admin_site.each_context(request),
+            "opts": admin_obj.opts,
+            "title": "Pay unpaid rewards?",
+            "preview": preview,
+            "totals": [(m, f"total_{m.currency}") for m in preview.totals],
+            "reference": request.POST.get("reference") or new_reference(),
+            **context,
+        },
+    )
 
 
 def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
@@ -212,28 +282,24 @@ class ReferralProgramAdmin(ServiceSavedAdmin):
         return TemplateResponse(request, "admin/referrals/partner.html", context)
 
     def partner_pay_view(self, request, program_id: int, client_id: int):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """GET: what would be paid, per currency, and a reference to confirm; POST: pay that."""
         program, partner = self._program_and_partner(request, program_id, client_id)
         if not self.can_pay(request):
             raise PermissionDenied
-        payouts = services.payouts_create(
-            program=program, partner=partner, actor=admin_actor(request, "reward.payout")
-        )
-        if payouts:
-            paid = " and ".join(
-                str(selectors.Money(p.amount, p.currency.iso, p.currency.minor_units))
-                for p in payouts
-            )
-            self.message_user(request, f"Paid {paid} to {partner.name}.", messages.SUCCESS)
-        else:
+        back = partner_url(program.pk, partner.pk)
+        if request.method == "POST" and request.POST.get("confirm") == "yes":
+            pay_confirmed(self, request, [(program, partner)], action="reward.payout")
+            return HttpResponseRedirect(back)
+        preview = selectors.payout_preview([(program, partner)])
+        if not preview.lines:
             self.message_user(
                 request,
-                f"Nothing was paid: {partner.name} has no unpaid rewards in {program.name} "
+                f"Nothing to pay: {partner.name} has no unpaid rewards in {program.name} "
                 "(every reward has been paid already).",
                 messages.WARNING,
             )
-        return HttpResponseRedirect(partner_url(program.pk, partner.pk))
+            return HttpResponseRedirect(back)
+        return pay_page(self, request, preview, cancel_url=back, form_url="", selected=[])
 
     @staticmethod
     def create(actor, data):
@@ -260,24 +326,57 @@ class RuleConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
+class OrderPeriodsField(forms.Field):
+    """`orderperiods` as the func door writes them: months joined by commas, e.g. `1, 12`."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        return value
+
+    def to_python(self, value):
+        text = (value or "").replace(" ", "")
+        parts = [p for p in text.split(",") if p]
+        if not all(p.isdigit() and len(p) < 5 for p in parts):
+            raise ValidationError("Order periods are months joined by commas, e.g. 1, 12.")
+        return [int(p) for p in parts]
+
+    def has_changed(self, initial, data):
+        return (initial or []) != self.to_python(data)
+
+
+class RuleConditionForm(forms.ModelForm):
+    orderperiods = OrderPeriodsField(
+        required=False, label="order periods", help_text="Months, e.g. 1, 12; empty: any."
+    )
+
+    class Meta:
+        model = RuleCondition
+        fields = [
+            "ctype",
+            "comparison",
+            "amount_ctype_1",
+            "amount_ctype_4",
+            "item_count",
+            "referral_count",
+            "orderperiods",
+            "group",
+        ]
+
+
 class RuleConditionInline(GroupedConditionInline, admin.TabularInline):
     model = RuleCondition
-    fields = [
-        "ctype",
-        "comparison",
-        "amount_ctype_1",
-        "amount_ctype_4",
-        "item_count",
-        "referral_count",
-        "group",
-    ]
+    form = RuleConditionForm
+    fields = RuleConditionForm.Meta.fields
     extra = 0
 
 
 @admin.register(Rule)
 class RuleAdmin(ServiceSavedAdmin):
-    list_display = ["id", "name", "program", "reward_type", "amount", "schedule", "active"]
+    list_display = ["id", "name", "program", "description", "schedule", "active"]
+    list_select_related = ["program__provider__currency", "program__currency"]
     list_filter = ["program", "reward_type", "active"]
+    readonly_fields = ["description"]
     inlines = [RuleConditionGroupInline, RuleConditionInline]
 
     @staticmethod
@@ -364,11 +463,25 @@ class PaidFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LedgerAdmin(admin.ModelAdmin):
+    """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
+    database refuses deletes and changes too); corrections are new rows."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Reward)
-class RewardAdmin(admin.ModelAdmin):
+class RewardAdmin(LedgerAdmin):
     list_display = [
         "id",
-        "partner",
+        "beneficiary",
         "referral",
         "rule",
         "amount",
@@ -380,19 +493,13 @@ class RewardAdmin(admin.ModelAdmin):
     list_filter = [
         PaidFilter,
         "rule__program",
-        ("partner", admin.RelatedOnlyFieldListFilter),
-        "beneficiary",
+        ("beneficiary", admin.RelatedOnlyFieldListFilter),
+        "role",
         "kind",
     ]
-    search_fields = ["partner__name"]
+    search_fields = ["beneficiary__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_pay_permission(self, request) -> bool:
         return request.user.has_perm("referrals.add_payout")
@@ -401,18 +508,26 @@ class RewardAdmin(admin.ModelAdmin):
         description="Pay the unpaid rewards of the selected rewards' partners", permissions=["pay"]
     )
     def pay_partners(self, request, queryset):
-        actor = admin_actor(request, "reward.payout")
-        pairs = sorted(set(queryset.values_list("rule__program_id", "partner_id")))
-        made = []
-        with transaction.atomic():  # every selected partner is paid, or none
-            for program_id, partner_id in pairs:
-                made += services.payouts_create(
-                    program=ReferralProgram.objects.get(pk=program_id),
-                    partner=Client.objects.get(pk=partner_id),
-                    actor=actor,
-                )
-        paid = ", ".join(f"{p.amount.normalize():f} {p.currency} to {p.partner}" for p in made)
-        self.message_user(request, f"Paid {paid}." if made else "Nothing was left to pay.")
+        """A confirmation page with the amounts per currency, then every partner paid or none
+        (service payouts_create_many)."""
+        credited = queryset.select_related("rule__program", "beneficiary")
+        pairs = {(r.rule.program, r.beneficiary) for r in credited}
+        if request.POST.get("confirm") == "yes":
+            pay_confirmed(self, request, pairs, action="reward.payout")
+            return None
+        preview = selectors.payout_preview(pairs)
+        if not preview.lines:
+            self.message_user(request, "Nothing was left to pay.", messages.WARNING)
+            return None
+        return pay_page(
+            self,
+            request,
+            preview,
+            cancel_url=request.get_full_path(),
+            form_url=request.get_full_path(),
+            selected=request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            action="pay_partners",
+        )
 
     @admin.action(description="Export selected rewards as CSV")
     def export_csv(self, request, queryset):
@@ -420,7 +535,8 @@ class RewardAdmin(admin.ModelAdmin):
             "rewards.csv",
             [
                 "id",
-                "partner",
+                "beneficiary",
+                "role",
                 "referral_client",
                 "program",
                 "rule",
@@ -431,10 +547,11 @@ class RewardAdmin(admin.ModelAdmin):
                 "created_at",
                 "payout",
             ],
-            queryset.select_related("partner", "referral__client", "rule__program", "currency"),
+            queryset.select_related("beneficiary", "referral__client", "rule__program", "currency"),
             lambda r: [
                 r.pk,
-                r.partner.name,
+                r.beneficiary.name,
+                r.role,
                 r.referral.client.name,
                 r.rule.program.name,
                 r.rule.name,
@@ -446,3 +563,20 @@ class RewardAdmin(admin.ModelAdmin):
                 r.payout_id or "",
             ],
         )
+
+
+@admin.register(Payout)
+class PayoutAdmin(LedgerAdmin):
+    list_display = [
+        "id",
+        "partner",
+        "program",
+        "amount",
+        "currency",
+        "created_at",
+        "paid_by",
+        "reference",
+    ]
+    list_filter = ["program", "currency"]
+    search_fields = ["reference", "partner__name", "paid_by"]
+    date_hierarchy = "created_at"

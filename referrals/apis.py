@@ -16,7 +16,7 @@ from referrals.models import LinkClick, Referral, ReferralProgram, partner_link
 class ReferralOutput(serializers.ModelSerializer):
     class Meta:
         model = Referral
-        fields = ["id", "program", "partner", "client", "source", "joined_at"]
+        fields = ["id", "program", "partner", "client", "source", "via", "joined_at"]
 
 
 class ReferralAttachApi(APIView):
@@ -28,7 +28,13 @@ class ReferralAttachApi(APIView):
         code = serializers.CharField(max_length=100, required=False)
         partner = serializers.IntegerField(min_value=1, required=False)
         program = serializers.IntegerField(min_value=1, required=False)
-        source = serializers.ChoiceField(choices=["link"], required=False, default="link")
+        source = serializers.ChoiceField(
+            choices=[Referral.Source.LINK, Referral.Source.MANUAL],
+            required=False,
+            default=Referral.Source.LINK,
+            help_text="With `partner` and `program`: `link` (they followed the partner's link) "
+            "or `manual` (attached by hand).",
+        )
         visitor = serializers.CharField(max_length=64, required=False)
 
         def validate(self, data):
@@ -61,12 +67,15 @@ class ReferralAttachApi(APIView):
                     client=client, visitor=data["visitor"], actor=actor
                 )
             else:
+                program = get_object_or_404(ReferralProgram, pk=data["program"])
+                by_link = data["source"] == Referral.Source.LINK
                 referral = services.referral_attach(
                     client=client,
                     partner_id=data["partner"],
-                    program=get_object_or_404(ReferralProgram, pk=data["program"]),
-                    source=Referral.Source.LINK,
+                    program=program,
+                    source=data["source"],
                     actor=actor,
+                    via=partner_link(program, data["partner"]) if by_link else "",
                 )
         except services.AttachRefused as exc:
             return Response({"detail": exc.reason}, status=status.HTTP_409_CONFLICT)

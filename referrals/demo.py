@@ -11,7 +11,7 @@ from billing.services import expense_create
 from common.actors import Actor
 from referrals import services
 from referrals.accrual import rewards_accrue
-from referrals.models import Referral, ReferralProgram
+from referrals.models import Referral, ReferralProgram, partner_code, partner_link
 
 
 def demo_referral_activity(
@@ -31,11 +31,15 @@ def demo_referral_activity(
                 provider=program.provider,
                 registration_date=now - datetime.timedelta(days=50),
             )
+            source = rng.choice([Referral.Source.LINK, Referral.Source.PROMOCODE])
             Referral.objects.create(
                 program=program,
                 partner=partner,
                 client=client,
-                source=rng.choice([Referral.Source.LINK, Referral.Source.PROMOCODE]),
+                source=source,
+                via=partner_link(program, partner.pk)
+                if source == Referral.Source.LINK
+                else partner_code(program, partner.pk),
                 joined_at=now - datetime.timedelta(days=48),
             )
             for _ in range(rng.randint(2, 5)):
@@ -46,5 +50,7 @@ def demo_referral_activity(
                     created_at=now - datetime.timedelta(days=rng.randint(0, 45)),
                 )
     added = rewards_accrue(program=program)
-    services.payouts_create(program=program, partner=partners[0], actor=actor)
+    services.payouts_create(
+        program=program, partner=partners[0], reference="DEMO-PAYOUT-1", actor=actor
+    )
     return added

@@ -1,12 +1,15 @@
 """Referral programs in BILLmanager's vocabulary, with the fields DigiPay's door maps onto."""
 
+import datetime
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider
-from common.comparison import SYMBOLS, Comparison
+from common.comparison import Comparison
 from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
@@ -16,6 +19,39 @@ PARTNER_PLACEHOLDER = "@ID@"
 class RewardKind(models.TextChoices):
     CASH = "cash", "cash"
     POINTS = "points", "points"
+
+
+class ProgramState(models.TextChoices):
+    """Where a program stands on a day: the one definition of "live" (see ReferralProgram.state_on
+    and ReferralProgramQuerySet.in_states)."""
+
+    PLANNED = "planned", "planned (starts later)"
+    LIVE = "live", "live"
+    ENDED = "ended", "ended"
+    INACTIVE = "inactive", "switched off"
+
+
+def _state_q(state: ProgramState, day: datetime.date) -> Q:
+    switched_on = Q(status="active")
+    not_ended = Q(end_date__isnull=True) | Q(end_date__gte=day)
+    return {
+        ProgramState.INACTIVE: ~switched_on,
+        ProgramState.PLANNED: switched_on & Q(start_date__gt=day),
+        ProgramState.LIVE: switched_on & Q(start_date__lte=day) & not_ended,
+        ProgramState.ENDED: switched_on & Q(end_date__lt=day),
+    }[state]
+
+
+class ReferralProgramQuerySet(models.QuerySet):
+    def in_states(self, states, *, day: datetime.date) -> "ReferralProgramQuerySet":
+        wanted = Q(pk__in=[])
+        for state in states:
+            wanted |= _state_q(state, day)
+        return self.filter(wanted)
+
+    def live(self, day: datetime.date | None = None) -> "ReferralProgramQuerySet":
+        """Programs that attach and enrol clients on `day` (today by default)."""
+        return self.in_states([ProgramState.LIVE], day=day or timezone.localdate())
 
 
 class ReferralProgram(models.Model):
@@ -74,9 +110,18 @@ class ReferralProgram(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
 
+    objects = ReferralProgramQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
         constraints = [
+            models.UniqueConstraint(
+                Lower("name"),
+                F("provider"),
+                name="referralprogram_unique_title",
+                violation_error_code="unique",
+                violation_error_message="A program with this title exists already.",
+            ),
             models.UniqueConstraint(
                 fields=["provider"],
                 condition=Q(assign_by_default=True),
@@ -97,6 +142,28 @@ class ReferralProgram(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def state_on(self, day: datetime.date | None = None) -> ProgramState:
+        day = day or timezone.localdate()
+        return next(s for s in ProgramState if self._in_state(s, day))
+
+    def _in_state(self, state: ProgramState, day: datetime.date) -> bool:
+        # The same terms as _state_q, read off the instance.
+        on = self.status == self.Status.ACTIVE
+        return {
+            ProgramState.INACTIVE: not on,
+            ProgramState.PLANNED: on and self.start_date > day,
+            ProgramState.LIVE: on
+            and self.start_date <= day
+            and (self.end_date is None or self.end_date >= day),
+            ProgramState.ENDED: on and self.end_date is not None and self.end_date < day,
+        }[state]
+
+    @property
+    def reward_currency(self) -> Currency:
+        """The currency fixed rewards and sales thresholds are in: the program's, else its
+        provider's."""
+        return self.currency or self.provider.currency
 
     def clean(self) -> None:
         errors = {}
@@ -147,13 +214,18 @@ class Rule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def description(self) -> str:
+        """What the rule pays, in words (which expenses earn, how much, in which currency)."""
+        from referrals.reward_types import reward_type_of
+
+        return reward_type_of(self.reward_type).describe(self)
+
     def clean(self) -> None:
-        if (
-            self.reward_type == self.RewardType.PERCENT
-            and self.amount is not None
-            and self.amount > 100
-        ):
-            raise ValidationError({"amount": "A percentage is 100 at most."})
+        from referrals.reward_types import reward_type_of
+
+        if self.reward_type in self.RewardType.values and self.amount is not None:
+            reward_type_of(self.reward_type).validate(self)
 
 
 class RuleConditionGroup(models.Model):
@@ -204,14 +276,6 @@ class RuleCondition(GroupedCondition, models.Model):
         related_name="conditions",
     )
 
-    # The one amount field each condition type reads.
-    AMOUNT_FIELD: dict[str, str] = {
-        Type.REFERRAL_SALES: "amount_ctype_1",
-        Type.REFERRAL_SERVICES: "item_count",
-        Type.PARTNER_REFERRALS: "referral_count",
-        Type.ALL_REFERRALS_SALES: "amount_ctype_4",
-    }
-
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -223,18 +287,15 @@ class RuleCondition(GroupedCondition, models.Model):
         ]
 
     def __str__(self) -> str:
-        field = self.AMOUNT_FIELD.get(self.ctype)
-        if not field:
-            return self.get_ctype_display()
-        op = SYMBOLS[self.comparison]
-        value = getattr(self, field)
-        shown = format(value.normalize(), "f") if hasattr(value, "normalize") else value
-        return f"{self.get_ctype_display()} {op} {shown}"
+        from referrals.conditions import condition_type_of
+
+        return condition_type_of(self.ctype).describe(self)
 
     def clean(self) -> None:
-        field = self.AMOUNT_FIELD.get(self.ctype)
-        if field and getattr(self, field) is None:
-            raise ValidationError({field: "Required for this condition type."})
+        from referrals.conditions import condition_type_of
+
+        if self.ctype in self.Type.values:
+            condition_type_of(self.ctype).validate(self)
         if errors := self.group_error():
             raise ValidationError(errors)
 
@@ -245,15 +306,20 @@ class Referral(models.Model):
     class Source(models.TextChoices):
         PROMOCODE = "promocode", "promo code"
         LINK = "link", "link"
-        DEFAULT = "default", "enrolled by default"
+        MANUAL = "manual", "by hand"
 
     program = models.ForeignKey(ReferralProgram, on_delete=models.PROTECT, related_name="referrals")
     partner = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="referrals_made")
     client = models.OneToOneField(Client, on_delete=models.PROTECT, related_name="referral")
     source = models.CharField(max_length=10, choices=Source.choices)
-    joined_at = models.DateTimeField(default=timezone.now)
-    first_purchase_at = models.DateTimeField(null=True, blank=True)
-    last_purchase_at = models.DateTimeField(null=True, blank=True)
+    via = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="The code the client entered or the link they followed.",
+    )
+    joined_at = models.DateTimeField(
+        default=timezone.now, help_text="Rewards accrue on expenses from this moment on."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -331,12 +397,17 @@ class Payout(models.Model):
     partner = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="payouts")
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("paid at", default=timezone.now)
+    paid_by = models.CharField(max_length=150, help_text="Who paid (the user name).")
+    reference = models.CharField(
+        max_length=100, help_text="The payout's reference, e.g. the bank transfer's or batch's id."
+    )
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_gte_0")
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payout_amount_gte_0"),
+            models.CheckConstraint(condition=~Q(reference=""), name="payout_has_reference"),
         ]
 
     def __str__(self) -> str:
@@ -345,43 +416,120 @@ class Payout(models.Model):
 
 class Reward(models.Model):
     """A ledger row: what a rule earned a client (the partner, or the referred client) on one
-    expense of a referral."""
+    expense of a referral. Rows are written by accrual only and are history: never deleted, and
+    their money never edited (database triggers, see migration 0007); corrections are new rows.
 
-    class Beneficiary(models.TextChoices):
+    Accrual writes a million rows at a time, so the ledger carries only what guards money or
+    what a read cannot do without: the primary key, the unique (rule, expense, role) key that
+    makes re-runs add nothing, the CHECK on the amount, and an index on paid rows' payout.
+    Its references are not row-by-row foreign-key constraints (they were ~70% of accrual's time):
+    every row is built by accrual's INSERT ... SELECT from the very rows it names, rows never
+    change but for their payout (checked by a trigger when set), and triggers on the referenced
+    tables refuse to delete an expense, rule or referral that a reward names; a reward's client and
+    currency are its referral's and its expense's, which their own foreign keys keep
+    (tests/referrals/test_ledger.py proves all of it). Reads reach a partner's rewards
+    through their referrals' expenses (indexed), not by an index on the ledger.
+    """
+
+    class Role(models.TextChoices):
         REFERRER = "referrer", "the referrer"
         REFEREE = "referee", "the referred client"
 
     # The credited client: the partner for a referrer's reward, the referred client for theirs.
-    # The unique (rule, expense, beneficiary) index starts with rule and (partner, payout) with
-    # partner, so neither needs an index of its own; accrual writes a million rows at a time.
-    partner = models.ForeignKey(
-        Client, on_delete=models.PROTECT, related_name="rewards", db_index=False
+    beneficiary = models.ForeignKey(
+        Client,
+        on_delete=models.PROTECT,
+        related_name="rewards",
+        db_index=False,
+        db_constraint=False,
     )
-    referral = models.ForeignKey(Referral, on_delete=models.PROTECT, related_name="rewards")
-    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, related_name="rewards", db_index=False)
-    expense = models.ForeignKey(Expense, on_delete=models.PROTECT, related_name="rewards")
-    beneficiary = models.CharField(
-        max_length=10, choices=Beneficiary.choices, default=Beneficiary.REFERRER
+    referral = models.ForeignKey(
+        Referral,
+        on_delete=models.PROTECT,
+        related_name="rewards",
+        db_index=False,
+        db_constraint=False,
     )
+    rule = models.ForeignKey(
+        Rule, on_delete=models.PROTECT, related_name="rewards", db_index=False, db_constraint=False
+    )
+    expense = models.ForeignKey(
+        Expense,
+        on_delete=models.PROTECT,
+        related_name="rewards",
+        db_index=False,
+        db_constraint=False,
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.REFERRER)
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
+    # Always the expense's currency: a fixed reward is paid only on expenses in the program's.
     currency = models.ForeignKey(
-        Currency, on_delete=models.PROTECT, related_name="+", db_index=False
+        Currency, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     kind = models.CharField(max_length=10, choices=RewardKind.choices, default=RewardKind.CASH)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField("accrued at", default=timezone.now)
+    # Checked by a trigger that runs only for a row naming a payout (accrual writes none).
     payout = models.ForeignKey(
-        Payout, null=True, blank=True, on_delete=models.PROTECT, related_name="rewards"
+        Payout,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rewards",
+        db_index=False,
+        db_constraint=False,
     )
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["rule", "expense", "beneficiary"], name="reward_once_per_rule_expense"
+                fields=["rule", "expense", "role"], name="reward_once_per_rule_expense"
             ),
             models.CheckConstraint(condition=Q(amount__gte=0), name="reward_amount_gte_0"),
         ]
-        indexes = [models.Index(fields=["partner", "payout"])]
+        indexes = [
+            # Only paid rows: accrual writes unpaid ones and never maintains it.
+            models.Index(
+                fields=["payout"], name="reward_paid_payout", condition=Q(payout__isnull=False)
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} for {self.partner}"
+        return f"{self.amount} {self.currency} for {self.beneficiary}"
+
+
+class AccrualMark(models.Model):
+    """How far accrual has come for one rule (its watermark), so a run reads only what is new.
+
+    Ids, not dates: an expense that arrives late with an old `created_at` still has a new id.
+    A run reads the highest committed ids first (see accrual.committed_marks), so an id at or
+    below a mark is never still in flight. Changing the rule, its conditions or its program
+    resets the mark (`generation` moves on), and the next run re-reads from the start, the
+    unique key keeping what was paid.
+    """
+
+    rule = models.OneToOneField(
+        Rule, on_delete=models.CASCADE, primary_key=True, related_name="accrual_mark"
+    )
+    # Every expense, referral and service with an id up to these has been accrued.
+    expenses_through = models.BigIntegerField(default=0)
+    referrals_through = models.BigIntegerField(default=0)
+    services_through = models.BigIntegerField(default=0)
+    # No reward of the rule is on an expense with a higher id: above it, inserts need no
+    # conflict check (the unique key would still refuse a duplicate).
+    rewards_through = models.BigIntegerField(default=0)
+    generation = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expenses_through__gte=0)
+                & Q(referrals_through__gte=0)
+                & Q(services_through__gte=0)
+                & Q(rewards_through__gte=0),
+                name="accrualmark_ids_gte_0",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule}: expenses through #{self.expenses_through}"

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from billing.models import Client
@@ -19,6 +20,7 @@ from common.groups import (
 from common.services import history_record, model_create, model_delete_many, model_update
 from referrals.models import (
     PARTNER_PLACEHOLDER,
+    AccrualMark,
     LinkClick,
     Partnership,
     Payout,
@@ -28,36 +30,78 @@ from referrals.models import (
     Rule,
     RuleCondition,
     partner_code,
+    partner_link,
 )
+from referrals.selectors import credited_rewards
 
 DEFAULT_TAKEN = "Only one referral program of a provider is assigned by default."
+TITLE_TAKEN = "A program with this title exists already."
+
+# The unique constraints a program save can meet, each named as the field it is about: the
+# constraint decides, also between two concurrent saves (full_clean only says it early).
+PROGRAM_UNIQUE = {
+    "referralprogram_one_default_per_provider": ("assign_by_default", DEFAULT_TAKEN),
+    "referralprogram_unique_title": ("name", TITLE_TAKEN),
+}
 
 
-def _one_default(fn):
-    """The partial unique index decides, also between two concurrent saves; named as the field."""
-    taken = ValidationError({"assign_by_default": ValidationError(DEFAULT_TAKEN, code="unique")})
+def _program_saved(fn):
     try:
         with transaction.atomic():
             return fn()
     except ValidationError as exc:
-        if DEFAULT_TAKEN in exc.messages:
-            raise taken from exc
+        for field, message in PROGRAM_UNIQUE.values():
+            if message in exc.messages:
+                raise ValidationError({field: ValidationError(message, code="unique")}) from exc
         raise
     except IntegrityError as exc:
-        if "referralprogram_one_default_per_provider" in str(exc):
-            raise taken from exc
+        for constraint, (field, message) in PROGRAM_UNIQUE.items():
+            if constraint in str(exc):
+                raise ValidationError({field: ValidationError(message, code="unique")}) from exc
         raise
+
+
+def _accrual_restart(rules: QuerySet[Rule]) -> None:
+    """What these rules pay on has changed: accrual reads their programs from the start again
+    (the unique key keeps every reward already written)."""
+    AccrualMark.objects.filter(rule__in=rules).update(
+        expenses_through=0,
+        referrals_through=0,
+        services_through=0,
+        generation=F("generation") + 1,
+    )
+
+
+# Program and rule fields that change which expenses earn; other changes (a name, an amount)
+# apply to what accrues next and need no re-read.
+PROGRAM_ACCRUAL_FIELDS = {
+    "start_date",
+    "end_date",
+    "account_group_restrict",
+    "rewarded",
+    "min_referrals",
+    "currency",
+    "provider",
+}
+RULE_ACCRUAL_FIELDS = {"reward_type", "schedule"}
 
 
 # Programs ---------------------------------------------------------------------------------------
 
 
 def program_create(*, actor: Actor, **fields: Any) -> ReferralProgram:
-    return _one_default(lambda: model_create(model=ReferralProgram, data=fields, actor=actor))
+    return _program_saved(lambda: model_create(model=ReferralProgram, data=fields, actor=actor))
 
 
 def program_update(*, program: ReferralProgram, actor: Actor, **fields: Any) -> ReferralProgram:
-    return _one_default(lambda: model_update(instance=program, data=fields, actor=actor)[0])
+    def update():
+        old = {name: getattr(program, name) for name in PROGRAM_ACCRUAL_FIELDS}
+        saved = model_update(instance=program, data=fields, actor=actor)[0]
+        if any(getattr(saved, name) != old[name] for name in PROGRAM_ACCRUAL_FIELDS):
+            _accrual_restart(saved.rules.all())
+        return saved
+
+    return _program_saved(update)
 
 
 @transaction.atomic
@@ -82,7 +126,11 @@ def rule_create(*, program: ReferralProgram, actor: Actor, **fields: Any) -> Rul
 
 @transaction.atomic
 def rule_update(*, rule: Rule, actor: Actor, **fields: Any) -> Rule:
-    return model_update(instance=rule, data=fields, actor=actor, root=rule.program)[0]
+    old = {name: getattr(rule, name) for name in RULE_ACCRUAL_FIELDS}
+    rule = model_update(instance=rule, data=fields, actor=actor, root=rule.program)[0]
+    if any(getattr(rule, name) != old[name] for name in RULE_ACCRUAL_FIELDS):
+        _accrual_restart(Rule.objects.filter(pk=rule.pk))
+    return rule
 
 
 @transaction.atomic
@@ -101,6 +149,7 @@ def rule_delete_many(*, rules: Iterable[Rule], actor: Actor) -> int:
 def rule_condition_create(
     *, rule: Rule, actor: Actor, group: str | None = None, groupname: str | None = None, **fields
 ) -> RuleCondition:
+    _accrual_restart(Rule.objects.filter(pk=rule.pk))
     return grouped_condition_create(
         model=RuleCondition,
         owner={"rule": rule},
@@ -121,7 +170,7 @@ def rule_condition_update(
     groupname: str | None = None,
     **fields: Any,
 ) -> RuleCondition:
-    return grouped_condition_update(
+    condition, changes = grouped_condition_update(
         condition=condition,
         owner={"rule": condition.rule},
         actor=actor,
@@ -130,10 +179,15 @@ def rule_condition_update(
         groupname=groupname,
         **fields,
     )
+    if changes:
+        _accrual_restart(Rule.objects.filter(pk=condition.rule_id))
+    return condition
 
 
 @transaction.atomic
 def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Actor) -> int:
+    conditions = list(conditions)
+    _accrual_restart(Rule.objects.filter(pk__in={c.rule_id for c in conditions}))
     return grouped_conditions_delete(
         conditions=conditions, actor=actor, root_of=lambda c: c.rule.program
     )
@@ -158,7 +212,7 @@ def _admission_refusals(
     reasons = []
     if client.provider_id != program.provider_id:
         reasons.append("the client is not a client of the program's provider")
-    if not _program_live(program, timezone.localdate(at)):
+    if not ReferralProgram.objects.live(timezone.localdate(at)).filter(pk=program.pk).exists():
         reasons.append(f"the program {program.name} is not running")
     outside = (
         program.account_group_id is not None
@@ -169,11 +223,10 @@ def _admission_refusals(
     return reasons
 
 
-def _program_live(program: ReferralProgram, day: datetime.date) -> bool:
-    ended = program.end_date is not None and day > program.end_date
-    return (
-        program.status == ReferralProgram.Status.ACTIVE and program.start_date <= day and not ended
-    )
+def _first_order_refusal(client: Client) -> str | None:
+    if client.services.exists() or client.expenses.exists():
+        return "a referral code counts only on the client's first order"
+    return None
 
 
 @transaction.atomic
@@ -185,35 +238,53 @@ def referral_attach(
     source: str,
     actor: Actor,
     at: datetime.datetime | None = None,
+    via: str = "",
 ) -> Referral:
-    """Attach `client` to partner `partner_id` in `program`, or refuse with the reason."""
+    """Attach `client` to partner `partner_id` in `program`, or refuse with the reason.
+
+    A partner code binds only a client with no services and no charges yet (it works on the first
+    order only). A link or a hand attachment binds a client who has bought already too, and like
+    every referral it earns only on expenses from the moment it joined (`joined_at`): nothing
+    before the attachment ever earns.
+    """
     at = at or timezone.now()
-    # Lock the client row so two attachments of one client queue; the one-to-one decides anyway.
-    client = Client.objects.select_for_update().get(pk=client.pk)
-    partner = Client.objects.filter(pk=partner_id, provider_id=program.provider_id).first()
-    refusals = [
-        (partner is None, f"there is no partner {partner_id} in this program"),
-        (partner_id == client.pk, "a client cannot refer themselves"),
-        *((True, reason) for reason in _admission_refusals(program, client, at)),
-        (Referral.objects.filter(client=client).exists(), "the client has been referred already"),
-        (
-            source == Referral.Source.PROMOCODE
-            and (client.services.exists() or client.expenses.exists()),
-            "a referral code counts only on the client's first order",
+    # Lock the referred client and the partner, in primary-key order: two attachments of one
+    # client queue on the client, and every attachment to one partner queues on the partner, so
+    # the partner's referrals are counted after the last attachment committed (max_referrals is
+    # exact under any concurrency).
+    locked = {
+        c.pk: c
+        for c in Client.objects.select_for_update()
+        .filter(pk__in={client.pk, partner_id})
+        .order_by("pk")
+    }
+    client = locked[client.pk]
+    partner = locked.get(partner_id)
+    if partner is not None and partner.provider_id != program.provider_id:
+        partner = None
+    checks = [
+        lambda: partner is None and f"there is no partner {partner_id} in this program",
+        lambda: partner_id == client.pk and "a client cannot refer themselves",
+        lambda: "; ".join(_admission_refusals(program, client, at)),
+        lambda: (
+            Referral.objects.filter(client=client).exists()
+            and "the client has been referred already"
         ),
-        (
-            partner is not None
-            and program.max_referrals is not None
+        lambda: source == Referral.Source.PROMOCODE and _first_order_refusal(client),
+        lambda: (
+            program.max_referrals is not None
             and Referral.objects.filter(program=program, partner=partner).count()
-            >= program.max_referrals,
-            f"the partner has brought the most referrals the program allows ({program.max_referrals})",
+            >= program.max_referrals
+            and f"the partner has brought the most referrals the program allows "
+            f"({program.max_referrals})"
         ),
     ]
-    for refused, reason in refusals:
-        if refused:
+    for check in checks:
+        reason = check()
+        if reason:
             raise AttachRefused(reason)
     referral = Referral(
-        program=program, partner=partner, client=client, source=source, joined_at=at
+        program=program, partner=partner, client=client, source=source, joined_at=at, via=via
     )
     referral.full_clean(validate_unique=False)
     try:
@@ -252,6 +323,7 @@ def referral_attach_by_code(
         source=Referral.Source.PROMOCODE,
         actor=actor,
         at=at,
+        via=code.strip().upper(),
     )
 
 
@@ -340,6 +412,7 @@ def referral_attach_by_click(
         source=Referral.Source.LINK,
         actor=actor,
         at=at,
+        via=partner_link(click.program, click.partner_id),
     )
     clicks.update(referral=referral)
     return referral
@@ -367,34 +440,83 @@ def client_registered(
 # Payouts ----------------------------------------------------------------------------------------
 
 
+def _due(program: ReferralProgram, partner: Client, through: int | None) -> QuerySet[Reward]:
+    due = credited_rewards(program=program, partner=partner).filter(payout__isnull=True)
+    return due.filter(pk__lte=through) if through is not None else due
+
+
 @transaction.atomic
-def payouts_create(*, program: ReferralProgram, partner: Client, actor: Actor) -> list[Payout]:
-    """Pay a partner's unpaid rewards of a program: one payout per currency, each reward once."""
-    unpaid = list(
-        Reward.objects.select_for_update()
-        .filter(rule__program=program, partner=partner, payout__isnull=True)
-        .order_by("pk")
-    )
-    by_currency: dict[int, list[Reward]] = {}
-    for reward in unpaid:
-        by_currency.setdefault(reward.currency_id, []).append(reward)
-    payouts = []
-    for currency_id, rewards in sorted(by_currency.items()):
-        payout = Payout(
-            program=program,
-            partner=partner,
-            currency_id=currency_id,
-            amount=sum((r.amount for r in rewards), Decimal(0)),
+def payouts_create_many(
+    *,
+    partners: Iterable[tuple[ReferralProgram, Client]],
+    reference: str,
+    actor: Actor,
+    through: int | None = None,
+    confirmed: dict[str, Decimal] | None = None,
+) -> list[Payout]:
+    """Pay each (program, partner)'s unpaid rewards: one payout per currency, each reward once,
+    every partner or none.
+
+    `reference` names the payment (e.g. the bank transfer's or batch's id) on every payout made;
+    who paid is the actor. `through` (the highest reward id the operator saw) leaves rewards
+    accrued since out; `confirmed` (per currency, what the operator confirmed) refuses the whole
+    payment when what is due differs, e.g. because someone paid some of it meanwhile.
+    """
+    reference = reference.strip()
+    if not reference:
+        raise ValidationError({"reference": "Give the payout a reference."})
+    pairs = sorted({(p.pk, c.pk): (p, c) for p, c in partners}.items())
+    payouts: list[Payout] = []
+    for _, (program, partner) in pairs:
+        # Lock the rows to pay, in id order; a concurrent payment of the same rewards waits and
+        # then finds them paid.
+        rewards = list(
+            _due(program, partner, through)
+            .select_for_update(of=("self",))
+            .select_related("currency")
+            .order_by("pk")
         )
-        payout.full_clean()
-        payout.save()
-        Reward.objects.filter(pk__in=[r.pk for r in rewards], payout__isnull=True).update(
-            payout=payout
-        )
-        history_record(
-            obj=program,
-            actor=actor,
-            desc=f"Paid {payout.amount} {payout.currency} to {partner} for {len(rewards)} rewards",
-        )
-        payouts.append(payout)
+        by_currency: dict[int, list[Reward]] = {}
+        for reward in rewards:
+            by_currency.setdefault(reward.currency_id, []).append(reward)
+        for currency_id, paid in sorted(by_currency.items()):
+            payout = Payout(
+                program=program,
+                partner=partner,
+                currency_id=currency_id,
+                amount=sum((r.amount for r in paid), Decimal(0)),
+                paid_by=actor.username,
+                reference=reference,
+            )
+            payout.full_clean()
+            payout.save()
+            marked = Reward.objects.filter(pk__in=[r.pk for r in paid], payout__isnull=True)
+            if marked.update(payout=payout) != len(paid):
+                raise AssertionError("locked rewards were paid by someone else")
+            history_record(
+                obj=program,
+                actor=actor,
+                desc=f"Paid {payout.amount.normalize():f} {paid[0].currency} to {partner} for "
+                f"{len(paid)} rewards (reference {reference})",
+            )
+            payouts.append(payout)
+    if confirmed is not None:
+        due: dict[str, Decimal] = {}
+        for payout in payouts:
+            iso = payout.currency.iso
+            due[iso] = due.get(iso, Decimal(0)) + payout.amount
+        if {k: v for k, v in due.items() if v} != {k: v for k, v in confirmed.items() if v}:
+            raise ValidationError(
+                "What is due has changed since it was confirmed (someone paid part of it "
+                "meanwhile): nothing was paid; review the amounts again."
+            )
     return payouts
+
+
+def payouts_create(
+    *, program: ReferralProgram, partner: Client, reference: str, actor: Actor, **options: Any
+) -> list[Payout]:
+    """Pay one partner's unpaid rewards of a program (see payouts_create_many)."""
+    return payouts_create_many(
+        partners=[(program, partner)], reference=reference, actor=actor, **options
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core import signals
+from django.core.cache import cache
 from django.db import close_old_connections, connection, connections
 
 from tests.factories import UserFactory
@@ -20,6 +21,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Each test starts with an empty cache: nothing cached by one test answers another."""
+    cache.clear()
 
 
 def run_in_threads(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
@@ -89,14 +96,45 @@ class Door:
         assert response.status_code == 200, response.content
         return parse(out, response.content)
 
+    def options(self, func: str, *, out: str = "bjson", **params) -> dict[str, list[tuple]]:
+        """A form's option lists (slist), read as a client of that format reads them."""
+        response = self.raw(func, out=out, **params)
+        assert response.status_code == 200, response.content
+        return parse_slist(out, response.content)
+
+
+DOC_JSON = ("json", "sjson", "xjson")
+
 
 def parse(out: str, body: bytes) -> dict:
-    """Normalise any format into bjson's shape, the way a BILLmanager client reads each one."""
+    """Normalise any format into bjson's shape, the way a BILLmanager client reads each one.
+    A form's option lists are left out (read them with `parse_slist`)."""
     if out == "bjson":
-        return json.loads(body)
-    if out in ("json", "sjson"):
+        answer = json.loads(body)
+        answer.pop("slist", None)
+        return answer
+    if out in DOC_JSON:
         return from_doc_json(json.loads(body)["doc"])
     return from_xml(ET.fromstring(body))
+
+
+def parse_slist(out: str, body: bytes) -> dict[str, list[tuple[str, str]]]:
+    """{field: [(value, label), ...]} from bjson's `slist`, sjson's `doc.slist` or xml's
+    `<slist name=...><val key=...>`."""
+    if out == "bjson":
+        return {
+            s["name"]: [(v["key"], v["label"]) for v in s["val"]]
+            for s in json.loads(body).get("slist", [])
+        }
+    if out in DOC_JSON:
+        return {
+            s["$name"]: [(v["$key"], v["$"]) for v in s.get("val", [])]
+            for s in json.loads(body)["doc"].get("slist", [])
+        }
+    return {
+        s.get("name"): [(v.get("key"), v.text or "") for v in s.findall("val")]
+        for s in ET.fromstring(body).findall("slist")
+    }
 
 
 def _value(node: dict) -> str:
@@ -107,7 +145,9 @@ def from_doc_json(doc: dict) -> dict:
     """sjson as a client reads it: values under `$`, lists told by p_elems, errors at doc.error."""
     if "error" in doc:
         err = doc["error"]
-        return {"error": {"type": err["$type"], "object": err["$object"], "msg": err["msg"]["$"]}}
+        error = {"type": err["$type"], "object": err["$object"], "msg": err["msg"]["$"]}
+        error.update({k: err[k]["$"] for k in ("detail", "param") if k in err})
+        return {"error": error}
     if "p_elems" in doc:
         elems = doc.get("elem", [])
         elems = elems if isinstance(elems, list) else [elems]
@@ -118,21 +158,17 @@ def from_doc_json(doc: dict) -> dict:
     if "ok" in doc:
         return {"ok": True, **{k: _value(v) for k, v in doc.items() if k != "ok"}}
     if "auth" in doc:
-        return {"auth": doc["auth"]["$id"]}
-    return {k: _value(v) for k, v in doc.items()}
+        return {"auth": doc["auth"]["$id"], "level": doc["auth"]["$level"]}
+    return {k: _value(v) for k, v in doc.items() if k != "slist"}
 
 
 def from_xml(root: ET.Element) -> dict:
     assert root.tag == "doc"
     err = root.find("error")
     if err is not None:
-        return {
-            "error": {
-                "type": err.get("type"),
-                "object": err.get("object"),
-                "msg": err.findtext("msg"),
-            }
-        }
+        error = {"type": err.get("type"), "object": err.get("object"), "msg": err.findtext("msg")}
+        error.update({k: err.findtext(k) for k in ("detail", "param") if err.find(k) is not None})
+        return {"error": error}
     if root.find("p_elems") is not None:
         return {
             "elem": [{c.tag: c.text or "" for c in e} for e in root.findall("elem")],
@@ -141,8 +177,8 @@ def from_xml(root: ET.Element) -> dict:
     if root.find("ok") is not None:
         return {"ok": True, **{c.tag: c.text or "" for c in root if c.tag != "ok"}}
     if root.find("auth") is not None:
-        return {"auth": root.find("auth").get("id")}
-    return {c.tag: c.text or "" for c in root}
+        return {"auth": root.find("auth").get("id"), "level": root.find("auth").get("level")}
+    return {c.tag: c.text or "" for c in root if c.tag != "slist"}
 
 
 @pytest.fixture

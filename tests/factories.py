@@ -17,7 +17,7 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
-from referrals.models import Referral, ReferralProgram
+from referrals.models import Referral, ReferralProgram, Rule, RuleCondition
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -176,6 +176,30 @@ class ReferralFactory(factory.django.DjangoModelFactory):
     )
     client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
     source = Referral.Source.PROMOCODE
+    # Joined when the program started, so that its expenses earn unless a test says otherwise.
+    joined_at = factory.LazyAttribute(
+        lambda o: datetime.datetime.combine(
+            o.program.start_date, datetime.time.min, tzinfo=datetime.UTC
+        )
+    )
+
+
+class RuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Rule
+
+    program = factory.SubFactory(ReferralProgramFactory)
+    name = factory.Sequence(lambda n: f"Rule {n}")
+    reward_type = Rule.RewardType.PERCENT
+    amount = Decimal("10")
+
+
+class RuleConditionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RuleCondition
+
+    rule = factory.SubFactory(RuleFactory)
+    ctype = RuleCondition.Type.NONE
 
 
 class PromoCodeUsageFactory(factory.django.DjangoModelFactory):

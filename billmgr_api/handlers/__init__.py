@@ -1,3 +1,10 @@
 """Importing these modules fills the function table."""
 
-from billmgr_api.handlers import billing, engine, promotions, referrals, session  # noqa: F401
+from billmgr_api.handlers import (  # noqa: F401
+    billing,
+    clicks,
+    engine,
+    promotions,
+    referrals,
+    session,
+)

@@ -2,21 +2,45 @@
 
 from billing.models import Client, ClientGroup, Currency, Provider, Tariff
 from billing.services import substrate_create, substrate_delete_many, substrate_update
+from billmgr_api.errors import FuncError
 from billmgr_api.fields import Amount, Choice, DateTime, Number, Ref, RefList, Text
+from billmgr_api.handlers.clicks import registered_by_link
+from billmgr_api.request import FuncRequest
 from billmgr_api.resources import Column, Resource, id_column
 
 
-def _substrate(func: str, model, columns: list[Column], params: list, queryset=None) -> Resource:
+def _substrate(
+    func: str, model, columns: list[Column], params: list, queryset=None, **kw
+) -> Resource:
     return Resource(
         queryset=queryset,
         func=func,
         model=model,
         columns=[id_column(), *columns],
         params=params,
-        create=lambda req, parent, data: substrate_create(model=model, actor=req.actor, **data),
-        update=lambda req, obj, data: substrate_update(instance=obj, actor=req.actor, **data),
+        create=kw.pop("create", None)
+        or (lambda req, parent, data: substrate_create(model=model, actor=req.actor, **data)),
+        update=kw.pop("update", None)
+        or (lambda req, obj, data: substrate_update(instance=obj, actor=req.actor, **data)),
         delete=lambda req, objs: substrate_delete_many(objects=objs, actor=req.actor),
+        **kw,
     ).register()
+
+
+def _account_create(req: FuncRequest, parent, data: dict) -> Client:
+    """Registering a client: `sesid` (a click of referralprogram.registerclick) or `partner`
+    attaches them to the partner, as BILLmanager's `register` does."""
+    sesid, partner = data.pop("sesid", ""), data.pop("partner", None)
+    client = substrate_create(model=Client, actor=req.actor, **data)
+    registered_by_link(client=client, sesid=sesid, partner_id=partner, actor=req.actor)
+    return client
+
+
+def _account_update(req: FuncRequest, obj: Client, data: dict) -> Client:
+    for name in ("sesid", "partner"):
+        if data.pop(name, None):
+            raise FuncError("value", name, f"{name} applies when a client registers")
+    return substrate_update(instance=obj, actor=req.actor, **data)
 
 
 currency = _substrate(
@@ -70,8 +94,13 @@ account = _substrate(
         Ref("project", Provider, "provider", required=True),
         DateTime("registration_date"),
         RefList("account_group", ClientGroup, "groups"),
+        Text("sesid", max_length=64),
+        Number("partner", minimum=1),
     ],
     queryset=lambda: Client.objects.select_related("provider").prefetch_related("groups"),
+    write_only=("sesid", "partner"),
+    create=_account_create,
+    update=_account_update,
 )
 
 pricelist = _substrate(

@@ -10,13 +10,13 @@ import datetime
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from billmgr_api.errors import FuncError, from_validation_error
-from billmgr_api.fields import split_list
+from billmgr_api.fields import is_whole, split_list
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
 from billmgr_api.results import FuncResult
+from common.moments import checked_moment
 from common.throttle import Throttled
 from promotions import services
 from promotions.engine import Kind, Order, Quote
@@ -41,11 +41,15 @@ def _moment(req: FuncRequest) -> datetime.datetime | None:
         moment = datetime.datetime.fromisoformat(raw)
     except ValueError:
         raise FuncError("value", "at", "at is YYYY-MM-DD or YYYY-MM-DD HH:MM:SS") from None
-    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+    try:
+        return checked_moment(moment)
+    except ValueError as exc:
+        raise FuncError("value", "at", str(exc)) from None
 
 
 def _whole(name: str, raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()):
+    # Ids fit 18 digits; longer digit strings are no number this door takes.
+    if not is_whole(raw) or len(raw) > 18:
         raise FuncError("value", name, f"{name} {raw!r} is not a whole number")
     return int(raw)
 

@@ -1,25 +1,16 @@
 """BILLmanager's referralprogram function family, translated onto referrals.services."""
 
-from django.db.models import Count, Exists, OuterRef, Subquery, Sum
-
 from billing.models import Client, ClientGroup, Currency, Provider
 from billmgr_api.fields import Amount, Choice, Date, Number, NumberList, Ref, Switch, Text
 from billmgr_api.registry import func
 from billmgr_api.request import FuncRequest
-from billmgr_api.resources import Column, Resource, id_column, read_only_list
+from billmgr_api.resources import Column, Resource, id_column
 from billmgr_api.results import FuncResult
 from common.comparison import Comparison
 from common.groups import GroupChoice
-from referrals import services
-from referrals.models import (
-    Partnership,
-    Referral,
-    ReferralProgram,
-    Reward,
-    RewardKind,
-    Rule,
-    RuleCondition,
-)
+from common.services import display_value
+from referrals import selectors, services
+from referrals.models import ReferralProgram, RewardKind, Rule, RuleCondition
 
 program = Resource(
     func="referralprogram",
@@ -33,6 +24,11 @@ program = Resource(
         Column("end_date", lambda p: p.end_date),
         Column("assign_by_default", lambda p: "on" if p.assign_by_default else "off"),
         Column("status", lambda p: p.status, "status"),
+        # BILLmanager 6's own columns of this list
+        Column("locale_name", lambda p: p.name, "name__icontains"),
+        Column("url", lambda p: p.url),
+        Column("locale_url", lambda p: p.url),
+        Column("project_name", lambda p: p.provider.name, "provider__name__icontains"),
     ],
     params=[
         Ref("project", Provider, "provider", required=True),
@@ -68,6 +64,7 @@ rule = Resource(
         Column("name", lambda r: r.name, "name__icontains"),
         Column("reward_type", lambda r: r.reward_type, "reward_type"),
         Column("amount", lambda r: r.amount),
+        Column("description", lambda r: r.description),
         Column("schedule", lambda r: r.schedule, "schedule"),
         Column("active", lambda r: "on" if r.active else "off"),
     ],
@@ -78,7 +75,9 @@ rule = Resource(
         Choice("schedule", Rule.Schedule, default=Rule.Schedule.MONTH),
         Switch("active"),
     ],
-    queryset=lambda: Rule.objects.select_related("program"),
+    queryset=lambda: Rule.objects.select_related(
+        "program__provider__currency", "program__currency"
+    ),
     create=lambda req, parent, data: services.rule_create(program=parent, actor=req.actor, **data),
     update=lambda req, obj, data: services.rule_update(rule=obj, actor=req.actor, **data),
     delete=lambda req, objs: services.rule_delete_many(rules=objs, actor=req.actor),
@@ -121,81 +120,107 @@ condition = Resource(
 ).register()
 
 
-# A program's partners, referrals and rewards (read-only lists, the program as `elid`) ----------
-
-referral_view = read_only_list(
-    "referralprogram.referral",
-    Referral,
-    [
-        id_column(),
-        Column("account", lambda r: r.client.name, "client__name__icontains"),
-        Column("partner", lambda r: r.partner.name, "partner__name__icontains"),
-        Column("source", lambda r: r.source, "source"),
-        Column("joined_at", lambda r: r.joined_at),
-        Column("first_purchase_at", lambda r: r.first_purchase_at or ""),
-        Column("last_purchase_at", lambda r: r.last_purchase_at or ""),
-    ],
-)
-reward_view = read_only_list(
-    "referralprogram.reward",
-    Reward,
-    [
-        id_column(),
-        Column("partner", lambda r: r.partner.name, "partner__name__icontains"),
-        Column("account", lambda r: r.referral.client.name, "referral__client__name__icontains"),
-        Column("rule", lambda r: r.rule.name),
-        Column("amount", lambda r: r.amount),
-        Column("currency", lambda r: r.currency.iso, "currency__iso__iexact"),
-        Column("created_at", lambda r: r.created_at),
-        Column("paid", lambda r: "on" if r.payout_id else "off"),
-    ],
-)
-partner_view = read_only_list(
-    "referralprogram.partner",
-    Client,
-    [
-        id_column(),
-        Column("name", lambda c: c.name, "name__icontains"),
-        Column("code", lambda c: c.partner_code or ""),
-        Column("referrals", lambda c: c.referral_count or 0),
-        Column("earned", lambda c: c.earned or 0),
-        Column("unpaid", lambda c: c.unpaid or 0),
-    ],
-)
+# A program's partners, referrals and rewards: BILLmanager 6's referrer screens ------------------
+# (program as `elid`; the referral and reward lists take `partner` to show one referrer's).
 
 
-@func("referralprogram.referral", perm="referrals.view_referral")
-def program_referrals(req: FuncRequest) -> FuncResult:
-    target = req.object(ReferralProgram.objects.all())
-    rows = Referral.objects.filter(program=target).select_related("client", "partner")
-    return referral_view.rows(req, rows.order_by("id"))
+def _listing(req: FuncRequest, rows: list[dict], total: int) -> FuncResult:
+    page, size = req.paging()
+    shown = [{k: display_value(v) for k, v in row.items()} for row in rows]
+    return FuncResult.listing(shown, page=page, page_size=size, total=total)
 
 
-@func("referralprogram.reward", perm="referrals.view_reward")
-def program_rewards(req: FuncRequest) -> FuncResult:
-    target = req.object(ReferralProgram.objects.all())
-    rows = Reward.objects.filter(rule__program=target).select_related(
-        "partner", "referral__client", "rule", "currency"
-    )
-    return reward_view.rows(req, rows.order_by("id"))
+def _window(req: FuncRequest) -> tuple[int, int]:
+    page, size = req.paging()
+    return (page - 1) * size, size
+
+
+def _partner(req: FuncRequest, program: ReferralProgram) -> Client | None:
+    if not req.get("partner").strip():
+        return None
+    return req.object(selectors.partners(program), "partner")
 
 
 @func("referralprogram.partner", perm="referrals.view_referral")
 def program_partners(req: FuncRequest) -> FuncResult:
+    """The referrers: code, referrals, earned and unpaid per currency (never summed across)."""
     target = req.object(ReferralProgram.objects.all())
-    rewards = Reward.objects.filter(partner=OuterRef("pk"), rule__program=target)
-
-    def total(queryset):
-        # A subquery per sum: joining rewards beside referrals would multiply the rows.
-        return Subquery(queryset.values("partner").annotate(s=Sum("amount")).values("s"))
-
-    referrals = Referral.objects.filter(program=target, partner=OuterRef("pk"))
-    enrolled = Partnership.objects.filter(program=target, partner=OuterRef("pk"))
-    # Partners are the enrolled clients and those who have brought referrals.
-    partners = Client.objects.filter(Exists(referrals) | Exists(enrolled)).annotate(
-        partner_code=Subquery(enrolled.values("code")[:1]),
-        referral_count=Subquery(referrals.values("partner").annotate(n=Count("id")).values("n")),
-        earned=total(rewards),
-        unpaid=total(rewards.filter(payout__isnull=True)),
+    offset, size = _window(req)
+    rows, total = selectors.partner_rows(program=target, offset=offset, limit=size)
+    return _listing(
+        req,
+        [
+            {
+                "id": r.partner_id,
+                "name": r.name,
+                "code": r.code,
+                "referrals": r.referral_count,
+                "earned": selectors.money_text(r.earned),
+                "unpaid": selectors.money_text(r.unpaid),
+            }
+            for r in rows
+        ],
+        total,
     )
-    return partner_view.rows(req, partners.order_by("id"))
+
+
+@func("referralprogram.referral", perm="referrals.view_referral")
+def program_referrals(req: FuncRequest) -> FuncResult:
+    """A referrer's referrals (or the program's): name and e-mail, total expenses, paid amount
+    (real payouts only), the rules that rewarded them, join date, how they came, first and last
+    purchase."""
+    target = req.object(ReferralProgram.objects.all())
+    found = selectors.program_referrals(program=target, partner=_partner(req, target))
+    offset, size = _window(req)
+    rows = selectors.referral_rows(found[offset : offset + size])
+    return _listing(
+        req,
+        [
+            {
+                "id": r.referral.pk,
+                "name": r.name,
+                "account": r.referral.client.name,
+                "account_id": r.referral.client_id,
+                "partner": r.referral.partner.name,
+                "partner_id": r.referral.partner_id,
+                "total_expenses": selectors.money_text(r.expenses),
+                "paid_amount": selectors.money_text(r.paid),
+                "rules": r.rules,
+                "joined_at": r.referral.joined_at,
+                "source": r.referral.source,
+                "came_from": r.came_from,
+                "first_purchase_at": r.first_purchase_at or "",
+                "last_purchase_at": r.last_purchase_at or "",
+            }
+            for r in rows
+        ],
+        found.count(),
+    )
+
+
+@func("referralprogram.reward", perm="referrals.view_reward")
+def program_rewards(req: FuncRequest) -> FuncResult:
+    """Rewards per credited client, accrual day and currency, newest first: same-day rewards of
+    several rules are summed into one row, as BILLmanager 6 shows them."""
+    target = req.object(ReferralProgram.objects.all())
+    days = selectors.reward_days(program=target, partner=_partner(req, target))
+    offset, size = _window(req)
+    rows = selectors.reward_day_rows(target, days[offset : offset + size])
+    return _listing(
+        req,
+        [
+            {
+                "id": f"{r.day.isoformat()}.{r.beneficiary_id}.{r.amount.currency}",
+                "date": r.day,
+                "partner": r.beneficiary,
+                "partner_id": r.beneficiary_id,
+                "amount": f"{r.amount.shown:f}",
+                "currency": r.amount.currency,
+                "paid_amount": f"{r.paid.shown:f}",
+                "rules": r.rules,
+                "rewards": r.count,
+            }
+            for r in rows
+        ],
+        days.count(),
+    )

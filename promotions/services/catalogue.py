@@ -187,7 +187,7 @@ def condition_update(
     **fields: Any,
 ) -> Condition:
     promotion = condition.promotion
-    condition = grouped_condition_update(
+    condition, _ = grouped_condition_update(
         condition=condition,
         owner={"promotion": promotion},
         actor=actor,

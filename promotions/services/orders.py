@@ -30,8 +30,16 @@ MAX_CODE_LENGTH = PromoCode._meta.get_field("code").max_length
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
+# Ids are 64-bit in the database: a larger number names nothing.
+MAX_ID = 2**63 - 1
+
+
 def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _id(value: Any) -> bool:
+    return _whole(value) and 1 <= value <= MAX_ID
 
 
 def _line(number: int, raw: Mapping[str, Any]) -> Line:
@@ -39,7 +47,7 @@ def _line(number: int, raw: Mapping[str, Any]) -> Line:
     tariff, period, price = raw.get("tariff"), raw.get("period", 1), raw.get("price")
     kind, service = raw.get("kind") or Kind.NEW, raw.get("service")
     currency = str(raw.get("currency") or "").strip().upper()
-    if not _whole(tariff) or tariff < 1:
+    if not _id(tariff):
         errors["tariff"] = "A tariff is named by its id."
     if not _whole(period) or not 1 <= period <= MAX_PERIOD_MONTHS:
         errors["period"] = f"A period is 1 to {MAX_PERIOD_MONTHS} months."
@@ -59,7 +67,7 @@ def _line(number: int, raw: Mapping[str, Any]) -> Line:
         errors["currency"] = "A currency is named by its ISO code, like USD."
     if kind not in Kind.CHOICES:
         errors["kind"] = f"kind is one of {', '.join(Kind.CHOICES)}, not {kind!r}."
-    if service is not None and (not _whole(service) or service < 1):
+    if service is not None and not _id(service):
         errors["service"] = "The renewed service is named by its id."
     if errors:
         raise ValidationError({f"lines.{number}.{name}": msg for name, msg in errors.items()})
@@ -90,7 +98,7 @@ def order_build(
     """
     errors: dict[str, Any] = {}
     for name, value in (("client", client), ("provider", provider)):
-        if not _whole(value) or value < 1:
+        if not _id(value):
             errors[name] = f"The {name} is named by its id."
     lines = list(lines)
     if not lines:

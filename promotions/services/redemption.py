@@ -50,7 +50,7 @@ def _guessing_brakes(order: Order, actor: Actor) -> list[tuple[str, list[str]]]:
 
     Every client has its budget. An authenticated caller is an integration naming codes for all
     its clients, often from one address: the client's budget protects the codes, and the caller
-    has a larger budget of its own (THROTTLE_PROMOCODE_CALLER_*), so one client's guesses do not
+    has a larger budget of its own (THROTTLE_PROMOCODE_CALLER_FAILURES), so one client's guesses do not
     brake every other client of that checkout. A caller without an account is also counted by
     its address.
     """

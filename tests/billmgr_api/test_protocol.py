@@ -229,10 +229,11 @@ def test_auth_answer_shapes(anonymous_door, operator):
     raw = anonymous_door.raw("auth", username="operator", password="secret").json()
     sid = raw["auth"]
     doc = anonymous_door.raw("auth", out="json", username="operator", password="secret").json()
-    assert set(doc["doc"]["auth"]) == {"$id", "$"}
+    assert set(doc["doc"]["auth"]) == {"$id", "$", "$level"}
     assert doc["doc"]["auth"]["$id"] == doc["doc"]["auth"]["$"] != sid
+    assert doc["doc"]["auth"]["$level"] == raw["level"] == "28"
     xml = anonymous_door.raw("auth", out="xml", username="operator", password="secret").content
-    assert b'<auth id="' in xml
+    assert b'<auth id="' in xml and b'level="28"' in xml
 
 
 def test_session_ends_after_an_idle_hour_but_not_while_used(anonymous_door, operator):

@@ -149,6 +149,12 @@ def test_rule_functions_list_create_edit_delete(door, out):
     assert fixed["ok"] is True
     rule.refresh_from_db()
     assert (rule.reward_type, rule.amount) == ("fixed", Decimal("150"))
+    # the list says what a fixed rule pays, and that other currencies earn nothing under it
+    [listed] = door("referralprogram.rule", out=out, elid=program.pk)["elem"]
+    assert listed["description"] == (
+        "150 USD per qualifying expense in USD; "
+        "expenses in other currencies earn nothing under this rule"
+    )
     assert History.objects.filter(
         object_id=program.pk, desc__contains="has been changed", action="referralprogram.rule.edit"
     ).exists()
@@ -228,50 +234,6 @@ def test_functions_need_referral_permissions(client, out):
     assert answer["error"]["type"] == "access"
 
 
-def test_partner_referral_and_reward_lists(door, out):
-    from common.actors import Actor
-    from referrals.services import payouts_create
-    from tests.factories import ExpenseFactory
-
-    # given a partner with two referrals in the program, one rewarded twice and paid once
-    first = ReferralFactory()
-    program, partner = first.program, first.partner
-    second = ReferralFactory(program=program, partner=partner)
-    ReferralFactory()  # another program's referral stays out
-    rule = Rule.objects.create(program=program, name="ten", amount=Decimal("10"))
-    from referrals.models import Reward
-
-    def reward(amount):
-        expense = ExpenseFactory(client=first.client, amount=Decimal(amount) * 10)
-        return Reward.objects.create(
-            partner=partner,
-            referral=first,
-            rule=rule,
-            expense=expense,
-            amount=Decimal(amount),
-            currency=expense.currency,
-        )
-
-    reward("3")
-    payouts_create(program=program, partner=partner, actor=Actor.system("t"))
-    reward("4")
-    # when the lists are asked for
-    partners = door("referralprogram.partner", out=out, elid=program.pk)["elem"]
-    referrals = door("referralprogram.referral", out=out, elid=program.pk)["elem"]
-    rewards = door("referralprogram.reward", out=out, elid=program.pk)["elem"]
-    # then the partner shows two referrals, 7 earned and 4 unpaid; the other lists match
-    assert [
-        (p["id"], p["referrals"], Decimal(p["earned"]), Decimal(p["unpaid"])) for p in partners
-    ] == [(str(partner.pk), "2", Decimal("7"), Decimal("4"))]
-    assert sorted(r["account"] for r in referrals) == sorted(
-        [first.client.name, second.client.name]
-    )
-    assert [(Decimal(r["amount"]), r["paid"]) for r in rewards] == [
-        (Decimal("3"), "on"),
-        (Decimal("4"), "off"),
-    ]
-
-
 def test_an_account_created_on_the_door_is_an_enrolled_partner(door, out):
     # given a default program of the provider
     program = ReferralProgramFactory(assign_by_default=True, promocode="PAL@ID@")
@@ -282,3 +244,17 @@ def test_an_account_created_on_the_door_is_an_enrolled_partner(door, out):
     assert [(p["id"], p["code"], p["referrals"]) for p in partners] == [
         (str(created["id"]), f"PAL{created['id']}", "0")
     ]
+
+
+def test_a_taken_program_title_is_an_exists_error_naming_name(door, out):
+    # given a program "Friends" of a provider
+    provider = ProviderFactory()
+    new_program(door, out, provider)
+    # when another is created, or one renamed, to the same title in other letters
+    again = new_program(door, out, provider, name="FRIENDS")
+    other = new_program(door, out, provider, name="Others")
+    renamed = door("referralprogram.edit", out=out, sok="ok", elid=other["id"], name="friends")
+    # then both are refused as taken, on the name, and nothing changed
+    for answer in (again, renamed):
+        assert (answer["error"]["type"], answer["error"]["object"]) == ("exists", "name")
+    assert sorted(ReferralProgram.objects.values_list("name", flat=True)) == ["Friends", "Others"]

@@ -14,7 +14,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
@@ -86,11 +85,10 @@ def browser(chromium_executable):
 
 @pytest.fixture(autouse=True)
 def jobs_where_the_test_database_is(settings):
-    """Background jobs run on a thread with its own connection. An in-memory SQLite test database
-    is not visible from a new connection, so there the job runs right after the request's commit
-    (the progress page still shows it); PostgreSQL runs the real thread."""
+    """Background jobs run right after the request's commit, in the live server (the progress
+    page still shows them); worker processes have tests of their own (tests/ops/test_worker.py)."""
     settings.PROMOCODES_BACKGROUND_FROM = 500
-    settings.JOBS_INLINE = connection.vendor == "sqlite"
+    settings.JOBS_INLINE = True
 
 
 class Tour:

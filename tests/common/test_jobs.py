@@ -1,16 +1,21 @@
-"""Background jobs: the admin's long work runs after the request, all or nothing, with progress."""
+"""Background jobs: the admin's long work runs after the request, all or nothing, with progress,
+retried on transient database errors, at most JOBS_MAX_RUNNING at once, failed when its worker is
+lost. Worker processes: tests/ops/test_worker.py."""
 
 import datetime
 import threading
 import time
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
+from django.utils import timezone
 
 from common.actors import Actor
-from common.jobs import JOBS, job_kind, job_run, job_start
+from common.jobs import JOBS, LOST_MESSAGE, job_kind, job_run, job_start, jobs_sweep_lost
 from common.models import Job
+from ops.models import JobAttempt
 from promotions.models import PromoCode
+from tests.conftest import run_in_threads
 from tests.factories import PromoCodeFactory, PromotionFactory
 
 ACTOR = Actor.system("test")
@@ -103,50 +108,180 @@ def test_unknown_kinds_are_refused():
         job_start(kind="nope", params={}, total=1, actor=ACTOR)
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_progress_is_visible_while_the_work_is_still_inside_its_transaction(settings):
-    # given a job that reports 5 of 10 inside its transaction, then waits
-    settings.JOBS_INLINE = False
-    halfway, release = threading.Event(), threading.Event()
+@pytest.fixture
+def kind():
+    """Registers test job kinds, removed after the test."""
+    added = []
 
-    def work(params, actor, progress):
-        with transaction.atomic():
-            progress(5)
-            halfway.set()
-            release.wait(10)
-        return "finished"
+    def register(name, work):
+        job_kind(name)(work)
+        added.append(name)
 
-    job_kind("test.wait")(work)
-    try:
-        # when it starts in its own thread after the commit
-        job = job_start(kind="test.wait", params={}, total=10, actor=ACTOR)
-        assert halfway.wait(10)
-        # then another connection reads the progress before the work has committed
-        assert Job.objects.get(pk=job.pk).done == 5
-        release.set()
-        for _ in range(100):
-            if Job.objects.get(pk=job.pk).status == "done":
-                break
-            time.sleep(0.05)
-    finally:
-        release.set()
-        JOBS.pop("test.wait")
-    job.refresh_from_db()
-    assert (job.status, job.done, job.message) == ("done", 10, "finished")
+    yield register
+    for name in added:
+        JOBS.pop(name)
+
+
+def queued(kind_name: str, total: int = 1) -> Job:
+    return Job.objects.create(kind=kind_name, total=total, username="test")
+
+
+def outcomes(job: Job) -> list[str]:
+    return list(job.attempts.order_by("number").values_list("outcome", flat=True))
 
 
 @pytest.mark.django_db
-def test_a_job_whose_worker_is_gone_is_marked_failed_not_left_running(staff):
-    # given a job running for three hours and one started a minute ago
-    from django.utils import timezone
+def test_a_transient_database_error_is_retried_and_its_first_attempt_left_nothing(kind):
+    # given a job whose first attempt writes a code, then meets a deadlock
+    promotion = PromotionFactory()
+    calls = []
 
-    stale = Job.objects.create(kind="k", total=5, status="running", username="u")
-    fresh = Job.objects.create(kind="k", total=5, status="running", username="u")
-    Job.objects.filter(pk=stale.pk).update(created_at=timezone.now() - datetime.timedelta(hours=3))
-    # when its progress page is looked at
-    status = staff.get(f"/admin/common/job/{stale.pk}/status/").json()
-    # then the stale one has failed, saying why, and the fresh one still runs
-    assert status["status"] == "failed" and "Abandoned" in status["message"]
-    assert status["finished"] is True
-    assert Job.objects.get(pk=fresh.pk).status == "running"
+    def work(params, actor, progress):
+        with transaction.atomic():
+            calls.append(1)
+            PromoCode.objects.create(promotion=promotion, code=f"TRY-{len(calls)}")
+            if len(calls) == 1:
+                raise OperationalError("deadlock detected")
+        return "written"
+
+    kind("test.flaky", work)
+    job = queued("test.flaky")
+    # when it runs
+    after_first = job_run(job.pk, actor=ACTOR)
+    # then it is queued again for a second attempt later, and the first attempt's code is gone
+    from django_tasks_db.models import DBTaskResult
+
+    again = DBTaskResult.objects.get()
+    assert after_first.status == "queued" and "transient" in after_first.message
+    assert again.args_kwargs["kwargs"]["attempt"] == 2 and again.run_after > timezone.now()
+    assert not PromoCode.objects.exists()
+    # when the second attempt runs, it is done with its own code only
+    done = job_run(job.pk, actor=ACTOR, attempt=2)
+    assert (done.status, done.message) == ("done", "written")
+    assert list(PromoCode.objects.values_list("code", flat=True)) == ["TRY-2"]
+    assert outcomes(job) == ["retry", "done"]
+
+
+@pytest.mark.django_db
+def test_a_job_fails_after_its_last_attempt(kind, settings):
+    settings.JOBS_MAX_ATTEMPTS, settings.JOBS_INLINE = 2, True
+
+    def work(params, actor, progress):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    kind("test.down", work)
+    job = queued("test.down")
+    job_run(job.pk, actor=ACTOR)
+    final = job_run(job.pk, actor=ACTOR, attempt=2)
+    assert (final.status, final.message) == ("failed", "Failed: OperationalError")
+    assert outcomes(job) == ["retry", "failed"]
+
+
+@pytest.mark.django_db
+def test_an_error_in_the_work_itself_is_not_retried(kind):
+    kind("test.bug", lambda params, actor, progress: 1 / 0)
+    job = queued("test.bug")
+    final = job_run(job.pk, actor=ACTOR)
+    assert (final.status, final.message) == ("failed", "Failed: ZeroDivisionError")
+    assert outcomes(job) == ["failed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_more_jobs_run_at_once_than_the_cap(kind, settings):
+    # given 6 jobs, at most 2 at once, each working for a moment
+    settings.JOBS_MAX_RUNNING = 2
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(params, actor, progress):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    kind("test.busy", work)
+    jobs = [queued("test.busy") for _ in range(6)]
+
+    # when 6 workers take them at once, each trying again while its job waits for a slot
+    def worker(job):
+        while job_run(job.pk, actor=ACTOR).status == "queued":
+            time.sleep(0.05)
+
+    run_in_threads(worker, jobs)
+    # then all are done, never more than 2 at a time
+    assert {Job.objects.get(pk=j.pk).status for j in jobs} == {"done"}
+    assert most[0] == 2
+    assert JobAttempt.objects.filter(outcome="done").count() == 6
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_for_a_slot_says_so_and_comes_back(kind, settings):
+    settings.JOBS_MAX_RUNNING = 1
+    kind("test.quick", lambda params, actor, progress: "ok")
+    busy, waiting = queued("test.quick"), queued("test.quick")
+    now = timezone.now()
+    JobAttempt.objects.create(
+        job=busy, number=1, slot=0, worker="w", started_at=now, heartbeat_at=now
+    )
+    Job.objects.filter(pk=busy.pk).update(status="running")
+    answer = job_run(waiting.pk, actor=ACTOR)
+    assert (answer.status, answer.message) == ("queued", "Waiting: 1 job(s) run at once.")
+    assert not waiting.attempts.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_keeps_a_long_job_alive_while_lost_ones_fail(kind, settings):
+    # given a heartbeat every 0.1 s, a limit of 0.6 s, and a job working for 1.5 s
+    settings.JOBS_HEARTBEAT_SECONDS, settings.JOBS_LOST_AFTER = 0.1, 0.6
+    release = threading.Event()
+
+    def work(params, actor, progress):
+        with transaction.atomic():
+            release.wait(1.5)
+        return "lived"
+
+    kind("test.long", work)
+    job = queued("test.long")
+    # and an attempt whose worker stopped beating 10 s ago
+    old = timezone.now() - datetime.timedelta(seconds=10)
+    lost = queued("test.long")
+    Job.objects.filter(pk=lost.pk).update(status="running")
+    JobAttempt.objects.create(
+        job=lost, number=1, slot=5, worker="w", started_at=old, heartbeat_at=old
+    )
+    # when the job runs while the sweep looks every 0.2 s
+    runner = threading.Thread(target=lambda: job_run(job.pk, actor=ACTOR))
+    runner.start()
+    swept = 0
+    while runner.is_alive():
+        swept += jobs_sweep_lost()
+        time.sleep(0.2)
+    runner.join()
+    # then only the silent one failed
+    assert swept == 1
+    assert Job.objects.get(pk=job.pk).status == "done"
+    failed = Job.objects.get(pk=lost.pk)
+    assert (failed.status, failed.message) == ("failed", LOST_MESSAGE)
+    assert outcomes(lost) == ["lost"]
+
+
+@pytest.mark.django_db
+def test_the_progress_page_of_a_job_whose_worker_is_lost_shows_it_failed(staff, settings):
+    # given a running job whose worker last beat a minute ago
+    job = queued("k")
+    Job.objects.filter(pk=job.pk).update(status="running")
+    old = timezone.now() - datetime.timedelta(seconds=60)
+    JobAttempt.objects.create(
+        job=job, number=1, slot=0, worker="w", started_at=old, heartbeat_at=old
+    )
+    # when its progress page polls it
+    status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
+    # then it has failed, saying why
+    assert (status["status"], status["finished"], status["message"]) == (
+        "failed",
+        True,
+        LOST_MESSAGE,
+    )

@@ -49,23 +49,6 @@ def test_wrong_passwords_lock_the_user_out_until_the_window_ends(client, operato
         assert "error" not in right("promotion", out=out)
 
 
-@pytest.mark.django_db
-@time_machine.travel(NOW, tick=False)
-def test_the_brake_is_per_user_and_per_address(client, operator, tight):
-    # given two failures of the operator and one of another name, all from one address
-    Door(client, authinfo="operator:nope")("promotion")
-    Door(client, authinfo="operator:nope")("promotion")
-    Door(client, authinfo="ghost:nope")("promotion")
-    # then that address is braked, whoever signs in from it
-    assert Door(client)("promotion")["error"]["type"] == "limit"
-    # while the operator may still sign in from another address
-    client.defaults["REMOTE_ADDR"] = "10.9.9.9"
-    assert "error" not in Door(client)("promotion")
-    # until their own third failure brakes the name everywhere
-    assert Door(client, authinfo="operator:nope")("promotion")["error"]["type"] == "auth"
-    assert Door(client)("promotion")["error"]["type"] == "limit"
-
-
 @pytest.fixture
 def shop(db):
     promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)

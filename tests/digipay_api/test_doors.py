@@ -83,7 +83,7 @@ def test_a_digipay_program_is_rewarded_by_accrual_as_it_was_told(
     # then each beneficiary earns 8, in the kind the program names for them
     people = {"partner": referral.partner, "client": referral.client}
     got = sorted(
-        (r.beneficiary, r.partner, r.kind, r.amount)
+        (r.role, r.beneficiary, r.kind, r.amount)
         for r in Reward.objects.filter(rule__program=program)
     )
     assert got == [(b, people[who], kind, Decimal("8")) for b, who, kind in expected]
@@ -114,7 +114,7 @@ def test_the_refer_part_of_referral_condition_holds_back_rewards_until_it_is_met
     )
     assert rewards_accrue(program=program) == 1
     reward = Reward.objects.get()
-    assert (reward.partner, reward.amount, reward.kind) == (first.partner, Decimal("5"), "cash")
+    assert (reward.beneficiary, reward.amount, reward.kind) == (first.partner, Decimal("5"), "cash")
 
 
 def test_max_referral_bounds_a_partners_referrals(digipay, company):

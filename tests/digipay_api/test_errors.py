@@ -229,7 +229,7 @@ def test_a_method_the_route_lacks_answers_405(digipay):
 @time_machine.travel("2026-06-15 10:00:30+00:00", tick=False)
 def test_guessing_tokens_is_braked_with_429_and_retry_after(digipay, settings):
     # given an address that sent two wrong keys, the budget of a 60-second window
-    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 2, 60
+    settings.THROTTLE_AUTH_ADDRESS_FAILURES, settings.THROTTLE_AUTH_SECONDS = 2, 60
     guesser = DigiPay(digipay.client, "guess-1", digipay.company_id)
     for _ in range(2):
         assert_envelope(guesser.list(), 401, [2], "UNAUTHORIZED")

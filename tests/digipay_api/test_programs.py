@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from common.models import History
 from digipay_api.models import DigiPayProgram
-from referrals.models import ReferralProgram, Rule, RuleCondition
+from referrals.conditions import condition_type_of
+from referrals.models import ReferralProgram, Rule
 from tests.conftest import run_in_threads
 from tests.digipay_api.conftest import ROUTE, SPEC_BODY
 from tests.factories import ApiTokenFactory, CompanyFactory, ReferralFactory
@@ -199,7 +200,7 @@ def test_referral_condition_becomes_a_rule_with_conditions_and_reads_back(
     got = [
         (c.ctype, c.comparison, field, getattr(c, field), c.group_id is not None)
         for c in made.conditions.order_by("pk")
-        for field in [RuleCondition.AMOUNT_FIELD[c.ctype]]
+        for field in [condition_type_of(c.ctype).amount_field]
     ]
     assert got == conditions
     # and the detail reflects it in the syntax it was written in

@@ -21,7 +21,7 @@ from promotions.engine import Line, Order
 from promotions.models import PromoCode, PromoCodeUsage, Redemption
 from promotions.services import codes as code_services
 from referrals import accrual
-from referrals.models import Referral, Reward, Rule
+from referrals.models import AccrualMark, Referral, Reward, Rule
 from tests.factories import (
     ClientFactory,
     DiscountFactory,
@@ -184,12 +184,13 @@ def test_a_cut_connection_during_generation_saves_no_code_and_a_rerun_makes_them
 
 
 def test_a_cut_connection_during_accrual_leaves_whole_chunks_and_a_rerun_completes(monkeypatch):
-    # given 6 partners with 2 referrals each, one expense per referral, chunks of 4 referrals
-    monkeypatch.setattr(accrual, "CHUNK_REFERRALS", 4)
+    # given 12 referrals with one expense each and chunks of 4 expense ids
+    monkeypatch.setattr(accrual, "CHUNK_EXPENSES", 4)
     program = ReferralProgramFactory(start_date=datetime.date(2026, 1, 1))
     Rule.objects.create(program=program, name="10%", amount=Decimal("10"))
     from tests.factories import ExpenseFactory
 
+    expenses = []
     for _ in range(6):
         partner = ClientFactory(provider=program.provider)
         for _ in range(2):
@@ -198,25 +199,27 @@ def test_a_cut_connection_during_accrual_leaves_whole_chunks_and_a_rerun_complet
                 partner=partner,
                 client=ClientFactory(provider=program.provider),
                 source="link",
+                joined_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
             )
-            ExpenseFactory(
-                client=referral.client,
-                amount=Decimal("20"),
-                created_at=datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC),
+            expenses.append(
+                ExpenseFactory(
+                    client=referral.client,
+                    amount=Decimal("20"),
+                    created_at=datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC),
+                ).pk
             )
 
     # when the connection is cut right after the first chunk committed
     outcome = run_cut_after_first_progress(
         lambda progress: accrual.rewards_accrue(program=program, progress=progress)
     )
-    # then the run stopped with whole chunks only: every partner has both rewards or none
+    # then the run stopped with whole chunks only: the rewarded expenses are the lowest ids,
+    # a multiple of 4, and the rule's watermark says exactly how far it came
     assert "error" in outcome
-    per_partner = {}
-    for partner_id in Reward.objects.values_list("partner_id", flat=True):
-        per_partner[partner_id] = per_partner.get(partner_id, 0) + 1
-    assert set(per_partner.values()) <= {2} and 0 < Reward.objects.count() < 12
+    rewarded = sorted(Reward.objects.values_list("expense_id", flat=True))
+    assert rewarded == sorted(expenses)[: len(rewarded)] and len(rewarded) in (4, 8)
+    assert AccrualMark.objects.get().expenses_through == rewarded[-1]
     # and a re-run adds exactly the rest, each reward once
-    before = Reward.objects.count()
-    assert accrual.rewards_accrue(program=program) == 12 - before
+    assert accrual.rewards_accrue(program=program) == 12 - len(rewarded)
     assert Reward.objects.count() == 12
     assert Reward.objects.values("expense").distinct().count() == 12

@@ -1,6 +1,7 @@
 import csv
 import datetime
 import io
+import re
 from decimal import Decimal
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from common.models import History
 from referrals.models import (
     Partnership,
+    Payout,
     ReferralProgram,
     Reward,
     Rule,
@@ -41,7 +43,7 @@ def admin_client(client):
 
 
 @pytest.mark.parametrize(
-    "model", ["referralprogram", "rule", "referral", "reward", "partnership", "linkclick"]
+    "model", ["referralprogram", "rule", "referral", "reward", "partnership", "linkclick", "payout"]
 )
 def test_changelists_and_add_pages_load(admin_client, model):
     ReferralProgramFactory()
@@ -86,11 +88,12 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
 
 
 def test_rewards_export_as_csv(admin_client):
-    referral = ReferralFactory()
+    # a client named as a spreadsheet formula is exported as text (every export neutralises)
+    referral = ReferralFactory(client__name='=HYPERLINK("http://evil.example","x")')
     rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
     expense = ExpenseFactory(client=referral.client, amount=Decimal("50"))
     reward = Reward.objects.create(
-        partner=referral.partner,
+        beneficiary=referral.partner,
         referral=referral,
         rule=rule,
         expense=expense,
@@ -102,36 +105,88 @@ def test_rewards_export_as_csv(admin_client):
         "/admin/referrals/reward/", {"action": "export_csv", "_selected_action": [reward.pk]}
     )
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0][:3] == ["id", "partner", "referral_client"]
-    assert rows[1][1:3] == [referral.partner.name, referral.client.name]
-    assert Decimal(rows[1][6]) == Decimal("5.00")
+    assert rows[0][:4] == ["id", "beneficiary", "role", "referral_client"]
+    assert rows[1][1:4] == [referral.partner.name, "referrer", "'" + referral.client.name]
+    assert Decimal(rows[1][7]) == Decimal("5.00")
 
 
-def test_pay_action_pays_the_partner_once(admin_client):
-    referral = ReferralFactory()
+def unpaid_rewards(referral, *amounts) -> list[Reward]:
     rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
-    rewards = [
+    return [
         Reward.objects.create(
-            partner=referral.partner,
+            beneficiary=referral.partner,
             referral=referral,
             rule=rule,
             expense=ExpenseFactory(client=referral.client, amount=Decimal(a)),
             amount=Decimal(a) / 10,
             currency=referral.program.provider.currency,
         )
-        for a in ("50", "20")
+        for a in amounts
     ]
-    admin_client.post(
-        "/admin/referrals/reward/", {"action": "pay_partners", "_selected_action": [rewards[0].pk]}
-    )
-    admin_client.post(
-        "/admin/referrals/reward/", {"action": "pay_partners", "_selected_action": [rewards[0].pk]}
-    )
-    from referrals.models import Payout
 
-    payout = Payout.objects.get()
-    assert payout.amount == Decimal("7.00") and payout.partner == referral.partner
-    assert set(Reward.objects.values_list("payout", flat=True)) == {payout.pk}
+
+def confirm_fields(html: str) -> dict:
+    form = re.search(r'<form method="post"[^>]*>(.*?)</form>', html, re.S).group(1)
+    fields: dict = {}
+    for name, value in re.findall(r'<input[^>]* name="([^"]+)" value="([^"]*)"', form):
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+def test_pay_action_asks_for_confirmation_then_pays_each_partner_once(admin_client):
+    # given two partners with unpaid rewards (7.00 and 3.00 USD)
+    first, second = ReferralFactory(), ReferralFactory()
+    rewards = unpaid_rewards(first, "50", "20") + unpaid_rewards(second, "30")
+    # when the operator runs "Pay the unpaid rewards" on one reward of each
+    selected = {"action": "pay_partners", "_selected_action": [rewards[0].pk, rewards[2].pk]}
+    asked = admin_client.post("/admin/referrals/reward/", selected)
+    # then a confirmation page shows each partner's amount and the total per currency, and
+    # nothing is paid yet
+    html = asked.content.decode()
+    assert asked.status_code == 200 and "Pay unpaid rewards?" in html
+    assert re.findall(r"<li>(.*?)</li>", html.split('id="pay-totals"')[1])[:1] == ["10.00 USD"]
+    assert not Payout.objects.exists()
+    # when they confirm with a reference
+    fields = confirm_fields(html) | {"reference": ["BATCH-7"]}
+    admin_client.post("/admin/referrals/reward/", fields)
+    # then each partner has one payout of their whole unpaid amount, with the reference
+    assert sorted((p.partner_id, p.amount, p.reference) for p in Payout.objects.all()) == sorted(
+        [
+            (first.partner_id, Decimal("7.00"), "BATCH-7"),
+            (second.partner_id, Decimal("3.00"), "BATCH-7"),
+        ]
+    )
+    assert not Reward.objects.filter(payout__isnull=True).exists()
+    # and the same confirmation posted again pays nothing
+    admin_client.post("/admin/referrals/reward/", fields)
+    assert Payout.objects.count() == 2
+
+
+@pytest.mark.parametrize("model", ["reward", "payout"])
+def test_rewards_and_payouts_cannot_be_deleted_or_changed_in_the_admin(admin_client, model):
+    # given a paid reward and its payout
+    referral = ReferralFactory()
+    reward = unpaid_rewards(referral, "50")[0]
+    from common.actors import Actor
+    from referrals.services import payouts_create
+
+    payout = payouts_create(
+        program=referral.program, partner=referral.partner, reference="R-1", actor=Actor.system("t")
+    )[0]
+    target = {"reward": reward, "payout": payout}[model]
+    base = f"/admin/referrals/{model}/"
+    # when a superuser tries the delete page, the bulk delete action or the change page
+    delete_page = admin_client.post(f"{base}{target.pk}/delete/", {"post": "yes"})
+    bulk = admin_client.post(
+        base, {"action": "delete_selected", "_selected_action": [target.pk]}, follow=True
+    )
+    # then each is refused (the list offers no delete action) and the history stays as it was
+    assert delete_page.status_code == 403 and bulk.status_code == 200
+    changelist = admin_client.get(base)
+    assert changelist.status_code == 200 and b'value="delete_selected"' not in changelist.content
+    assert admin_client.post(f"{base}{target.pk}/change/", {}).status_code == 403
+    assert Reward.objects.filter(pk=reward.pk, payout=payout).exists()
+    assert Payout.objects.filter(pk=payout.pk, amount=Decimal("5.00")).exists()
 
 
 def program_form(program, **changes) -> dict:
@@ -208,6 +263,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
         "conditions-1-ctype": "1",
         "conditions-1-comparison": "gt",
         "conditions-1-amount_ctype_1": "100",
+        "conditions-1-orderperiods": "12, 1",
         "conditions-1-rule": rule.pk,
     }
     response = admin_client.post(
@@ -234,6 +290,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
     conditions = {c.ctype: c for c in RuleCondition.objects.all()}
     assert conditions["2"].group == group and conditions["1"].group is None
     assert conditions["1"].amount_ctype_1 == Decimal("100")
+    assert (conditions["1"].orderperiods, conditions["2"].orderperiods) == ([12, 1], [])
     assert (
         History.objects.filter(
             object_id=rule.program_id, action="admin:referralprogram.rule.condition"
@@ -262,3 +319,24 @@ def test_a_client_added_in_the_admin_is_enrolled_in_the_default_program(admin_cl
     assert (client.name, partnership.program) == ("Newcomer", program)
     assert partnership.code == f"PAL{client.pk}"
     assert partnership.link == f"https://example.com/join?from={client.pk}"
+
+
+def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
+    provider = ProviderFactory()
+    ReferralProgramFactory(provider=provider, name="Friends")
+    response = admin_client.post(
+        "/admin/referrals/referralprogram/add/",
+        {
+            "provider": provider.pk,
+            "name": "friends",
+            "start_date": "2026-01-01",
+            "referrer_reward_kind": "cash",
+            "referee_reward_kind": "cash",
+            "rewarded": "referrer",
+            "status": "active",
+            **inline_forms("rules", "partnerships"),
+        },
+    )
+    assert response.status_code == 200
+    assert b"A program with this title exists already." in response.content
+    assert ReferralProgram.objects.count() == 1

@@ -6,6 +6,7 @@ from decimal import Decimal
 from html import unescape
 
 import pytest
+import time_machine
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -60,7 +61,7 @@ def text_of(html: str, element_id: str) -> str:
 
 @pytest.fixture
 def admin_client(client):
-    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    client.force_login(UserFactory(username="admin-user", is_superuser=True, is_staff=True))
     return client
 
 
@@ -86,11 +87,13 @@ def program_with_rewards():
     usd = program.provider.currency
     expense_create(client=ann.client, amount=Decimal("50.00"), currency=usd, created_at=at(2025, 3))
     expense_create(client=bob.client, amount=Decimal("25.00"), currency=usd, created_at=at(2025, 3))
-    rewards_accrue(program=program)
-    services.payouts_create(program=program, partner=partner, actor=SYSTEM)
-    expense_create(client=ann.client, amount=Decimal("40.00"), currency=usd, created_at=at(2025, 4))
-    rewards_accrue(program=program)
-    Reward.objects.update(created_at=at(2025, 5, 1))
+    with time_machine.travel(at(2025, 5, 1), tick=False):
+        rewards_accrue(program=program)
+        services.payouts_create(program=program, partner=partner, reference="MARCH-1", actor=SYSTEM)
+        expense_create(
+            client=ann.client, amount=Decimal("40.00"), currency=usd, created_at=at(2025, 4)
+        )
+        rewards_accrue(program=program)
     return program, partner
 
 
@@ -106,10 +109,31 @@ def test_partner_page_shows_code_link_referrals_months_balance_and_payouts(
     html = response.content.decode()
     assert text_of(html, "partner-code") == f"FRIEND{partner.pk}"
     assert text_of(html, "partner-link") == f"https://example.com/join?from={partner.pk}"
-    # and their referrals, newest first, with source, joined and first/last purchase
+    # and their referrals, newest first, as BILLmanager 6 lists them: name and e-mail, how they
+    # came, joined, all they spent, what payouts paid on them, the rules that rewarded them,
+    # first and last purchase
+    rule = str(Rule.objects.get(program=program).pk)
     assert table(html, "partner-referrals") == [
-        ["Bob", "promo code", "2025-02-05 12:00", "2025-03-10 12:00", "2025-03-10 12:00"],
-        ["Ann", "promo code", "2025-02-01 12:00", "2025-03-10 12:00", "2025-04-10 12:00"],
+        [
+            "Bob (bob@example.com)",
+            "By promo code",
+            "2025-02-05 12:00",
+            "25.00 USD",
+            "2.50 USD",
+            rule,
+            "2025-03-10 12:00",
+            "2025-03-10 12:00",
+        ],
+        [
+            "Ann (ann@example.com)",
+            "By promo code",
+            "2025-02-01 12:00",
+            "90.00 USD",
+            "5.00 USD",
+            rule,
+            "2025-03-10 12:00",
+            "2025-04-10 12:00",
+        ],
     ]
     # and the rewards per month of the purchases that earned them (not of the May accrual run)
     assert table(html, "partner-months") == [
@@ -124,7 +148,9 @@ def test_partner_page_shows_code_link_referrals_months_balance_and_payouts(
     # and what they earned, what is unpaid, and the payout already made
     assert text_of(html, "partner-earned") == "11.50 USD"
     assert text_of(html, "partner-unpaid").startswith("4.00 USD")
-    assert [row[1:] for row in table(html, "partner-payouts")] == [["7.50 USD", "2"]]
+    assert [row[1:] for row in table(html, "partner-payouts")] == [
+        ["system", "MARCH-1", "7.50 USD", "2"]
+    ]
     assert "Pay unpaid rewards" in html
 
 
@@ -140,7 +166,7 @@ def test_rewards_per_month_sums_each_month_and_currency_apart():
         (at(2025, 2, 1), "3.00", usd),
     ]:
         Reward.objects.create(
-            partner=referral.partner,
+            beneficiary=referral.partner,
             referral=referral,
             rule=rule,
             expense=ExpenseFactory(client=referral.client, created_at=when, currency=currency),
@@ -149,7 +175,7 @@ def test_rewards_per_month_sums_each_month_and_currency_apart():
             created_at=at(2025, 6, 1),
         )
     # when they are summed per month
-    months = selectors.rewards_per_month(Reward.objects.filter(partner=referral.partner))
+    months = selectors.rewards_per_month(Reward.objects.filter(beneficiary=referral.partner))
     # then each (month, currency) is one line with its count and sum, oldest first
     assert [(m.label, m.currency, m.amount.amount, m.count) for m in months] == [
         ("2025-01", "EUR", Decimal("9.00"), 1),
@@ -158,25 +184,75 @@ def test_rewards_per_month_sums_each_month_and_currency_apart():
     ]
 
 
-def test_pay_button_pays_the_unpaid_rewards_once(admin_client, program_with_rewards):
+def confirmation(html: str) -> dict[str, str]:
+    """The hidden and text fields of the confirmation form, as the browser would post them."""
+    form = re.search(r'<form method="post"[^>]*>(.*?)</form>', html, re.S).group(1)
+    fields = dict(re.findall(r'<input type="(?:hidden|text)" name="([^"]+)" value="([^"]*)"', form))
+    fields |= dict(
+        re.findall(r'<input id="[^"]+" type="text" name="([^"]+)" value="([^"]*)"', form)
+    )
+    return fields
+
+
+def test_pay_asks_for_confirmation_with_the_amounts_then_records_who_when_and_reference(
+    admin_client, program_with_rewards
+):
     # given a partner with 4.00 USD unpaid
     program, partner = program_with_rewards
     url = partner_page(program.pk, partner.pk) + "pay/"
     # when the operator presses "Pay unpaid rewards"
-    response = admin_client.post(url, follow=True)
+    asked = admin_client.get(url)
+    # then nothing is paid yet: a page asks for confirmation, with the amount per currency
+    html = asked.content.decode()
+    assert asked.status_code == 200 and "Pay unpaid rewards?" in html
+    assert re.findall(r"<li>(.*?)</li>", html.split('id="pay-totals"')[1])[:1] == ["4.00 USD"]
+    assert Reward.objects.filter(payout__isnull=True).count() == 1
+    # when they confirm with their reference
+    fields = confirmation(html) | {"reference": "BANK-2025-0042"}
+    paid = admin_client.post(url, fields, follow=True)
     # then they are back on the partner page, told what was paid, and the ledger agrees
-    assert response.redirect_chain == [(partner_page(program.pk, partner.pk), 302)]
-    assert "Paid 4.00 USD to Paula." in response.content.decode()
+    assert paid.redirect_chain == [(partner_page(program.pk, partner.pk), 302)]
+    assert "Paid 4.00 USD to Paula (reference BANK-2025-0042)." in paid.content.decode()
     latest = Payout.objects.latest("pk")
-    assert (latest.amount, latest.partner) == (Decimal("4.00"), partner)
+    assert (latest.amount, latest.partner, latest.reference, latest.paid_by) == (
+        Decimal("4.00"),
+        partner,
+        "BANK-2025-0042",
+        "admin-user",
+    )
     assert not Reward.objects.filter(payout__isnull=True).exists()
     assert History.objects.filter(object_id=program.pk, action="admin:reward.payout").count() == 1
-    # when they press it again
-    again = admin_client.post(url, follow=True)
-    # then nothing more is paid, and the message says so
-    assert "Nothing was paid: Paula has no unpaid rewards" in again.content.decode()
+    # when the same confirmation is posted again (a second tab, a double click)
+    again = admin_client.post(url, fields, follow=True)
+    # then nothing more is paid, and the message says why
+    assert "Nothing was paid: What is due has changed" in again.content.decode()
     assert Payout.objects.count() == 2  # the March payout and this one
     assert text_of(again.content.decode(), "partner-unpaid").startswith("—")
+    # and with nothing left, the button leads back with a word instead of a page
+    assert "no unpaid rewards" in admin_client.get(url, follow=True).content.decode()
+
+
+def test_a_confirmation_pays_what_it_showed_not_what_accrued_since(
+    admin_client, program_with_rewards
+):
+    # given the confirmation page for the partner's 4.00 USD
+    program, partner = program_with_rewards
+    url = partner_page(program.pk, partner.pk) + "pay/"
+    fields = confirmation(admin_client.get(url).content.decode())
+    # when a new reward accrues before the operator confirms
+    ann = Referral.objects.get(program=program, client__name="Ann")
+    with time_machine.travel(at(2025, 5, 2), tick=False):
+        expense_create(
+            client=ann.client,
+            amount=Decimal("10.00"),
+            currency=program.provider.currency,
+            created_at=at(2025, 5, 2),
+        )
+        rewards_accrue(program=program)
+    admin_client.post(url, fields)
+    # then the 4.00 USD they saw is paid and the new 1.00 USD waits for the next payment
+    assert Payout.objects.latest("pk").amount == Decimal("4.00")
+    assert [r.amount for r in Reward.objects.filter(payout__isnull=True)] == [Decimal("1.00")]
 
 
 def test_paying_needs_the_add_payout_permission(client, program_with_rewards):
@@ -189,15 +265,16 @@ def test_paying_needs_the_add_payout_permission(client, program_with_rewards):
     # when they open the partner page, then they see it without the pay button
     response = client.get(page)
     assert response.status_code == 200 and "Pay unpaid rewards" not in response.content.decode()
-    # when they post the payout anyway, then it is refused and nothing is paid
-    assert client.post(page + "pay/").status_code == 403
+    # when they ask to pay or post a payment anyway, then it is refused and nothing is paid
+    assert client.get(page + "pay/").status_code == 403
+    assert client.post(page + "pay/", {"confirm": "yes", "reference": "X"}).status_code == 403
     assert Payout.objects.count() == 1 and Reward.objects.filter(payout__isnull=True).count() == 1
-    # when they are given the permission, then the same press pays
+    # when they are given the permission, then the same confirmation pays
     clerk.user_permissions.add(Permission.objects.get(codename="add_payout"))
-    assert client.post(page + "pay/").status_code == 302
+    fields = confirmation(client.get(page + "pay/").content.decode())
+    assert client.post(page + "pay/", fields).status_code == 302
     assert Payout.objects.count() == 2
-    # and a GET never pays; someone logged out is sent to the login page
-    assert client.get(page + "pay/").status_code == 405
+    # someone logged out is sent to the login page
     client.logout()
     assert client.post(page + "pay/").url.startswith("/admin/login/")
 
@@ -212,7 +289,7 @@ def test_a_client_who_is_no_partner_of_the_program_gives_404(admin_client, progr
     # then their partner pages in this program do not exist, nor does payment for them
     for client_id in (stranger.pk, referred.pk, elsewhere.pk, 999_999):
         assert admin_client.get(partner_page(program.pk, client_id)).status_code == 404
-        assert admin_client.post(partner_page(program.pk, client_id) + "pay/").status_code == 404
+        assert admin_client.get(partner_page(program.pk, client_id) + "pay/").status_code == 404
     # and a partner who has brought referrals without being enrolled has a page
     unenrolled = ReferralFactory(program=program).partner
     response = admin_client.get(partner_page(program.pk, unenrolled.pk))
@@ -263,7 +340,7 @@ def test_program_chart_keeps_the_last_twelve_months_with_rewards(admin_client):
     for year, month in months:
         expense = ExpenseFactory(client=referral.client, created_at=at(year, month))
         Reward.objects.create(
-            partner=referral.partner,
+            beneficiary=referral.partner,
             referral=referral,
             rule=rule,
             expense=expense,

@@ -1,6 +1,7 @@
 """Attaching referred clients to partners: by partner code on the first order, or by link."""
 
 import datetime
+import threading
 
 import pytest
 
@@ -8,9 +9,11 @@ from billing.models import Service
 from common.actors import Actor
 from referrals import services
 from referrals.models import Referral
+from tests.conftest import run_in_threads
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
+    ExpenseFactory,
     ReferralProgramFactory,
     ServiceFactory,
     UserFactory,
@@ -140,3 +143,80 @@ def test_rest_attach_answers_201_then_409(client, program):
         ).status_code
         == 400
     )
+
+
+def test_a_partner_code_does_not_bind_a_client_who_has_been_charged(program):
+    # given a client with a charge but no service
+    partner, newcomer = members(program)
+    ExpenseFactory(client=newcomer)
+    # then their partner code is refused: it works on the first order only
+    with pytest.raises(services.AttachRefused, match="first order"):
+        services.referral_attach_by_code(
+            client=newcomer, code=f"FRIEND{partner.pk}", actor=ACTOR, at=AT
+        )
+
+
+def test_how_a_referral_came_is_kept(program):
+    # given a partner, a client who enters the code and one who follows the link
+    partner, by_code = members(program)
+    program.url = "https://example.com/join"
+    program.save()
+    by_code_referral = services.referral_attach_by_code(
+        client=by_code, code=f" friend{partner.pk}", actor=ACTOR, at=AT
+    )
+    by_link = ClientFactory(provider=program.provider)
+    services.link_click_record(program=program, partner_id=partner.pk, visitor="v-9", at=AT)
+    by_link_referral = services.referral_attach_by_click(
+        client=by_link, visitor="v-9", actor=ACTOR, at=AT
+    )
+    # then the code entered and the link followed are kept
+    assert by_code_referral.via == f"FRIEND{partner.pk}"
+    assert by_link_referral.via == f"https://example.com/join?from={partner.pk}"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_max_referrals_holds_under_parallel_attachments():
+    # given a program that allows one referral per partner, and eight newcomers
+    program = ReferralProgramFactory(promocode="FRIEND@ID@", max_referrals=1)
+    partner = ClientFactory(provider=program.provider)
+    newcomers = ClientFactory.create_batch(8, provider=program.provider)
+    barrier = threading.Barrier(8)
+
+    def attach(client):
+        barrier.wait()
+        try:
+            services.referral_attach_by_code(client=client, code=f"FRIEND{partner.pk}", actor=ACTOR)
+            return "attached"
+        except services.AttachRefused as exc:
+            assert "most referrals" in exc.reason
+            return "refused"
+
+    # when they all enter the partner's code at the same moment, on their own connections
+    results = run_in_threads(attach, newcomers)
+    # then exactly one is attached
+    assert sorted(results) == ["attached"] + ["refused"] * 7
+    assert Referral.objects.filter(program=program, partner=partner).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_crossed_parallel_attachments_do_not_deadlock():
+    # given two clients, each attaching to the other as partner at once (rows locked in id order)
+    program = ReferralProgramFactory(max_referrals=5)
+    first, second = ClientFactory.create_batch(2, provider=program.provider)
+    barrier = threading.Barrier(2)
+
+    def attach(pair):
+        client, partner = pair
+        barrier.wait()
+        try:
+            services.referral_attach(
+                client=client, partner_id=partner.pk, program=program, source="link", actor=ACTOR
+            )
+            return "attached"
+        except services.AttachRefused:
+            return "refused"
+
+    results = run_in_threads(attach, [(first, second), (second, first)])
+    assert sorted(results) in (["attached", "attached"], ["attached", "refused"])

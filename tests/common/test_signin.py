@@ -1,0 +1,345 @@
+"""One sign-in policy for every door that checks a password: the admin login, HTTP Basic and the
+token endpoint on /api/v1/, `authinfo` and `func=auth` on /billmgr. Failures are counted per
+(user, address) and per address; correct credentials are cheap when repeated; a password change
+or a deactivation ends the user's sessions and tokens."""
+
+import base64
+import datetime
+
+import pytest
+import time_machine
+from django.contrib.auth.hashers import MD5PasswordHasher
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from billmgr_api.models import BillmgrSession
+from common.models import Attempt
+from common.throttle import throttle_take
+from tests.conftest import Door, run_in_threads
+from tests.factories import UserFactory
+
+NOW = "2026-06-15 10:00:30+00:00"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tight(settings):
+    """Three failures per (user, address), six per address, in a minute."""
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 3, 60
+    settings.THROTTLE_AUTH_ADDRESS_FAILURES = 6
+    return settings
+
+
+def basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+# Each door: try a password from an address; answer "ok", "wrong" or "braked".
+
+
+def via_admin(client, username, password, ip):
+    response = client.post(
+        "/admin/login/", {"username": username, "password": password}, REMOTE_ADDR=ip
+    )
+    client.logout()
+    if response.status_code == 302:
+        return "ok"
+    text = response.content.decode()
+    return "braked" if "Too many failed sign-ins" in text else "wrong"
+
+
+def via_basic(client, username, password, ip):
+    status = (
+        APIClient()
+        .get("/api/v1/promotions", HTTP_AUTHORIZATION=basic(username, password), REMOTE_ADDR=ip)
+        .status_code
+    )
+    return {200: "ok", 401: "wrong", 403: "wrong", 429: "braked"}[status]
+
+
+def via_token(client, username, password, ip):
+    status = (
+        APIClient()
+        .post("/api/v1/auth/token", {"username": username, "password": password}, REMOTE_ADDR=ip)
+        .status_code
+    )
+    return {200: "ok", 400: "wrong", 429: "braked"}[status]
+
+
+def _billmgr(answer):
+    if "error" not in answer:
+        return "ok"
+    return {"auth": "wrong", "limit": "braked"}[answer["error"]["type"]]
+
+
+def via_authinfo(client, username, password, ip):
+    client.defaults["REMOTE_ADDR"] = ip
+    return _billmgr(Door(client, authinfo=f"{username}:{password}")("promotion"))
+
+
+def via_func_auth(client, username, password, ip):
+    client.defaults["REMOTE_ADDR"] = ip
+    door = Door(client, authinfo=None)
+    return _billmgr(door("auth", username=username, password=password))
+
+
+DOORS = {
+    "admin": via_admin,
+    "basic": via_basic,
+    "token": via_token,
+    "authinfo": via_authinfo,
+    "func_auth": via_func_auth,
+}
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("failing", list(DOORS))
+def test_failures_on_one_door_brake_every_door(client, operator, tight, failing):
+    # given three wrong passwords through one door
+    for _ in range(3):
+        assert DOORS[failing](client, "operator", "nope", "10.0.0.1") == "wrong"
+    # then the right password is refused by every door from that address
+    for name, door in DOORS.items():
+        assert door(client, "operator", "secret", "10.0.0.1") == "braked", name
+    # and accepted by every door once the window has passed
+    with time_machine.travel("2026-06-15 10:01:01+00:00", tick=False):
+        for name, door in DOORS.items():
+            assert door(client, "operator", "secret", "10.0.0.1") == "ok", name
+
+
+@time_machine.travel(NOW, tick=False)
+def test_fifteen_wrong_passwords_then_the_right_one_is_refused_at_the_admin(client, operator):
+    # given the default budget and fifteen wrong passwords on the admin login
+    outcomes = [via_admin(client, "operator", f"guess{i}", "10.0.0.2") for i in range(15)]
+    # then the guessing was stopped, and so is the right password
+    assert "braked" in outcomes
+    response = client.post(
+        "/admin/login/", {"username": "operator", "password": "secret"}, REMOTE_ADDR="10.0.0.2"
+    )
+    assert response.status_code == 200
+    assert "Too many failed sign-ins; try again in 5 minutes" in response.content.decode()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_admin_says_how_many_minutes_are_left(client, operator, tight):
+    for _ in range(3):
+        via_admin(client, "operator", "nope", "10.0.0.3")
+    response = client.post(
+        "/admin/login/", {"username": "operator", "password": "secret"}, REMOTE_ADDR="10.0.0.3"
+    )
+    assert "Too many failed sign-ins; try again in 1 minute." in response.content.decode()
+
+
+# Who is counted --------------------------------------------------------------------------------
+
+
+@time_machine.travel(NOW, tick=False)
+def test_failures_from_many_addresses_do_not_lock_the_owner_out(client, operator, tight):
+    # given ten wrong authinfo attempts for the operator, each from another address
+    for n in range(10):
+        assert via_authinfo(client, "operator", "nope", f"10.1.0.{n}") == "wrong"
+    # then the owner signs in from a clean address, through every door
+    for name, door in DOORS.items():
+        assert door(client, "operator", "secret", "10.2.0.1") == "ok", name
+
+
+@time_machine.travel(NOW, tick=False)
+def test_failures_count_per_user_and_address_and_per_address(client, operator, tight):
+    UserFactory(username="other", password="secret", is_superuser=True)
+    # given three failures for the operator from one address
+    for _ in range(3):
+        via_authinfo(client, "operator", "nope", "10.3.0.1")
+    # then the operator is braked there, another user from there is not, nor the operator elsewhere
+    assert via_authinfo(client, "operator", "secret", "10.3.0.1") == "braked"
+    assert via_authinfo(client, "other", "secret", "10.3.0.1") == "ok"
+    assert via_authinfo(client, "operator", "secret", "10.3.0.2") == "ok"
+    # when three more failures for other names come from that address, it is braked for everyone
+    for name in ("a", "b", "c"):
+        assert via_authinfo(client, name, "nope", "10.3.0.1") == "wrong"
+    assert via_authinfo(client, "other", "secret", "10.3.0.1") == "braked"
+    assert via_basic(client, "other", "secret", "10.3.0.1") == "braked"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_wrong_digipay_tokens_count_against_the_address(client, operator, tight):
+    for _ in range(6):
+        APIClient().get(
+            "/digipay/v3/reward_promotion/referral_program",
+            HTTP_AUTHORIZATION="Token wrong",
+            HTTP_COMPANYID="x",
+            REMOTE_ADDR="10.4.0.1",
+        )
+    assert via_authinfo(client, "operator", "secret", "10.4.0.1") == "braked"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_sign_ins_from_many_addresses_get_exactly_their_budgets(settings):
+    # given a budget of 3 per (user, address) and 5 per address
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 3, 3600
+    settings.THROTTLE_AUTH_ADDRESS_FAILURES = 5
+    UserFactory(username="victim", password="right", is_superuser=True)
+
+    def attempt(n):
+        client = APIClient()
+        return via_basic(client, "victim", "wrong", "10.9.9.9" if n % 2 else "10.8.8.8")
+
+    # when 24 wrong passwords arrive at once from two addresses
+    outcomes = run_in_threads(attempt, list(range(24)))
+    # then each address let exactly 3 through (its (user, address) budget), and refused the rest
+    assert outcomes.count("wrong") == 6 and outcomes.count("braked") == 18
+    # and the owner from a third address is not locked out
+    assert via_basic(APIClient(), "victim", "right", "10.7.7.7") == "ok"
+
+
+# Cheap repeated credentials ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """How many full password hashes were computed (MD5 in tests: `encode` is the hash)."""
+    counted = {"n": 0}
+    encode = MD5PasswordHasher.encode
+
+    def counting(self, password, salt):
+        counted["n"] += 1
+        return encode(self, password, salt)
+
+    monkeypatch.setattr(MD5PasswordHasher, "encode", counting)
+    return counted
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("door", ["authinfo", "basic"])
+def test_repeated_correct_credentials_skip_the_hash_and_wrong_ones_pay_it(
+    client, operator, hashes, door, tight
+):
+    call = DOORS[door]
+    # given one verified call
+    assert call(client, "operator", "secret", "10.5.0.1") == "ok"
+    assert hashes["n"] == 1
+    # when the same credentials come again, no hash is computed
+    for _ in range(5):
+        assert call(client, "operator", "secret", "10.5.0.1") == "ok"
+    assert hashes["n"] == 1
+    # while a wrong password still costs a full hash each time and counts against the brake
+    for _ in range(3):
+        assert call(client, "operator", "nope", "10.5.0.1") == "wrong"
+    assert hashes["n"] == 4
+    assert call(client, "operator", "secret", "10.5.0.1") == "braked"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_password_change_drops_the_cached_credentials(client, operator, hashes):
+    assert via_authinfo(client, "operator", "secret", "10.6.0.1") == "ok"
+    # when the password changes
+    operator.set_password("changed")
+    operator.save()
+    before = hashes["n"]
+    # then the old password is refused (a full hash again) and the new one is verified afresh
+    assert via_authinfo(client, "operator", "secret", "10.6.0.1") == "wrong"
+    assert via_authinfo(client, "operator", "changed", "10.6.0.1") == "ok"
+    assert hashes["n"] == before + 2
+    assert via_authinfo(client, "operator", "changed", "10.6.0.1") == "ok"
+    assert hashes["n"] == before + 2
+
+
+def test_a_deactivated_user_is_refused_even_with_cached_credentials(client, operator):
+    assert via_authinfo(client, "operator", "secret", "10.6.0.2") == "ok"
+    operator.is_active = False
+    operator.save()
+    assert via_authinfo(client, "operator", "secret", "10.6.0.2") == "wrong"
+
+
+# Sessions and tokens end -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def signed_in(client, operator):
+    """A func-door session and an API token of the operator, both working."""
+    session = Door(client, authinfo=None)("auth", username="operator", password="secret")["auth"]
+    token = (
+        APIClient()
+        .post("/api/v1/auth/token", {"username": "operator", "password": "secret"})
+        .json()["token"]
+    )
+    assert "elem" in Door(client, authinfo=None)("promotion", auth=session)
+    api = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
+    assert api.get("/api/v1/promotions").status_code == 200
+    return session, api
+
+
+@pytest.mark.parametrize("change", ["password", "deactivation"])
+def test_a_password_change_or_deactivation_ends_sessions_and_tokens(
+    client, operator, signed_in, change
+):
+    session, api = signed_in
+    # when the operator's password changes (or the operator is deactivated)
+    if change == "password":
+        operator.set_password("new-secret")
+    else:
+        operator.is_active = False
+    operator.save()
+    # then the session and the token stop working and are gone
+    answer = Door(client, authinfo=None)("promotion", auth=session)
+    assert answer["error"]["type"] == "auth"
+    assert api.get("/api/v1/promotions").status_code == 401
+    assert not BillmgrSession.objects.filter(user=operator).exists()
+    assert not Token.objects.filter(user=operator).exists()
+
+
+def test_saving_other_fields_keeps_sessions_and_tokens(client, operator, signed_in):
+    session, api = signed_in
+    operator.first_name = "Ann"
+    operator.save()
+    assert "elem" in Door(client, authinfo=None)("promotion", auth=session)
+    assert api.get("/api/v1/promotions").status_code == 200
+
+
+def test_a_session_ends_after_its_absolute_lifetime_however_busy(
+    anonymous_door, operator, settings
+):
+    settings.BILLMGR_SESSION_MAX_SECONDS = 8 * 3600
+    with time_machine.travel("2026-11-23 08:00:00Z", tick=False) as clock:
+        session = anonymous_door("auth", username="operator", password="secret")["auth"]
+        # used every half hour for eight hours
+        for step in range(1, 16):
+            clock.move_to(
+                datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)
+                + step * datetime.timedelta(minutes=30)
+            )
+            assert "elem" in anonymous_door("promotion", auth=session)
+        clock.move_to("2026-11-23 16:00:01Z")
+        expired = anonymous_door("promotion", auth=session)
+    assert expired["error"]["type"] == "auth" and "expired" in expired["error"]["msg"]
+
+
+# Brake rows do not pile up -----------------------------------------------------------------------
+
+
+def test_refused_sign_ins_with_new_names_leave_only_the_current_windows_rows(client, settings):
+    settings.THROTTLE_AUTH_SECONDS = 60
+    settings.THROTTLE_PROMOCODE_SECONDS = settings.THROTTLE_CLICK_SECONDS = 60
+    start = datetime.datetime(2026, 6, 15, 10, 0, tzinfo=datetime.UTC)
+    # given a refused sign-in under a new name every 10 seconds for an hour, from many addresses
+    with time_machine.travel(start, tick=False) as clock:
+        for n in range(360):
+            clock.move_to(start + datetime.timedelta(seconds=10 * n))
+            via_authinfo(client, f"ghost{n}", "nope", f"10.{n // 250}.{n % 250}.1")
+    # then only rows of the current and the previous window are kept (each attempt writes 2)
+    assert Attempt.objects.count() <= 2 * 6 * 2
+
+
+def test_a_successful_sign_in_leaves_no_row(client, operator):
+    for _ in range(3):
+        assert via_authinfo(client, "operator", "secret", "10.0.9.1") == "ok"
+    assert Attempt.objects.count() == 0
+
+
+def test_taking_and_giving_back_keeps_the_table_empty(settings):
+    at = datetime.datetime(2026, 6, 15, 10, 0, tzinfo=datetime.UTC)
+    throttle_take(scope="auth", keys=["ip:1"], at=at)
+    from common.throttle import throttle_give_back
+
+    throttle_give_back(scope="auth", keys=["ip:1"], at=at)
+    assert Attempt.objects.count() == 0

@@ -100,11 +100,12 @@ def redemption_redeem(
 ) -> tuple[Redemption, bool]:
     """Record the order's code usages once per key; returns the redemption and whether it is new.
 
-    Lock-last: the order is quoted first, outside any lock. Then one short transaction takes the
-    codes' uses with guarded updates (the update takes the code's row lock, codes in primary-key
-    order), re-checks what can change meanwhile (per-client limits, the rules version: if it
-    moved, the order is quoted again) and writes the usages. The lock is held for a few
-    statements, whatever the size of the catalogue.
+    Lock-last: the order is quoted first, outside any lock. Then one short transaction writes
+    the redemption, re-checks what can change meanwhile (the rules version: if it moved, the
+    order is quoted again; the client's live uses, for per-client limits), writes the usages,
+    and takes the codes' uses last with guarded updates in primary-key order (each update takes
+    its code's row lock and returns the code's settings under it). A code's lock is held for
+    its update and the commit, whatever the size of the catalogue.
     """
     idempotency_key = idempotency_key_clean(idempotency_key)
     fingerprint = order_fingerprint(order)
@@ -118,6 +119,7 @@ def redemption_redeem(
         idempotency_key=idempotency_key,
     )
     existing = keyed.first()
+    gave_up = "The promotions kept changing during the redemption; try again."
     for attempt in range(REQUOTES):
         if existing is not None:
             break
@@ -126,16 +128,17 @@ def redemption_redeem(
             _refuse_unusable(quote)
             with transaction.atomic():
                 return _redeem(order, quote, idempotency_key, fingerprint, actor), True
-        except _RulesMoved:
-            continue  # a rule or a code changed since the quote: quote again
+        except _RulesMoved:  # a rule or a code changed since the quote: quote again
+            gave_up = "The promotions kept changing during the redemption; try again."
         except (IntegrityError, RedemptionRefused) as exc:
             # A request with the same key may have committed first: then its answer is ours.
             existing = keyed.first()
             if existing is None and isinstance(exc, RedemptionRefused):
                 raise
             # Otherwise the client's own concurrent order took the slot counted: count again.
+            gave_up = "The client's other orders kept taking the same codes; try again."
     if existing is None:
-        raise RedemptionRefused("The promotions kept changing during the redemption; try again.")
+        raise RedemptionRefused(gave_up)
     if existing.fingerprint != fingerprint:
         raise RedemptionRefused(
             f"Idempotency key {idempotency_key!r} was used for a different order."

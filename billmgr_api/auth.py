@@ -113,7 +113,7 @@ def identify(request: HttpRequest, params: dict[str, str], ip: str | None) -> Ab
         refuse_foreign_origin(request)
     now = timezone.now()
     idle = datetime.timedelta(seconds=settings.BILLMGR_SESSION_IDLE_SECONDS)
-    lifetime = datetime.timedelta(seconds=settings.BILLMGR_SESSION_MAX_SECONDS)
+    lifetime = datetime.timedelta(seconds=settings.SESSION_MAX_SECONDS)
     session = BillmgrSession.objects.select_related("user").filter(key=session_id).first()
     if session is None or not session.user.is_active:
         raise FuncError("auth", "", "Unknown session; authenticate again")

@@ -76,7 +76,7 @@ def _with_session_cookie(request: HttpRequest, result: FuncResult, response: Htt
         response.set_cookie(
             SESSION_COOKIE,
             result.session_cookie,
-            max_age=settings.BILLMGR_SESSION_MAX_SECONDS,
+            max_age=settings.SESSION_MAX_SECONDS,
             httponly=True,
             samesite="Strict",
             secure=settings.SESSION_COOKIE_SECURE,

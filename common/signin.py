@@ -31,10 +31,6 @@ from django.utils import timezone
 from common.net import client_ip
 from common.throttle import ScopedKey, brake_give_back, brake_take
 
-# How long verified credentials stay cheap; a password change ends it at once anyway.
-DEFAULT_SIGNIN_CACHE_SECONDS = 300
-
-
 def signin_keys(username: str, ip: str | None) -> list[ScopedKey]:
     address = ip or "unknown"
     return [("auth", f"user:{username.strip().lower()}|ip:{address}"), *address_keys(ip)]
@@ -74,9 +70,8 @@ def _verify(username: str, password: str) -> AbstractBaseUser | None:
     if not user.check_password(password) or not user.is_active:
         return None  # an inactive user pays the hash too: no oracle of who is deactivated
     # check_password may have upgraded the stored hash: the digest takes the one now stored.
-    seconds = int(getattr(settings, "SIGNIN_CACHE_SECONDS", DEFAULT_SIGNIN_CACHE_SECONDS))
-    if seconds > 0:
-        cache.set(_cache_key(user, password), True, seconds)
+    if settings.SIGNIN_CACHE_SECONDS > 0:
+        cache.set(_cache_key(user, password), True, settings.SIGNIN_CACHE_SECONDS)
     return user
 
 

@@ -128,8 +128,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Idle BILLmanager-door sessions end after this many seconds.
 BILLMGR_SESSION_IDLE_SECONDS = int(os.environ.get("BILLMGR_SESSION_IDLE_SECONDS", "3600"))
 # Every session (func door and admin) ends this long after sign-in, however busy.
-BILLMGR_SESSION_MAX_SECONDS = int(os.environ.get("SESSION_MAX_SECONDS", "43200"))
-SESSION_COOKIE_AGE = BILLMGR_SESSION_MAX_SECONDS
+SESSION_MAX_SECONDS = int(os.environ.get("SESSION_MAX_SECONDS", "43200"))
+SESSION_COOKIE_AGE = SESSION_MAX_SECONDS
 # Rows per page of a func-style list when the client sends no p_cnt.
 BILLMGR_DEFAULT_PAGE_SIZE = int(os.environ.get("BILLMGR_DEFAULT_PAGE_SIZE", "100"))
 

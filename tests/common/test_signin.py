@@ -5,6 +5,9 @@ or a deactivation ends the user's sessions and tokens."""
 
 import base64
 import datetime
+import os
+import subprocess
+import sys
 
 import pytest
 import time_machine
@@ -299,7 +302,7 @@ def test_saving_other_fields_keeps_sessions_and_tokens(client, operator, signed_
 def test_a_session_ends_after_its_absolute_lifetime_however_busy(
     anonymous_door, operator, settings
 ):
-    settings.BILLMGR_SESSION_MAX_SECONDS = 8 * 3600
+    settings.SESSION_MAX_SECONDS = 8 * 3600
     with time_machine.travel("2026-11-23 08:00:00Z", tick=False) as clock:
         session = anonymous_door("auth", username="operator", password="secret")["auth"]
         # used every half hour for eight hours
@@ -312,6 +315,20 @@ def test_a_session_ends_after_its_absolute_lifetime_however_busy(
         clock.move_to("2026-11-23 16:00:01Z")
         expired = anonymous_door("promotion", auth=session)
     assert expired["error"]["type"] == "auth" and "expired" in expired["error"]["msg"]
+
+
+def test_one_setting_names_the_absolute_lifetime_of_every_session():
+    # given SESSION_MAX_SECONDS in the environment
+    env = {**os.environ, "SESSION_MAX_SECONDS": "7200"}
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_MAX_SECONDS, s.SESSION_COOKIE_AGE)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    # then the setting of that name drives func-door sessions and admin sessions alike
+    assert shown.stdout.split() == ["7200", "7200"], shown.stderr
 
 
 # Brake rows do not pile up -----------------------------------------------------------------------

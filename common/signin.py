@@ -31,6 +31,7 @@ from django.utils import timezone
 from common.net import client_ip
 from common.throttle import ScopedKey, brake_give_back, brake_take
 
+
 def signin_keys(username: str, ip: str | None) -> list[ScopedKey]:
     address = ip or "unknown"
     return [("auth", f"user:{username.strip().lower()}|ip:{address}"), *address_keys(ip)]

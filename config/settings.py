@@ -187,11 +187,15 @@ AUTHENTICATION_BACKENDS = ["common.signin.BrakedModelBackend"]
 # Verified credentials skip the slow hash for this long (a keyed digest in the cache); 0: never.
 SIGNIN_CACHE_SECONDS = int(os.environ.get("SIGNIN_CACHE_SECONDS", "300"))
 
-# Brakes on brute force (common/throttle.py): failures allowed per window, per key. Sign-ins:
-# per (user name, address), and per address whoever signs in (wrong DigiPay tokens count here).
+# Brakes on brute force (common/throttle.py): failures allowed per window, per key; an address is
+# counted on its network (an IPv6 address on its /64). Sign-ins: per (user name, network), per
+# network whoever signs in (wrong DigiPay tokens count here), and per user name from networks the
+# user has not signed in from in SIGNIN_KNOWN_DAYS (guesses spread over many networks).
 THROTTLE_AUTH_FAILURES = int(os.environ.get("THROTTLE_AUTH_FAILURES", "10"))
 THROTTLE_AUTH_ADDRESS_FAILURES = int(os.environ.get("THROTTLE_AUTH_ADDRESS_FAILURES", "30"))
+THROTTLE_AUTH_USER_FAILURES = int(os.environ.get("THROTTLE_AUTH_USER_FAILURES", "100"))
 THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
+SIGNIN_KNOWN_DAYS = int(os.environ.get("SIGNIN_KNOWN_DAYS", "30"))
 # Public link clicks (referralprogram.registerclick) per address.
 THROTTLE_CLICK_REQUESTS = int(os.environ.get("THROTTLE_CLICK_REQUESTS", "60"))
 THROTTLE_CLICK_SECONDS = int(os.environ.get("THROTTLE_CLICK_SECONDS", "600"))

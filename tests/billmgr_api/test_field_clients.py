@@ -383,6 +383,24 @@ def test_clicks_are_braked_per_address(anonymous_door, partner, settings):
     assert LinkClick.objects.count() == 3
 
 
+def test_clicks_from_one_ipv6_64_are_braked_together(client, anonymous_door, partner, settings):
+    settings.THROTTLE_CLICK_REQUESTS = 3
+    link = f"https://shop.example/join?from={partner.pk}"
+    with time_machine.travel("2026-06-15 10:00:30+00:00", tick=False):
+        # given clicks from a new address of one /64 each time
+        answers = []
+        for n in range(1, 6):
+            client.defaults["REMOTE_ADDR"] = f"2001:db8:7:7::{n}"
+            answers.append(anonymous_door("referralprogram.registerclick", p=link))
+        # and one from the next /64
+        client.defaults["REMOTE_ADDR"] = "2001:db8:7:8::1"
+        elsewhere = anonymous_door("referralprogram.registerclick", p=link)
+    # then the /64 had its budget of 3, as one address
+    assert [a.get("error", {}).get("type", "ok") for a in answers] == ["ok"] * 3 + ["limit"] * 2
+    assert elsewhere.get("ok")
+    assert LinkClick.objects.count() == 4
+
+
 @pytest.mark.parametrize("out", ["bjson", "sjson", "xml"])
 def test_registering_with_the_click_id_attaches_to_the_partner(
     door, anonymous_door, program, partner, out

@@ -104,7 +104,7 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
         if spec is None:
             raise FuncError("missing", "func", f"Unknown function {func_name!r}")
         ip = client_ip(request)
-        user = None if spec.public else identify(request, params, ip)
+        user = None if spec.public else identify(request, params, ip, writes=spec.writes(params))
         req = FuncRequest(
             func=func_name,
             params=params,

@@ -11,6 +11,7 @@ import time_machine
 
 from billing.models import Client
 from billmgr_api.registry import FUNCS
+from promotions.models import Promotion
 from referrals.models import LinkClick, Referral
 from tests.conftest import Door, parse, parse_slist
 from tests.factories import (
@@ -87,6 +88,73 @@ def test_a_write_by_the_cookie_from_our_own_pages_is_accepted(client, operator):
     params["fromdate"] = "2026-01-01"
     answer = client.post("/billmgr", params, HTTP_ORIGIN="http://testserver").json()
     assert answer["ok"] is True
+
+
+# What a page of a sibling subdomain can make a browser send with the cookie (SameSite=Strict
+# counts it as the same site): `<img referrerpolicy="no-referrer" src=...>` is a GET with neither
+# Origin nor Referer; a form posted under that policy carries no Referer.
+WRITES = {
+    "delete": {"func": "promotion.delete", "sok": "ok"},
+    "archive": {"func": "promotion.archive"},
+    "edit": {"func": "promotion.edit", "sok": "ok", "name": "Forged"},
+}
+
+
+def untouched(promotion) -> bool:
+    promotion.refresh_from_db()
+    return promotion.name != "Forged" and not promotion.archived
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("get", {}),
+        ("get", {"HTTP_ORIGIN": "http://testserver"}),
+        ("get", {"HTTP_REFERER": "http://testserver/page"}),
+        ("post", {}),
+    ],
+)
+def test_a_write_by_the_cookie_alone_needs_a_post_from_our_own_pages(
+    client, operator, write, method, headers
+):
+    sign_in(client)
+    promotion = PromotionFactory(name="Spring")
+    params = {**WRITES[write], "elid": promotion.pk}
+    answer = getattr(client, method)("/billmgr", params, **headers).json()
+    assert answer["error"]["type"] == "access", answer
+    assert untouched(promotion)
+
+
+@pytest.mark.parametrize(
+    "headers", [{"HTTP_ORIGIN": "http://testserver"}, {"HTTP_REFERER": "http://testserver/p"}]
+)
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_write_by_the_cookie_posted_from_our_own_pages_is_accepted(
+    client, operator, write, headers
+):
+    sign_in(client)
+    promotion = PromotionFactory(name="Spring")
+    answer = client.post("/billmgr", {**WRITES[write], "elid": promotion.pk}, **headers).json()
+    assert answer.get("ok"), answer
+    assert not Promotion.objects.filter(pk=promotion.pk, name="Spring", archived=False).exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"func": "promotion"},
+        {"func": "promotion.edit"},  # the form, without sok
+        {"func": "promotion.history"},
+        {"func": "promotion.archived"},
+    ],
+)
+def test_a_read_by_the_cookie_alone_needs_no_origin(client, operator, params):
+    # the keepalive and current-user clients in the field send the cookie and nothing else
+    sign_in(client)
+    promotion = PromotionFactory(name="Spring")
+    answer = client.get("/billmgr", {**params, "elid": promotion.pk}).json()
+    assert "error" not in answer, answer
 
 
 def test_auth_parameter_calls_are_not_concerned_by_the_origin(client, operator):

@@ -159,8 +159,8 @@ def password_signin(*, username: str, password: str, ip: str | None) -> Abstract
     if user is not None and user.is_active and _remembered(user, password):
         return user
     at, network = timezone.now(), brake_network(ip)
-    known = user is not None and _is_known(username, network, at)
-    keys = signin_keys(username, network, known_network=known)
+    # Asked for every name, a missing user's too (it has no network): the same queries either way.
+    keys = signin_keys(username, network, known_network=_is_known(username, network, at))
     brake_take(keys=keys, at=at)
     if not _verify(user, password):
         return None

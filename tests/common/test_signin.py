@@ -8,6 +8,7 @@ import datetime
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -435,6 +436,47 @@ def test_a_hash_upgrade_at_sign_in_keeps_sessions_and_tokens(
     assert api.get("/api/v1/promotions").status_code == 200
     # and the password still signs in under the new hash
     assert DOORS[door](client, "operator", "secret", "10.6.1.1") == "ok"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_password_changed_while_the_old_one_is_rehashed_stays_changed(settings, monkeypatch):
+    # given a password stored under MD5 while PBKDF2 is preferred
+    ann = UserFactory(username="ann", password="old", is_superuser=True)
+    settings.PASSWORD_HASHERS = [
+        "tests.common.test_signin.QuickPBKDF2",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    # and a sign-in with it that waits, once it has checked the old hash, for a change elsewhere
+    checked, changed = threading.Event(), threading.Event()
+    verify = MD5PasswordHasher.verify
+
+    def verify_then_wait(self, password, encoded):
+        result = verify(self, password, encoded)
+        checked.set()
+        changed.wait(10)
+        return result
+
+    monkeypatch.setattr(MD5PasswordHasher, "verify", verify_then_wait)
+
+    def sign_in():
+        return via_basic(None, "ann", "old", "10.9.2.1")
+
+    def change_password():
+        checked.wait(10)
+        user = type(ann).objects.get(pk=ann.pk)
+        user.set_password("new")
+        user.save()
+        changed.set()
+        return "changed"
+
+    # when the password is changed on another connection while that sign-in is rehashing
+    outcomes = run_in_threads(lambda step: step(), [sign_in, change_password])
+    # then the change stands (the rehash of the old password did not overwrite it)
+    ann.refresh_from_db()
+    assert ann.check_password("new") and not ann.check_password("old")
+    # and the sign-in with the old password was refused
+    assert outcomes == ["wrong", "changed"]
 
 
 def test_saving_other_fields_keeps_sessions_and_tokens(client, operator, signed_in):

@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from billing.models import Client, Currency, Expense, Service
 from common.comparison import Comparison
-from common.groups import grouped_terms
+from common.groups import ConditionGroups
 from common.money import MONEY_DECIMAL_PLACES, money_round
 from referrals.conditions import SERVICES, condition_type_of, moved_by
 from referrals.models import (
@@ -166,15 +166,9 @@ def qualifying_expenses(
         if key is not None and key not in measures:
             measures[key] = kind.measure(condition, program, rule)
     expenses = expenses.annotate(**measures)
-    for members in grouped_terms(terms):
-        alternatives = [condition_type_of(c.ctype).check(c) for c in members]
-        if None in alternatives:
-            continue
-        term = Q()
-        for q in alternatives:
-            term |= q
-        expenses = expenses.filter(term)
-    return expenses
+    return expenses.filter(
+        ConditionGroups.of(terms).as_q(lambda c: condition_type_of(c.ctype).check(c))
+    )
 
 
 def _measured(rule: Rule, conditions: list[RuleCondition]) -> bool:

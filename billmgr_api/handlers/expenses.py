@@ -1,9 +1,10 @@
 """Expense intake on the func door: `expense` lists charges and refunds, `expense.edit` takes one
-in (billing.services.expense_create): a charge (`account`, `amount`, `currency`), or a refund
-(`refunds` = the charge's id, a negative `amount`; account and currency are the charge's). An
-expense is history once taken: it is neither changed nor deleted, a correction is a refund."""
+in (billing.services.expense_create): a charge (`account`, `amount`, `currency`, `date`), or a
+refund (`refunds` = the charge's id, a negative `amount`; account and currency are the charge's).
+An expense is history once taken: it is neither changed nor deleted, a correction is a refund;
+`.edit` is a creation form. (A charge's service is named on REST, not here.)"""
 
-from billing.models import Client, Currency, Expense, Service
+from billing.models import Client, Currency, Expense
 from billing.services import expense_create
 from billmgr_api.errors import FuncError
 from billmgr_api.fields import Amount, DateTime, Ref
@@ -35,7 +36,6 @@ expense = Resource(
     ],
     params=[
         Ref("account", Client, "client"),
-        Ref("service", Service),
         Amount("amount", required=True, minimum=None),
         Ref("currency", Currency, lookup_fields=("iso",)),
         DateTime("date", "created_at"),

@@ -20,7 +20,6 @@ from tests.factories import (
     PromotionFactory,
     ProviderFactory,
     ReferralProgramFactory,
-    ServiceFactory,
     TariffFactory,
     UserFactory,
 )
@@ -319,8 +318,8 @@ def _build(door) -> dict[str, dict]:
     create("project", name="Hosting", currency="EUR")
     create("accountgroup", name="Gold")
     account = create("account", name="Ann", project=provider.pk, account_group=group.pk)
-    ServiceFactory()  # a service to offer (of another client: Ann may still move provider)
     create("expense", account=account, amount="10", currency="EUR")
+    made["expense"] = {}  # a creation form: an expense is history, never edited
     create("pricelist", name="VPS", project=provider.pk, price="10")
     promotion = create("promotion", name="P", project=provider.pk, fromdate="2026-01-01")
     create("promotion.discount", plid=promotion, percentage="10")
@@ -405,9 +404,16 @@ COMPANIONS = {
     ("referralprogram.rule.condition", "ctype", "3"): {"referral_count": "2"},
     ("referralprogram.rule.condition", "ctype", "4"): {"amount_ctype_4": "5"},
 }
+# An expense form creates: a charge needs its amount, currency and account, a refund a negative
+# amount.
+CHARGE = {"amount": "10", "currency": listed("currency"), "account": listed("account")}
 
 
 def companions(func: str, field: str, value: str, lists: dict) -> dict[str, str]:
+    if func == "expense":
+        given = {"amount": "-1"} if field == "refunds" else CHARGE
+        given = {name: v for name, v in given.items() if name != field}
+        return {name: v(lists) if callable(v) else v for name, v in given.items()}
     given = COMPANIONS.get((func, field, value), {})
     return {name: v(lists) if callable(v) else v for name, v in given.items()}
 

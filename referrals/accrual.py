@@ -257,7 +257,7 @@ def _moment(raw) -> datetime.datetime:
     return connection.ops.convert_datetimefield_value(raw, None, connection)
 
 
-def _reverse(rule: Rule, refunds: QuerySet) -> int:
+def _reverse(rule: Rule, refunds: QuerySet, *, on_conflict: bool = True) -> int:
     """Write the reversing rows of the rule's rewards that `refunds` (refund expenses) give
     back; how many were added. Idempotent: a reversal is unique per (rule, refund, role).
 
@@ -268,7 +268,8 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
     share(before) - share(after), where share(x) = the reward times x / amount rounded half up to
     the currency's minor unit, and the whole reward once x reaches the amount. A reversal rounding
     to zero is not written. Earlier refunds of the charge are committed: every id up to the marks
-    is (committed_marks), and a refund is read only once its id is.
+    is (committed_marks), and a refund is read only once its id is. Without `on_conflict` (refunds
+    above the rule's rewards_through, as rewards above it) the rows go in with a plain INSERT.
     """
     picked = refunds.filter(refunds__isnull=False).order_by().values("id", "refunds_id", "amount")
     inner_sql, params = picked.query.sql_with_params()
@@ -309,8 +310,8 @@ def _reverse(rule: Rule, refunds: QuerySet) -> int:
                 f"%s::timestamptz, r.payable_at, r.id FROM f CROSS JOIN LATERAL ("
                 f"SELECT * FROM {rewarded} r WHERE r.rule_id = %s "
                 f"AND r.expense_id = f.refunds_id AND r.reverses_id IS NULL OFFSET 0) r "
-                f"JOIN {currencies} cu ON cu.id = r.currency_id) v WHERE v.amount < 0 "
-                f"ON CONFLICT (rule_id, expense_id, role) DO NOTHING",
+                f"JOIN {currencies} cu ON cu.id = r.currency_id) v WHERE v.amount < 0"
+                + (" ON CONFLICT (rule_id, expense_id, role) DO NOTHING" if on_conflict else ""),
                 [*params, now, rule.pk],
             )
             return cursor.rowcount
@@ -412,11 +413,11 @@ class _RuleRun:
         for role in self.roles:
             self.added += _insert(self.rule, selection, role, on_conflict=on_conflict)
 
-    def _give_back(self, expenses: QuerySet) -> None:
+    def _give_back(self, expenses: QuerySet, *, on_conflict: bool = True) -> None:
         """Reverse the rule's rewards on what the refunds among `expenses` refund."""
         if self.until is not None:
             expenses = expenses.filter(created_at__date__lte=self.until)
-        self.added += _reverse(self.rule, expenses)
+        self.added += _reverse(self.rule, expenses, on_conflict=on_conflict)
 
     # A rule without measures: each expense decides alone -------------------------------------
 
@@ -439,9 +440,12 @@ class _RuleRun:
                 high = marks.expenses if first is None else first - 1 + CHUNK_EXPENSES
                 high = min(high, marks.expenses)
                 chunk = self.selection.filter(id__gt=low, id__lte=high)
-                self._write(chunk, on_conflict=not moving or low < mark.rewards_through)
+                on_conflict = not moving or low < mark.rewards_through
+                self._write(chunk, on_conflict=on_conflict)
                 # After the chunk's rewards: a charge and its refund may be in one chunk.
-                self._give_back(Expense.objects.filter(id__gt=low, id__lte=high))
+                self._give_back(
+                    Expense.objects.filter(id__gt=low, id__lte=high), on_conflict=on_conflict
+                )
                 mark.rewards_through = max(mark.rewards_through, high)
                 if moving:
                     mark.expenses_through = high

@@ -11,11 +11,11 @@ Reports, side by side in one run:
 - the ledger's totals against those of the code before the watermark on the same data
   (1,000,000 rows, 4,859,908.20 USD) and against an independent SQL sum (`totals_unchanged`).
 - the older `group_by_ratio` (first run over a plain GROUP BY of the expenses), peak RSS.
-- `refund_ratio`: then 10% of the charges are refunded (half of them in whole, half a third), and
-  a first run over charges and refunds (rewards and reversing rows, ledger emptied before each
-  of ROUNDS runs, the median) over the first run without refunds (target <= 1.5); its ledger
-  against an independent SQL sum of what the charges earned net of the refunds
-  (`refund_totals_match`), and a re-run adding nothing (`refund_rerun_added`).
+- `refund_ratio`: a first run with 10% of the charges refunded (half of them in whole, half a
+  third: rewards and reversing rows) over a first run without refunds just before it (the ledger
+  emptied before each; the median of ROUNDS pairs, target <= 1.5); its ledger against an
+  independent SQL sum of what the charges earned net of the refunds (`refund_totals_match`), and a
+  re-run adding nothing (`refund_rerun_added`).
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/accrue_rewards.py
 """
 
@@ -164,34 +164,55 @@ def main() -> None:
         )
         rerun_ratio = rerun_s / last_first_run_s
 
-        # Refunds: a tenth of the charges (those of the first run) refunded, then first runs again.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO billing_expense (client_id, service_id, amount, currency_id, "
-                "created_at, refunds_id, refunded) "
-                "SELECT client_id, NULL, CASE WHEN id %% 2 = 0 THEN -amount "
-                "ELSE -ROUND(amount / 3, 2) END, currency_id, created_at + interval '1 hour', id, 0 "
-                "FROM billing_expense WHERE id %% %s = 0 AND id <= %s ORDER BY id",
-                [REFUND_EVERY, last_charge],
-            )
-            refunds = cursor.rowcount
-            cursor.execute(
-                "UPDATE billing_expense c SET refunded = -f.amount FROM billing_expense f "
-                "WHERE f.refunds_id = c.id"
-            )
-            cursor.execute("ANALYZE")
-        _common.log(f"{refunds} refunds of the first {last_charge} charges")
-        refund_rounds = []
-        for n in range(ROUNDS):
+        # Refunds: a tenth of the charges refunded. Rounds alternate, so that the machine's noise
+        # falls on both sides alike: the ledger emptied, a first run without refunds; the refunds
+        # added, the ledger emptied, a first run with them; the refunds removed again.
+        def add_refunds() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO billing_expense (client_id, service_id, amount, currency_id, "
+                    "created_at, refunds_id, refunded) "
+                    "SELECT client_id, NULL, CASE WHEN id %% 2 = 0 THEN -amount "
+                    "ELSE -ROUND(amount / 3, 2) END, currency_id, created_at + interval '1 hour', "
+                    "id, 0 FROM billing_expense WHERE id %% %s = 0 AND id <= %s ORDER BY id",
+                    [REFUND_EVERY, last_charge],
+                )
+                made = cursor.rowcount
+                cursor.execute(
+                    "UPDATE billing_expense c SET refunded = -f.amount FROM billing_expense f "
+                    "WHERE f.refunds_id = c.id"
+                )
+                cursor.execute("ANALYZE billing_expense")
+            return made
+
+        def remove_refunds() -> None:
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE referrals_reward, referrals_accrualmark")
+                cursor.execute("DELETE FROM billing_expense WHERE refunds_id IS NOT NULL")
+                cursor.execute("UPDATE billing_expense SET refunded = 0 WHERE refunded <> 0")
+                cursor.execute("VACUUM ANALYZE billing_expense")
+
+        def first_run() -> tuple[float, int]:
             with connection.cursor() as cursor:
                 cursor.execute("TRUNCATE referrals_reward, referrals_accrualmark")
                 cursor.execute("CHECKPOINT")
             started = time.perf_counter()
-            refund_added = rewards_accrue(program=program)
-            refund_rounds.append(time.perf_counter() - started)
-            _common.log(f"refund round {n + 1}: {refund_rounds[-1]:.2f} s ({refund_added} rows)")
-        refund_run_s = sorted(refund_rounds)[len(refund_rounds) // 2]
-        base_run_s = sorted(r[1] for r in rounds)[len(rounds) // 2]
+            made = rewards_accrue(program=program)
+            return time.perf_counter() - started, made
+
+        refund_rounds = []
+        for n in range(ROUNDS):
+            without_s, _ = first_run()
+            refunds = add_refunds()
+            with_s, refund_added = first_run()
+            refund_rounds.append((with_s / without_s, with_s, without_s))
+            _common.log(
+                f"refund round {n + 1}: {refunds} refunds; without {without_s:.2f} s, with "
+                f"{with_s:.2f} s ({refund_added} rows): ratio {with_s / without_s:.2f}"
+            )
+            if n < ROUNDS - 1:
+                remove_refunds()
+        refund_ratio, refund_run_s, base_run_s = sorted(refund_rounds)[len(refund_rounds) // 2]
         refund_rerun_added = rewards_accrue(program=program)
         with connection.cursor() as cursor:
             cursor.execute(
@@ -209,7 +230,6 @@ def main() -> None:
                 "WHERE c.refunds_id IS NULL"
             )
             (refund_reference,) = cursor.fetchone()
-        refund_ratio = refund_run_s / base_run_s
         refund_totals_match = refund_total == refund_reference and reversals == refunds
 
         # New expenses, a tenth of them dated before everything accrued so far.
@@ -250,7 +270,8 @@ def main() -> None:
                 "group_by_ratio": round(first_run_s / group_by_s, 1),
                 "refunds": refunds,
                 "refund_run_s": round(refund_run_s, 2),
-                "refund_run_rounds_s": [round(r, 2) for r in refund_rounds],
+                "refund_base_run_s": round(base_run_s, 2),
+                "refund_ratios": [round(r[0], 2) for r in refund_rounds],
                 "refund_rows_added": refund_added,
                 "reversals": reversals,
                 "refund_ledger_total": str(refund_total),

@@ -13,7 +13,7 @@ Reports, side by side in one run:
 - the older `group_by_ratio` (first run over a plain GROUP BY of the expenses), peak RSS.
 - `refund_ratio`: a first run with 10% of the charges refunded (half of them in whole, half a
   third: rewards and reversing rows) over a first run without refunds just before it (the ledger
-  emptied before each; the median of ROUNDS pairs, target <= 1.5); its ledger against an
+  emptied before each; the median of REFUND_ROUNDS pairs, target <= 1.5); its ledger against an
   independent SQL sum of what the charges earned net of the refunds (`refund_totals_match`), and a
   re-run adding nothing (`refund_rerun_added`).
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/accrue_rewards.py
@@ -33,6 +33,7 @@ PARTNERS = int(os.environ.get("BENCH_PARTNERS", "1000"))
 REFERRALS = int(os.environ.get("BENCH_REFERRALS", "10000"))
 EXPENSES = int(os.environ.get("BENCH_EXPENSES", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+REFUND_ROUNDS = int(os.environ.get("BENCH_REFUND_ROUNDS", "5"))
 NEW_EXPENSES, LATE_EXPENSES = 10_000, 1_000
 DB_NAME = "bench_accrue_rewards"
 # What the accrual before the watermark (commit d57f82e) wrote on this very data.
@@ -201,7 +202,7 @@ def main() -> None:
             return time.perf_counter() - started, made
 
         refund_rounds = []
-        for n in range(ROUNDS):
+        for n in range(REFUND_ROUNDS):
             without_s, _ = first_run()
             refunds = add_refunds()
             with_s, refund_added = first_run()
@@ -210,7 +211,7 @@ def main() -> None:
                 f"refund round {n + 1}: {refunds} refunds; without {without_s:.2f} s, with "
                 f"{with_s:.2f} s ({refund_added} rows): ratio {with_s / without_s:.2f}"
             )
-            if n < ROUNDS - 1:
+            if n < REFUND_ROUNDS - 1:
                 remove_refunds()
         refund_ratio, refund_run_s, base_run_s = sorted(refund_rounds)[len(refund_rounds) // 2]
         refund_rerun_added = rewards_accrue(program=program)

@@ -10,7 +10,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from common.actors import Actor
-from common.jobs import job_start
+from common.jobs import job_start, jobs_requeue_stranded
 from common.models import Job
 from ops.worker import Heartbeat
 from promotions.jobs import GENERATE_CODES
@@ -154,9 +154,11 @@ def test_workers_sweeping_at_once_queue_a_stranded_job_once(queue_outage):
         job = generation(PromotionFactory())
     job = Job.objects.get()
     queue_outage.end()
-    # when six workers sweep at the same moment, each on its own connection
-    run_in_threads(lambda _: beat(minutes_later=10), range(6))
-    # then one task carries it
+    # when six workers sweep at the same moment ten minutes later, each on its own connection
+    later = timezone.now() + datetime.timedelta(minutes=10)
+    requeued = run_in_threads(lambda _: jobs_requeue_stranded(at=later), range(6))
+    # then one of them queued it again, and one task carries it
+    assert sorted(requeued) == [0, 0, 0, 0, 0, 1]
     assert DBTaskResult.objects.count() == 1
     run_queued_tasks()
     assert Job.objects.get(pk=job.pk).status == "done"

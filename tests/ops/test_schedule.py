@@ -2,16 +2,21 @@
 
 import datetime
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 import time_machine
+from django.core.management import CommandError, call_command
 
+from common.jobs import jobs_sweep_lost
 from common.models import Job
-from ops.models import Schedule
+from ops.models import JobAttempt, Schedule
 from ops.schedule import ACCRUAL, Timetable, schedules_tick
+from ops.worker import Heartbeat
 from referrals.models import Reward, Rule
 from tests.conftest import run_in_threads
 from tests.factories import ExpenseFactory, ReferralFactory, ReferralProgramFactory
+from tests.ops.conftest import run_queued_tasks
 
 UTC = datetime.UTC
 
@@ -168,8 +173,6 @@ def test_a_run_whose_task_never_reached_the_queue_still_happens_and_the_schedule
     earning, settings, queue_outage, django_capture_on_commit_callbacks
 ):
     # given the task queue is down when the run is due at 03:00 on the 10th
-    from ops.worker import Heartbeat
-    from tests.ops.conftest import run_queued_tasks
 
     heartbeat = Heartbeat("test-worker")
 
@@ -200,8 +203,6 @@ def test_a_run_whose_task_never_reached_the_queue_still_happens_and_the_schedule
 @pytest.mark.django_db
 def test_a_run_lost_with_its_worker_says_what_stays_and_catches_up_soon(earning, settings):
     # given the 03:00 run, taken by a worker that then died
-    from common.jobs import jobs_sweep_lost
-    from ops.models import JobAttempt
 
     with time_machine.travel(moment("2026-05-09 12:00"), tick=False):
         schedules_tick()
@@ -253,10 +254,6 @@ def test_a_failing_run_is_tried_again_at_most_every_few_minutes(earning, setting
 def test_the_accrual_command_refuses_while_a_run_is_in_progress_and_is_recorded_as_a_run(
     earning, settings
 ):
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
     # given the scheduled 03:00 run, queued and not finished
     with time_machine.travel(moment("2026-05-09 12:00"), tick=False):
         schedules_tick()

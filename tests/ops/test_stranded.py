@@ -2,16 +2,22 @@
 failed before it took its job. Every worker's sweep queues such a job again; a scheduled run that
 could not start for an hour gives way to a new one."""
 
+import contextlib
 import datetime
 
 import pytest
+import redis
 import time_machine
 from django.db import OperationalError
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
+import common.jobs
 from common.actors import Actor
 from common.jobs import job_start, jobs_requeue_stranded
 from common.models import Job
+from ops.models import Schedule
+from ops.schedule import schedules_tick
 from ops.worker import Heartbeat
 from promotions.jobs import GENERATE_CODES
 from tests.conftest import run_in_threads
@@ -78,8 +84,6 @@ def test_a_generation_whose_enqueue_failed_answers_its_page_and_runs_once_the_qu
 @pytest.mark.django_db(transaction=True)
 def test_a_task_that_failed_before_it_took_its_job_is_queued_again(monkeypatch):
     # given a job whose task fails before it claims the job (the database away a moment)
-    import common.jobs
-
     claim = common.jobs._claim
     calls = []
 
@@ -105,8 +109,6 @@ def test_a_task_that_failed_before_it_took_its_job_is_queued_again(monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_a_job_whose_task_still_waits_in_the_queue_is_not_queued_twice():
     # given a job whose task waits in the queue (no worker took it for ten minutes)
-    from django_tasks_db.models import DBTaskResult
-
     generation(PromotionFactory())
     assert DBTaskResult.objects.count() == 1
     # when the sweep comes by
@@ -120,9 +122,6 @@ def test_a_scheduled_run_that_cannot_start_for_an_hour_gives_way_to_a_new_one(
     settings, queue_outage
 ):
     # given the 03:00 run, queued while the task queue is down, and down it stays
-    from ops.models import Schedule
-    from ops.schedule import schedules_tick
-
     utc = datetime.UTC
     with time_machine.travel(datetime.datetime(2026, 5, 9, 12, tzinfo=utc), tick=False):
         schedules_tick()
@@ -145,11 +144,6 @@ def test_a_scheduled_run_that_cannot_start_for_an_hour_gives_way_to_a_new_one(
 @pytest.mark.django_db(transaction=True)
 def test_workers_sweeping_at_once_queue_a_stranded_job_once(queue_outage):
     # given a job whose enqueue failed, ten minutes ago
-    import contextlib
-
-    import redis
-    from django_tasks_db.models import DBTaskResult
-
     with contextlib.suppress(redis.ConnectionError):
         job = generation(PromotionFactory())
     job = Job.objects.get()

@@ -42,6 +42,7 @@ def main() -> None:
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
         settings.ALLOWED_HOSTS = ["testserver"]
         settings.THROTTLE_AUTH_FAILURES = settings.THROTTLE_AUTH_ADDRESS_FAILURES = 10**6
+        settings.THROTTLE_AUTH_USER_FAILURES = 10**6
         users = get_user_model()
         for n in range(ROUNDS):
             users.objects.create_superuser(f"op{n}", password=f"secret-{n}")

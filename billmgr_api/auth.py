@@ -81,28 +81,34 @@ def _same_site(request: HttpRequest, url: str) -> bool:
     return origin == own or origin in trusted
 
 
-def refuse_foreign_origin(request: HttpRequest) -> None:
-    """A call signed in by the cookie alone must come from our own pages: an Origin or Referer of
-    another site (or the opaque `null` origin) is refused, so the cookie never makes the door
-    CSRF-able. Clients that send `auth=` or `authinfo=` are not browsers acting on a user's behalf
-    and are not concerned."""
+CROSS_SITE = "A session cookie is not accepted from another site; send auth="
+NOT_FROM_OUR_PAGES = (
+    "A change signed in by the session cookie alone must be posted from this site's pages "
+    "(with Origin or Referer); send auth="
+)
+
+
+def refuse_cross_site(request: HttpRequest, *, writes: bool) -> None:
+    """A call signed in by the cookie alone must come from our own pages, so the cookie never
+    makes the door CSRF-able. Any such call naming another site in Origin (or, without Origin,
+    in Referer; the opaque `null` origin too) is refused. A write must also be a POST that names
+    this site: SameSite=Strict still sends the cookie from a sibling subdomain, and a page can
+    suppress both headers (`<img referrerpolicy="no-referrer" src=...>` is a GET without them).
+    Clients that send `auth=` or `authinfo=` are not browsers acting on a user's behalf and are
+    not concerned; a read by the cookie alone (a keepalive) needs no header."""
     origin = request.headers.get("Origin")
-    if origin is not None:
-        if origin == "null" or not _same_site(request, origin):
-            raise FuncError(
-                "access", "", "A session cookie is not accepted from another site; send auth="
-            )
-        return
-    referer = request.headers.get("Referer")
-    if referer and not _same_site(request, referer):
-        raise FuncError(
-            "access", "", "A session cookie is not accepted from another site; send auth="
-        )
+    source = origin if origin is not None else (request.headers.get("Referer") or None)
+    if source is not None and (source == "null" or not _same_site(request, source)):
+        raise FuncError("access", "", CROSS_SITE)
+    if writes and (request.method != "POST" or source is None):
+        raise FuncError("access", "", NOT_FROM_OUR_PAGES)
 
 
-def identify(request: HttpRequest, params: dict[str, str], ip: str | None) -> AbstractBaseUser:
+def identify(
+    request: HttpRequest, params: dict[str, str], ip: str | None, *, writes: bool
+) -> AbstractBaseUser:
     """The user behind the request's `authinfo`, `auth` or session cookie; an `auth` error when
-    there is none."""
+    there is none. `writes`: whether the call may change anything (see `refuse_cross_site`)."""
     if params.get("authinfo"):
         username, _, password = params["authinfo"].partition(":")
         return _check_password(username, password, ip)
@@ -110,10 +116,10 @@ def identify(request: HttpRequest, params: dict[str, str], ip: str | None) -> Ab
     if not session_id:
         raise FuncError("auth", "", "Authenticate with authinfo=USER:PASSWORD or auth=SESSION")
     if cookie_only:
-        refuse_foreign_origin(request)
+        refuse_cross_site(request, writes=writes)
     now = timezone.now()
     idle = datetime.timedelta(seconds=settings.BILLMGR_SESSION_IDLE_SECONDS)
-    lifetime = datetime.timedelta(seconds=settings.BILLMGR_SESSION_MAX_SECONDS)
+    lifetime = datetime.timedelta(seconds=settings.SESSION_MAX_SECONDS)
     session = BillmgrSession.objects.select_related("user").filter(key=session_id).first()
     if session is None or not session.user.is_active:
         raise FuncError("auth", "", "Unknown session; authenticate again")

@@ -16,6 +16,13 @@ class FuncSpec:
     perm: str | None
     public: bool
 
+    def writes(self, params: dict[str, str]) -> bool:
+        """Whether a call may change anything: every call but the reads, which are the functions
+        a view permission allows and an `.edit` without `sok` (its form)."""
+        if self.name.endswith(".edit"):
+            return bool(params.get("sok", "").strip())
+        return not (self.perm or "").rpartition(".")[2].startswith("view_")
+
 
 FUNCS: dict[str, FuncSpec] = {}
 

@@ -76,7 +76,7 @@ def _with_session_cookie(request: HttpRequest, result: FuncResult, response: Htt
         response.set_cookie(
             SESSION_COOKIE,
             result.session_cookie,
-            max_age=settings.BILLMGR_SESSION_MAX_SECONDS,
+            max_age=settings.SESSION_MAX_SECONDS,
             httponly=True,
             samesite="Strict",
             secure=settings.SESSION_COOKIE_SECURE,
@@ -104,7 +104,7 @@ def billmgr_view(request: HttpRequest) -> HttpResponse:
         if spec is None:
             raise FuncError("missing", "func", f"Unknown function {func_name!r}")
         ip = client_ip(request)
-        user = None if spec.public else identify(request, params, ip)
+        user = None if spec.public else identify(request, params, ip, writes=spec.writes(params))
         req = FuncRequest(
             func=func_name,
             params=params,

@@ -72,3 +72,14 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.failures} failures from {self.window_start}"
+
+
+class SigninNetwork(models.Model):
+    """A network a user signed in from lately (the key is a hash of the user name and the
+    network): sign-ins from it are spared the per-user cap (common/signin.py)."""
+
+    key = models.CharField(max_length=64, unique=True)
+    last_signin = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"signed in {self.last_signin}"

@@ -61,6 +61,7 @@ def model_update(
     Many-to-many fields take an iterable of objects.
     """
     meta = instance._meta
+    initial = {f.attname: getattr(instance, f.attname) for f in meta.concrete_fields}
     changes: list[str] = []
     changed_fields: list[str] = []
     m2m_changes: dict[str, list[models.Model]] = {}
@@ -87,7 +88,14 @@ def model_update(
             )
     if changed_fields:
         instance.full_clean()
-        instance.save(update_fields=changed_fields)
+        # clean() may derive other fields from the changed ones (a discount set back to
+        # unlimited validity drops its length): those are saved with them.
+        derived = [
+            f.name
+            for f in meta.concrete_fields
+            if f.name not in changed_fields and getattr(instance, f.attname) != initial[f.attname]
+        ]
+        instance.save(update_fields=[*changed_fields, *derived])
     for name, objs in m2m_changes.items():
         getattr(instance, name).set(objs)
     target = root or instance

@@ -3,6 +3,8 @@ server shares them; a key over its budget is refused until the window ends.
 
 A key belongs to a scope, and the scope gives its budget (failures per window). One attempt may
 be counted on keys of several scopes at once (a sign-in: per (user, address) and per address).
+A key naming an address (`ip:ADDRESS`, as every consumer writes it) is counted on the address's
+network (common.net.brake_network: an IPv6 address on its /64), here, so no consumer can forget.
 Rows of windows that have ended are purged as new ones are written, so the table holds only the
 current windows: an attacker making up new names adds rows only as far as the address brake lets.
 """
@@ -19,6 +21,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from common.models import Attempt
+from common.net import brake_network
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ SCOPES = {
     # sign-ins: per (user name, address), and per address whoever signs in (DigiPay tokens too)
     "auth": ("THROTTLE_AUTH_FAILURES", "THROTTLE_AUTH_SECONDS", 10, 300),
     "auth_address": ("THROTTLE_AUTH_ADDRESS_FAILURES", "THROTTLE_AUTH_SECONDS", 30, 300),
+    # and per user name, from networks the user has not signed in from lately (common/signin.py)
+    "auth_user": ("THROTTLE_AUTH_USER_FAILURES", "THROTTLE_AUTH_SECONDS", 100, 300),
     "promocode": ("THROTTLE_PROMOCODE_FAILURES", "THROTTLE_PROMOCODE_SECONDS", 20, 600),
     # public link clicks (referralprogram.registerclick): every click counts, per address
     "click": ("THROTTLE_CLICK_REQUESTS", "THROTTLE_CLICK_SECONDS", 60, 600),
@@ -73,6 +78,8 @@ def _window(scope: str, at: datetime.datetime) -> tuple[datetime.datetime, int]:
 
 def _digest(scope: str, key: str) -> str:
     # Hashed, so the table holds no user names or addresses.
+    if key.startswith("ip:"):
+        key = f"ip:{brake_network(key[3:])}"
     return hashlib.sha256(f"{scope}:{key}".encode()).hexdigest()
 
 

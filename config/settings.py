@@ -129,8 +129,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Idle BILLmanager-door sessions end after this many seconds.
 BILLMGR_SESSION_IDLE_SECONDS = int(os.environ.get("BILLMGR_SESSION_IDLE_SECONDS", "3600"))
 # Every session (func door and admin) ends this long after sign-in, however busy.
-BILLMGR_SESSION_MAX_SECONDS = int(os.environ.get("SESSION_MAX_SECONDS", "43200"))
-SESSION_COOKIE_AGE = BILLMGR_SESSION_MAX_SECONDS
+SESSION_MAX_SECONDS = int(os.environ.get("SESSION_MAX_SECONDS", "43200"))
+SESSION_COOKIE_AGE = SESSION_MAX_SECONDS
 # Rows per page of a func-style list when the client sends no p_cnt.
 BILLMGR_DEFAULT_PAGE_SIZE = int(os.environ.get("BILLMGR_DEFAULT_PAGE_SIZE", "100"))
 
@@ -188,11 +188,15 @@ AUTHENTICATION_BACKENDS = ["common.signin.BrakedModelBackend"]
 # Verified credentials skip the slow hash for this long (a keyed digest in the cache); 0: never.
 SIGNIN_CACHE_SECONDS = int(os.environ.get("SIGNIN_CACHE_SECONDS", "300"))
 
-# Brakes on brute force (common/throttle.py): failures allowed per window, per key. Sign-ins:
-# per (user name, address), and per address whoever signs in (wrong DigiPay tokens count here).
+# Brakes on brute force (common/throttle.py): failures allowed per window, per key; an address is
+# counted on its network (an IPv6 address on its /64). Sign-ins: per (user name, network), per
+# network whoever signs in (wrong DigiPay tokens count here), and per user name from networks the
+# user has not signed in from in SIGNIN_KNOWN_DAYS (guesses spread over many networks).
 THROTTLE_AUTH_FAILURES = int(os.environ.get("THROTTLE_AUTH_FAILURES", "10"))
 THROTTLE_AUTH_ADDRESS_FAILURES = int(os.environ.get("THROTTLE_AUTH_ADDRESS_FAILURES", "30"))
+THROTTLE_AUTH_USER_FAILURES = int(os.environ.get("THROTTLE_AUTH_USER_FAILURES", "100"))
 THROTTLE_AUTH_SECONDS = int(os.environ.get("THROTTLE_AUTH_SECONDS", "300"))
+SIGNIN_KNOWN_DAYS = int(os.environ.get("SIGNIN_KNOWN_DAYS", "30"))
 # Public link clicks (referralprogram.registerclick) per address.
 THROTTLE_CLICK_REQUESTS = int(os.environ.get("THROTTLE_CLICK_REQUESTS", "60"))
 THROTTLE_CLICK_SECONDS = int(os.environ.get("THROTTLE_CLICK_SECONDS", "600"))

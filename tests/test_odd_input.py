@@ -8,6 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from promotions.models import Promotion
+from tests.common.test_signin import DOORS
 from tests.conftest import Door
 from tests.digipay_api.conftest import ROUTE
 from tests.factories import (
@@ -193,3 +194,12 @@ def test_anonymous_deep_nesting_on_rest_is_not_a_500(db):
 
 def test_the_func_door_reads_a_tiny_nested_body_still(door, shop):
     assert "elem" in Door(door.client)("promotion", method="json")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("door", ["admin", "basic", "token"])
+def test_a_nul_in_a_user_name_is_a_wrong_sign_in_on_every_rest_door(client, operator, door):
+    # PostgreSQL cannot hold NUL in text: a user name with one must not reach a query (on
+    # /billmgr every parameter with a NUL is a `value` error before sign-in)
+    outcome = DOORS[door](client, "oper\x00ator", "secret", "10.0.0.1")
+    assert outcome == "wrong"

@@ -5,10 +5,18 @@ or a deactivation ends the user's sessions and tokens."""
 
 import base64
 import datetime
+import os
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 import time_machine
-from django.contrib.auth.hashers import MD5PasswordHasher
+from django.contrib.auth.hashers import MD5PasswordHasher, PBKDF2PasswordHasher
+from django.core.cache import cache, caches
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -156,8 +164,71 @@ def test_failures_count_per_user_and_address_and_per_address(client, operator, t
     # when three more failures for other names come from that address, it is braked for everyone
     for name in ("a", "b", "c"):
         assert via_authinfo(client, name, "nope", "10.3.0.1") == "wrong"
+    cache.clear()  # nothing remembered: the sign-ins below meet the brakes
     assert via_authinfo(client, "other", "secret", "10.3.0.1") == "braked"
     assert via_basic(client, "other", "secret", "10.3.0.1") == "braked"
+
+
+@time_machine.travel(NOW, tick=False)
+def test_rotating_addresses_inside_one_ipv6_64_count_as_one_address(client, operator, tight):
+    # given wrong passwords for the operator, each from another address of one IPv6 /64
+    outcomes = [
+        via_authinfo(client, "operator", "nope", f"2001:db8:1:2::{n:x}") for n in range(1, 9)
+    ]
+    # then the (user, address) budget of 3 held for the whole /64
+    assert outcomes == ["wrong"] * 3 + ["braked"] * 5
+    # and the owner is braked from any address of that /64, but not from the next /64
+    assert via_basic(client, "operator", "secret", "2001:db8:1:2:ffff::1") == "braked"
+    assert via_basic(client, "operator", "secret", "2001:db8:1:3::1") == "ok"
+
+
+@pytest.fixture
+def user_cap(tight):
+    """At most 8 failures per user name in a window from networks the user never signed in from."""
+    tight.THROTTLE_AUTH_USER_FAILURES = 8
+    return tight
+
+
+@time_machine.travel(NOW, tick=False)
+def test_guesses_from_many_networks_meet_a_per_user_cap_that_spares_the_owners_networks(
+    client, operator, user_cap
+):
+    UserFactory(username="other", password="secret", is_superuser=True)
+    # given the owner signed in lately from their office network
+    assert via_basic(client, "operator", "secret", "2001:db8:aa:1::5") == "ok"
+    # when wrong passwords come from twelve other networks, one each (under every address budget)
+    outcomes = [
+        via_authinfo(client, "operator", "nope", f"2001:db8:{n:x}::1") for n in range(1, 13)
+    ]
+    # then the user name took 8 guesses in all, not 12
+    assert outcomes == ["wrong"] * 8 + ["braked"] * 4
+    cache.clear()  # nothing remembered: each sign-in below meets the brakes
+    # and a new network is braked for that user name, even with the right password
+    assert via_authinfo(client, "operator", "secret", "2001:db8:bb:1::1") == "braked"
+    # while the owner signs in from their own network (another address of it) through every door
+    for name, door in DOORS.items():
+        assert door(client, "operator", "secret", "2001:db8:aa:1::77") == "ok", name
+    # and another user from a new network is not concerned
+    assert via_authinfo(client, "other", "secret", "2001:db8:cc:1::1") == "ok"
+
+
+@pytest.mark.parametrize(("days", "spared"), [(29, True), (31, False)])
+def test_a_network_is_the_owners_for_a_while_after_a_sign_in(
+    client, operator, user_cap, days, spared
+):
+    user_cap.SIGNIN_KNOWN_DAYS = 30
+    start = datetime.datetime(2026, 6, 1, 10, 0, tzinfo=datetime.UTC)
+    with time_machine.travel(start, tick=False) as clock:
+        # given the owner signed in from a network on June 1st
+        assert via_authinfo(client, "operator", "secret", "10.30.0.1") == "ok"
+        clock.move_to(start + datetime.timedelta(days=days))
+        cache.clear()
+        # when, days later, a distributed guessing spends the per-user cap
+        for n in range(8):
+            assert via_authinfo(client, "operator", "nope", f"10.31.0.{n}") == "wrong"
+        # then the owner's network is spared for 30 days after that sign-in, not longer
+        outcome = via_authinfo(client, "operator", "secret", "10.30.0.1")
+    assert outcome == ("ok" if spared else "braked")
 
 
 @time_machine.travel(NOW, tick=False)
@@ -226,7 +297,58 @@ def test_repeated_correct_credentials_skip_the_hash_and_wrong_ones_pay_it(
     for _ in range(3):
         assert call(client, "operator", "nope", "10.5.0.1") == "wrong"
     assert hashes["n"] == 4
-    assert call(client, "operator", "secret", "10.5.0.1") == "braked"
+    assert call(client, "operator", "nope", "10.5.0.1") == "braked"
+
+
+def test_remembered_credentials_touch_no_brake_row(client, operator):
+    # given credentials verified once
+    assert via_authinfo(client, "operator", "secret", "10.5.1.1") == "ok"
+    # when they come again, the brake's table is not read or written
+    with CaptureQueriesContext(connection) as queries:
+        assert via_authinfo(client, "operator", "secret", "10.5.1.1") == "ok"
+    touching = [q["sql"] for q in queries if Attempt._meta.db_table in q["sql"]]
+    assert touching == []
+
+
+@time_machine.travel(NOW, tick=False)
+def test_remembered_credentials_are_let_in_while_the_address_is_braked(client, operator, tight):
+    # given the right password verified once, then the (user, address) budget spent by typos
+    assert via_basic(client, "operator", "secret", "10.5.2.1") == "ok"
+    for _ in range(3):
+        assert via_basic(client, "operator", "typo", "10.5.2.1") == "wrong"
+    assert via_basic(client, "operator", "typo", "10.5.2.1") == "braked"
+    # then the remembered right password still signs in (only it can match the digest)
+    assert via_basic(client, "operator", "secret", "10.5.2.1") == "ok"
+
+
+@pytest.fixture
+def slow_cache(monkeypatch):
+    """A cache that answers in 0.3 s (a remote cache under load): parallel calls overlap."""
+    backend = type(caches["default"])
+    get = backend.get
+
+    def slow_get(self, *args, **kwargs):
+        time.sleep(0.3)
+        return get(self, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "get", slow_get)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_correct_sign_ins_with_remembered_credentials_are_all_let_in(settings, request):
+    # given a budget of 3 per (user, address) and credentials verified once
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_SECONDS = 3, 3600
+    UserFactory(username="integration", password="right", is_superuser=True)
+    assert via_basic(None, "integration", "right", "10.9.1.1") == "ok"
+    request.getfixturevalue("slow_cache")
+    # when an integration makes 8 calls at once from one address with those credentials
+    outcomes = run_in_threads(
+        lambda _: via_basic(None, "integration", "right", "10.9.1.1"), list(range(8))
+    )
+    # then every call is let in: a remembered credential holds no unit of the budget
+    assert outcomes == ["ok"] * 8
+    assert Attempt.objects.count() == 0
 
 
 @time_machine.travel(NOW, tick=False)
@@ -288,6 +410,75 @@ def test_a_password_change_or_deactivation_ends_sessions_and_tokens(
     assert not Token.objects.filter(user=operator).exists()
 
 
+class QuickPBKDF2(PBKDF2PasswordHasher):
+    """The production hasher with few rounds: only its being preferred matters here."""
+
+    iterations = 1000
+
+
+@pytest.mark.parametrize("door", list(DOORS))
+def test_a_hash_upgrade_at_sign_in_keeps_sessions_and_tokens(
+    client, operator, signed_in, settings, door
+):
+    session, api = signed_in
+    # given the operator's password stored under an older hasher (MD5) while PBKDF2 is preferred
+    settings.PASSWORD_HASHERS = [
+        "tests.common.test_signin.QuickPBKDF2",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    cache.clear()  # no remembered credentials: this sign-in checks the stored hash
+    # when the operator signs in through a door, the stored hash is upgraded
+    assert DOORS[door](client, "operator", "secret", "10.6.1.1") == "ok"
+    operator.refresh_from_db()
+    assert operator.password.startswith("pbkdf2_sha256$1000$")
+    # then it was no password change: the session and the token still work
+    assert "elem" in Door(client, authinfo=None)("promotion", auth=session)
+    assert api.get("/api/v1/promotions").status_code == 200
+    # and the password still signs in under the new hash
+    assert DOORS[door](client, "operator", "secret", "10.6.1.1") == "ok"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_password_changed_while_the_old_one_is_rehashed_stays_changed(settings, monkeypatch):
+    # given a password stored under MD5 while PBKDF2 is preferred
+    ann = UserFactory(username="ann", password="old", is_superuser=True)
+    settings.PASSWORD_HASHERS = [
+        "tests.common.test_signin.QuickPBKDF2",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    # and a sign-in with it that waits, once it has checked the old hash, for a change elsewhere
+    checked, changed = threading.Event(), threading.Event()
+    verify = MD5PasswordHasher.verify
+
+    def verify_then_wait(self, password, encoded):
+        result = verify(self, password, encoded)
+        checked.set()
+        changed.wait(10)
+        return result
+
+    monkeypatch.setattr(MD5PasswordHasher, "verify", verify_then_wait)
+
+    def sign_in():
+        return via_basic(None, "ann", "old", "10.9.2.1")
+
+    def change_password():
+        checked.wait(10)
+        user = type(ann).objects.get(pk=ann.pk)
+        user.set_password("new")
+        user.save()
+        changed.set()
+        return "changed"
+
+    # when the password is changed on another connection while that sign-in is rehashing
+    outcomes = run_in_threads(lambda step: step(), [sign_in, change_password])
+    # then the change stands (the rehash of the old password did not overwrite it)
+    ann.refresh_from_db()
+    assert ann.check_password("new") and not ann.check_password("old")
+    # and the sign-in with the old password was refused
+    assert outcomes == ["wrong", "changed"]
+
+
 def test_saving_other_fields_keeps_sessions_and_tokens(client, operator, signed_in):
     session, api = signed_in
     operator.first_name = "Ann"
@@ -299,7 +490,7 @@ def test_saving_other_fields_keeps_sessions_and_tokens(client, operator, signed_
 def test_a_session_ends_after_its_absolute_lifetime_however_busy(
     anonymous_door, operator, settings
 ):
-    settings.BILLMGR_SESSION_MAX_SECONDS = 8 * 3600
+    settings.SESSION_MAX_SECONDS = 8 * 3600
     with time_machine.travel("2026-11-23 08:00:00Z", tick=False) as clock:
         session = anonymous_door("auth", username="operator", password="secret")["auth"]
         # used every half hour for eight hours
@@ -312,6 +503,20 @@ def test_a_session_ends_after_its_absolute_lifetime_however_busy(
         clock.move_to("2026-11-23 16:00:01Z")
         expired = anonymous_door("promotion", auth=session)
     assert expired["error"]["type"] == "auth" and "expired" in expired["error"]["msg"]
+
+
+def test_one_setting_names_the_absolute_lifetime_of_every_session():
+    # given SESSION_MAX_SECONDS in the environment
+    env = {**os.environ, "SESSION_MAX_SECONDS": "7200"}
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SESSION_MAX_SECONDS, s.SESSION_COOKIE_AGE)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    # then the setting of that name drives func-door sessions and admin sessions alike
+    assert shown.stdout.split() == ["7200", "7200"], shown.stderr
 
 
 # Brake rows do not pile up -----------------------------------------------------------------------

@@ -158,3 +158,23 @@ def test_parallel_attempts_get_exactly_the_budget(settings):
     # then exactly 3 were let through to try a password, and the count says 3
     assert outcomes.count("tried") == 3
     assert Attempt.objects.get().failures == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scope", ["promocode", "click", "auth_address"])
+def test_an_address_key_counts_on_the_addresses_network_in_every_scope(settings, scope):
+    at = datetime.datetime(2026, 6, 15, 10, 0, tzinfo=datetime.UTC)
+    # given a scope's whole budget spent by one address of an IPv6 /64
+    spent = {"promocode": 20, "click": 60, "auth_address": 30}[scope]
+    throttle_fail(scope=scope, keys=["ip:2001:db8:5:6::1"], count=spent, at=at)
+    # then every address of that /64 is refused, also written as IPv4-mapped or expanded
+    for other in ["2001:db8:5:6:abcd::9", "2001:0db8:0005:0006:0000:0000:0000:0002"]:
+        with pytest.raises(Throttled):
+            throttle_check(scope=scope, keys=[f"ip:{other}"], at=at)
+    # and the next /64 is not
+    throttle_check(scope=scope, keys=["ip:2001:db8:5:7::1"], at=at)
+    # an IPv4 address is itself, whether written plainly or IPv4-mapped
+    throttle_fail(scope=scope, keys=["ip:192.0.2.1"], count=spent, at=at)
+    with pytest.raises(Throttled):
+        throttle_check(scope=scope, keys=["ip:::ffff:192.0.2.1"], at=at)
+    throttle_check(scope=scope, keys=["ip:192.0.2.2"], at=at)

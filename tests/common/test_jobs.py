@@ -382,10 +382,18 @@ def test_a_beat_landing_while_the_sweep_looks_keeps_its_attempt_alive(kind, sett
     assert Job.objects.get(pk=job.pk).status == "running"
 
 
+def worker_last_beat(*, minutes_ago: float) -> None:
+    from ops.beats import beats
+
+    at = timezone.now() - datetime.timedelta(minutes=minutes_ago)
+    beats().worker(worker="w", backend="database", started_at=at, at=at)
+
+
 @pytest.mark.django_db
 def test_without_a_needed_worker_a_queued_job_does_not_warn_of_one(staff, settings):
-    # given no worker is needed (READYZ_WORKER_SECONDS=0) and none was ever seen
+    # given no worker is needed (READYZ_WORKER_SECONDS=0) and the last one beat 10 minutes ago
     settings.READYZ_WORKER_SECONDS = 0
+    worker_last_beat(minutes_ago=10)
     job = queued(GENERATE_CODES)
     # when its progress page asks
     status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
@@ -396,6 +404,7 @@ def test_without_a_needed_worker_a_queued_job_does_not_warn_of_one(staff, settin
 @pytest.mark.django_db
 def test_a_queued_job_warns_when_no_worker_was_seen_lately(staff, settings):
     settings.READYZ_WORKER_SECONDS = 60
+    worker_last_beat(minutes_ago=10)
     job = queued(GENERATE_CODES)
     status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
     assert status["message"] == (

@@ -1,4 +1,7 @@
 """32 processes redeem one code with uselimit 100, then distinct codes: exact counts, speed, latency.
+Then, with 1,000 live promotions, 16 processes redeem one hot code with a large uselimit:
+`hot_code_rps` (target >= 100) and `lock_ms_p50`, how long a redemption holds the code's row lock
+(from its guarded update to the commit).
 
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/redeem_contention.py
 """
@@ -16,6 +19,9 @@ import _common
 WORKERS = int(os.environ.get("BENCH_WORKERS", "32"))
 ATTEMPTS_PER_WORKER = int(os.environ.get("BENCH_ATTEMPTS", "10"))
 USELIMIT = 100
+HOT_WORKERS = int(os.environ.get("BENCH_HOT_WORKERS", "16"))
+HOT_ATTEMPTS = int(os.environ.get("BENCH_HOT_ATTEMPTS", "25"))
+CATALOGUE = 1000
 DB_NAME = "bench_redeem_contention"
 
 
@@ -23,7 +29,7 @@ def _redeem_many(job):
     """In a worker process: redeem each (client, code, key) and time every attempt."""
     from decimal import Decimal
 
-    from django.db import connections
+    from django.db import connection, connections
     from django.utils import timezone
 
     from common.actors import Actor
@@ -31,7 +37,15 @@ def _redeem_many(job):
     from promotions.services import RedemptionRefused, redemption_redeem
 
     provider_id, tariff_id, attempts = job
-    latencies, ok, refused = [], 0, 0
+    latencies, ok, refused, locks = [], 0, 0, []
+    locked_at = []
+
+    def note_lock(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("UPDATE") and "promocode" in sql:
+            locked_at.append(time.perf_counter())  # the guarded update has the row lock now
+        return result
+
     for client_id, code, key in attempts:
         order = Order(
             client_id=client_id,
@@ -41,14 +55,18 @@ def _redeem_many(job):
             lines=(Line(tariff_id, 12, Decimal("100.00"), "USD"),),
         )
         started = time.perf_counter()
+        locked_at.clear()
         try:
-            redemption_redeem(order=order, idempotency_key=key, actor=Actor.system("bench"))
+            with connection.execute_wrapper(note_lock):
+                redemption_redeem(order=order, idempotency_key=key, actor=Actor.system("bench"))
             ok += 1
+            # The commit is the last thing before the service returns.
+            locks.append(time.perf_counter() - locked_at[-1])
         except RedemptionRefused:
             refused += 1
         latencies.append(time.perf_counter() - started)
     connections.close_all()
-    return latencies, ok, refused
+    return latencies, ok, refused, locks
 
 
 def _run(pool, jobs):
@@ -56,7 +74,11 @@ def _run(pool, jobs):
     results = pool.map(_redeem_many, jobs)
     elapsed = time.perf_counter() - started
     latencies = sorted(x for r in results for x in r[0])
+    locks = sorted(x for r in results for x in r[3])
     return {
+        "lock_ms_p50": round(statistics.median(locks) * 1000, 2) if locks else None,
+        "lock_ms_p99": round(locks[int(len(locks) * 0.99) - 1] * 1000, 2) if locks else None,
+        "succeeded_per_s": round(sum(r[1] for r in results) / elapsed, 1),
         "attempts": len(latencies),
         "succeeded": sum(r[1] for r in results),
         "refused": sum(r[2] for r in results),
@@ -109,7 +131,13 @@ def main() -> None:
         shared.refresh_from_db()
         live = PromoCodeUsage.objects.filter(promocode=shared, status="active").count()
         exhausted = PromoCode.objects.filter(code__startswith="OWN", use_count=1).count()
-        ok = shared.use_count == live == USELIMIT and exhausted == total
+        hot, hot_code = _hot_code(provider, tariff)
+        hot_ok = (
+            hot_code.use_count
+            == hot["succeeded"] + hot["alone"]["succeeded"]
+            == hot["attempts"] + hot["alone"]["attempts"]
+        )
+        ok = shared.use_count == live == USELIMIT and exhausted == total and hot_ok
         _common.emit(
             {
                 "bench": "redeem_contention",
@@ -124,11 +152,77 @@ def main() -> None:
                 "redemptions_per_s": own_codes["attempts_per_s"],
                 "p50_ms": own_codes["p50_ms"],
                 "p99_ms": own_codes["p99_ms"],
-                "targets": {"use_count_equals_limit": True},
-                "ok": ok,
+                "hot_code": hot,
+                "hot_code_workers": HOT_WORKERS,
+                "live_promotions": CATALOGUE + 1,
+                "hot_code_rps": hot["succeeded_per_s"],
+                "lock_ms_p50": hot["lock_ms_p50"],
+                "lock_ms_p50_alone": hot["alone"]["lock_ms_p50"],
+                "targets": {
+                    "use_count_equals_limit": True,
+                    "hot_code_rps": {"target": ">= 100", "ok": hot["succeeded_per_s"] >= 100},
+                    "hot_code_use_count_equals_redemptions": hot_ok,
+                },
+                "ok": ok and hot["succeeded_per_s"] >= 100,
             }
         )
         connections.close_all()
+
+
+def _hot_code(provider, tariff):
+    """1,000 live promotions, then one code of a 50% promotion redeemed by HOT_WORKERS processes
+    at once, each with its own clients and keys."""
+    from decimal import Decimal
+
+    from django.db import connections
+    from django.utils import timezone
+    from quote import build_promotions
+
+    from billing.models import Client
+    from promotions.engine import Line, Order, quote_order
+    from promotions.models import PromoCode
+    from tests.factories import (
+        ClientGroupFactory,
+        DiscountFactory,
+        PromoCodeFactory,
+        PromotionFactory,
+    )
+
+    group = ClientGroupFactory()
+    build_promotions(CATALOGUE, provider, [tariff], group)
+    promotion = PromotionFactory(provider=provider)
+    DiscountFactory(promotion=promotion, percentage=Decimal("50"))
+    code = PromoCodeFactory(promotion=promotion, code="HOT", uselimit=10**9)
+    total = HOT_WORKERS * HOT_ATTEMPTS
+    clients = Client.objects.bulk_create(
+        Client(name=f"Hot {i}", email=f"hot{i}@example.com", provider=provider)
+        for i in range(total)
+    )
+    Client.groups.through.objects.bulk_create(
+        Client.groups.through(client_id=c.pk, clientgroup_id=group.pk) for c in clients
+    )
+    # Compiled once here: the workers are forked with the compiled rules in memory.
+    order = Order(
+        client_id=clients[0].pk,
+        provider_id=provider.pk,
+        at=timezone.now(),
+        lines=(Line(tariff.pk, 12, Decimal("100.00"), "USD"),),
+        codes=("HOT",),
+    )
+    assert quote_order(order=order).lines[0].promotion_id == promotion.pk
+    connections.close_all()
+    attempts = [(c.pk, "HOT", f"hot-{c.pk}") for c in clients]
+    jobs = [(provider.pk, tariff.pk, attempts[w::HOT_WORKERS]) for w in range(HOT_WORKERS)]
+    _common.log(f"hot code: {HOT_WORKERS} workers x {HOT_ATTEMPTS}, {CATALOGUE + 1} promotions")
+    with multiprocessing.get_context("fork").Pool(HOT_WORKERS) as pool:
+        result = _run(pool, jobs)
+    _common.log(f"  {result}")
+    # The same redemptions one at a time: how long the lock is held without contention.
+    alone = [(c.pk, "HOT", f"alone-{c.pk}") for c in clients[:HOT_ATTEMPTS]]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        result["alone"] = _run(pool, [(provider.pk, tariff.pk, alone)])
+    _common.log(f"  alone: {result['alone']}")
+    return result, PromoCode.objects.get(pk=code.pk)
 
 
 if __name__ == "__main__":

@@ -200,6 +200,8 @@ class Resource:
                     obj = self.update(req, obj, data)
         except ValidationError as exc:
             raise from_validation_error(exc, self.param_of()) from exc
+        if isinstance(obj, FuncResult):  # work handed to the background answers for itself
+            return obj
         if isinstance(obj, int):  # a batch (generated promo codes) answers how many it made
             return FuncResult.ok(count=obj)
         return FuncResult.ok(id=obj.pk)

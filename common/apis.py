@@ -39,7 +39,21 @@ class Conflict(serializers.Serializer):
     detail = serializers.CharField()
 
 
-def service_call(fn):
+def nested_errors(messages: dict[str, list[str]], field_names: dict[str, str]) -> dict:
+    """Field errors as DRF nests them: a dotted path (`lines.2.price`) becomes
+    {"lines": {"2": {"price": [...]}}}; `field_names` renames a top-level field for this door."""
+    nested: dict = {}
+    for path, errors in messages.items():
+        head, *rest = path.split(".")
+        parts = [field_names.get(head, head), *rest]
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = errors
+    return nested
+
+
+def service_call(fn, *, field_names: dict[str, str] | None = None):
     """Run a service; a Django ValidationError becomes a 400 with the same field messages, and a
     brake on guessing a 429 with Retry-After."""
     try:
@@ -47,9 +61,9 @@ def service_call(fn):
     except BrakeThrottled as exc:
         raise _too_many(exc) from None
     except DjangoValidationError as exc:
-        raise ValidationError(
-            exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        ) from None
+        if not hasattr(exc, "error_dict"):
+            raise ValidationError(exc.messages) from None
+        raise ValidationError(nested_errors(exc.message_dict, field_names or {})) from None
 
 
 def _too_many(exc: BrakeThrottled) -> Throttled:

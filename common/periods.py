@@ -19,3 +19,20 @@ def shift(moment: datetime.datetime, *, periodtype: str, length: int) -> datetim
     if periodtype == "day":
         return moment + datetime.timedelta(days=length)
     return add_months(moment, length * MONTHS_IN[periodtype])
+
+
+# The longest periods a rule may name: a hundred years in any unit. Longer ones cannot be
+# shifted within the calendar (year 1 to 9999) from any date a rule is evaluated on.
+MAX_PERIOD_LENGTH = {"day": 36_525, "month": 1_200, "year": 100}
+
+
+def period_length_error(periodtype: str | None, length: int | None) -> str | None:
+    """Why `length` `periodtype`s is not a period a rule may name, or None when it is."""
+    if not periodtype or length is None:
+        return None
+    most = MAX_PERIOD_LENGTH.get(periodtype)
+    if most is None:
+        return f"The period type is one of {', '.join(MAX_PERIOD_LENGTH)}."
+    if not 1 <= length <= most:
+        return f"A period is 1 to {most} {periodtype}s."
+    return None

@@ -38,6 +38,13 @@ SCOPES = {
     # and per user name, from networks the user has not signed in from lately (common/signin.py)
     "auth_user": ("THROTTLE_AUTH_USER_FAILURES", "THROTTLE_AUTH_SECONDS", 100, 300),
     "promocode": ("THROTTLE_PROMOCODE_FAILURES", "THROTTLE_PROMOCODE_SECONDS", 20, 600),
+    # An authenticated integration names codes for all its clients: its own, larger budget.
+    "promocode_caller": (
+        "THROTTLE_PROMOCODE_CALLER_FAILURES",
+        "THROTTLE_PROMOCODE_SECONDS",
+        1000,
+        600,
+    ),
     # public link clicks (referralprogram.registerclick): every click counts, per address
     "click": ("THROTTLE_CLICK_REQUESTS", "THROTTLE_CLICK_SECONDS", 60, 600),
 }

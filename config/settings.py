@@ -202,6 +202,10 @@ THROTTLE_CLICK_REQUESTS = int(os.environ.get("THROTTLE_CLICK_REQUESTS", "60"))
 THROTTLE_CLICK_SECONDS = int(os.environ.get("THROTTLE_CLICK_SECONDS", "600"))
 THROTTLE_PROMOCODE_FAILURES = int(os.environ.get("THROTTLE_PROMOCODE_FAILURES", "20"))
 THROTTLE_PROMOCODE_SECONDS = int(os.environ.get("THROTTLE_PROMOCODE_SECONDS", "600"))
+# An authenticated caller (an integration quoting for all its clients) has a budget of its own.
+THROTTLE_PROMOCODE_CALLER_FAILURES = int(
+    os.environ.get("THROTTLE_PROMOCODE_CALLER_FAILURES", "1000")
+)
 
 # How many proxies of ours stand in front of the app (each appends to X-Forwarded-For); 0 trusts
 # REMOTE_ADDR alone. Brakes, history and logs key on the address this gives.

@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from billing.models import Client, Tariff
+from billing.models import Client, Service, Tariff
 from common.admin_tools import (
     ServiceSavedAdmin,
     admin_actor,
@@ -21,12 +21,14 @@ from common.admin_tools import (
     group_arg,
 )
 from common.charts import bar_chart
-from common.jobs import JOBS, job_start
+from common.groups import GroupedConditionInline
+from common.selectors import history_of
+from common.throttle import Throttled
 from promotions import codegen, selectors, services
-from promotions.engine import Order, normalize_code, quote_order
+from promotions.engine import Order
 from promotions.engine.present import quote_as_dict
-from promotions.engine.types import Kind, Line
-from promotions.jobs import GENERATE_CODES, background_from
+from promotions.engine.types import Kind
+from promotions.jobs import background_from, generate_codes_start
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -46,10 +48,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() in Promotion.Status.values:
-            q = selectors.promotion_status_q(
-                Promotion.Status(self.value()), day=timezone.localdate()
-            )
-            return queryset.filter(q)
+            return queryset.with_status(self.value())
         return queryset
 
 
@@ -65,7 +64,7 @@ class ConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
-class ConditionInline(admin.TabularInline):
+class ConditionInline(GroupedConditionInline, admin.TabularInline):
     model = Condition
     extra = 0
     fields = [
@@ -81,15 +80,6 @@ class ConditionInline(admin.TabularInline):
         "affiliate",
         "group",
     ]
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        groups = formset.form.base_fields.get("group")
-        if groups is not None:
-            groups.queryset = (
-                ConditionGroup.objects.filter(promotion=obj) if obj else groups.queryset.none()
-            )
-        return formset
 
 
 class PromoCodeInline(admin.TabularInline):
@@ -115,40 +105,55 @@ class TryOrderForm(forms.Form):
     )
 
     def order(self, lines: forms.BaseFormSet) -> Order:
+        """The form's values as the order contract takes them; its rules are the services'."""
         client = self.cleaned_data["client"]
-        currency = client.provider.currency.iso
         rows = [f.cleaned_data for f in lines.forms if f.cleaned_data.get("tariff")]
-        if not rows:
-            raise ValidationError("Add at least one line with a tariff.")
-        return Order(
-            client_id=client.pk,
-            provider_id=client.provider_id,
-            at=self.cleaned_data["at"] or timezone.now(),
-            lines=tuple(
-                Line(
-                    tariff_id=row["tariff"].pk,
-                    period=row["period"],
-                    price=row["price"]
+        return services.order_build(
+            client=client.pk,
+            provider=client.provider_id,
+            at=self.cleaned_data["at"],
+            codes=self.cleaned_data["codes"].split(","),
+            lines=[
+                {
+                    "tariff": row["tariff"].pk,
+                    "period": row["period"],
+                    "price": row["price"]
                     if row["price"] is not None
                     else row["tariff"].price * row["period"],
-                    currency=currency,
-                    kind=row["kind"],
-                )
+                    "currency": client.provider.currency.iso,
+                    "kind": row["kind"],
+                    "service": row["service"].pk if row["service"] else None,
+                }
                 for row in rows
-            ),
-            codes=tuple(
-                normalize_code(c) for c in self.cleaned_data["codes"].split(",") if c.strip()
-            ),
+            ],
         )
+
+
+def order_messages(exc: ValidationError) -> list[str]:
+    """The order contract's errors in the page's words: `lines.0.period` is line 1's period."""
+    if not hasattr(exc, "error_dict"):
+        return exc.messages
+    messages = []
+    for field, texts in exc.message_dict.items():
+        parts = field.split(".")
+        where = f"line {int(parts[1]) + 1}, {parts[2]}: " if len(parts) == 3 else ""
+        messages += [where + text for text in texts]
+    return messages
 
 
 class TryLineForm(forms.Form):
     tariff = forms.ModelChoiceField(queryset=Tariff.objects.all(), required=False)
-    period = forms.IntegerField(min_value=1, initial=1, help_text="months")
+    period = forms.IntegerField(initial=1, help_text="months")
     price = forms.DecimalField(
-        required=False, min_value=0, help_text="empty: the tariff's price times the period"
+        required=False, help_text="empty: the tariff's price times the period"
     )
     kind = forms.ChoiceField(choices=[(Kind.NEW, "new"), (Kind.RENEWAL, "renewal")])
+    service = forms.ModelChoiceField(
+        queryset=Service.objects.all(),
+        required=False,
+        widget=forms.NumberInput,
+        help_text="renewals: the renewed service's id",
+    )
 
 
 TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
@@ -181,10 +186,30 @@ class ImportCodesForm(forms.Form):
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ValidationError("The file is not UTF-8 text.") from None
+        if "\x00" in text:
+            line = text.count("\n", 0, text.index("\x00")) + 1
+            raise ValidationError(
+                f"line {line}: the file holds a NUL byte, which no CSV text holds; "
+                "nothing was imported."
+            )
         reader = csv.DictReader(io.StringIO(text))
-        if "code" not in (reader.fieldnames or []):
-            raise ValidationError("The header row has no code column.")
-        return list(reader)
+        try:
+            if "code" not in (reader.fieldnames or []):
+                raise ValidationError("The header row has no code column.")
+            return list(reader)
+        except csv.Error as exc:
+            # The reader counts a line once it has read it whole: the bad one is the next.
+            raise ValidationError(
+                f"line {reader.line_num + 1}: {_csv_problem(exc)}; nothing was imported."
+            ) from None
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module could not read, in the words of the file's author."""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a field is longer than {csv.field_size_limit() // 1024} KB"
+    return f"the file is not CSV ({text})"
 
 
 class GenerateCodesForm(forms.Form):
@@ -353,9 +378,17 @@ class PromotionAdmin(ServiceSavedAdmin):
         result, errors = None, []
         if request.method == "POST" and form.is_valid() and lines.is_valid():
             try:
-                quote = quote_order(order=form.order(lines))
+                quote = services.order_quote(
+                    order=form.order(lines),
+                    actor=admin_actor(request, "promotion.try_order"),
+                    explain=True,
+                )
             except ValidationError as exc:
-                errors = exc.messages
+                errors = order_messages(exc)
+            except Throttled as exc:
+                errors = [
+                    f"Too many unknown promo codes lately; try again in {exc.retry_after} seconds."
+                ]
             else:
                 result = present_quote(quote)
         return render(
@@ -388,7 +421,7 @@ class PromotionAdmin(ServiceSavedAdmin):
     def history_table(self, obj: Promotion) -> str:
         if not obj.pk:
             return "-"
-        rows = selectors.history_of(obj=obj)[:50]
+        rows = history_of(obj=obj)[:50]
         return format_html(
             "<table><tr><th>date</th><th>change</th><th>user</th><th>IP</th><th>function</th></tr>{}</table>",
             format_html_join(
@@ -456,26 +489,53 @@ class PromotionAdmin(ServiceSavedAdmin):
                 services.promotion_restore(promotion=promotion, actor=actor)
         self.message_user(request, f"{queryset.count()} promotion(s) restored.")
 
-    @admin.action(description="Generate promo codes", permissions=["change"])
+    def has_generate_codes_permission(self, request) -> bool:
+        """Generating changes promotions by adding codes: it needs both rights, as on every door."""
+        return self.has_change_permission(request) and request.user.has_perm(
+            "promotions.add_promocode"
+        )
+
+    @admin.action(description="Generate promo codes", permissions=["generate_codes"])
     def generate_codes(self, request, queryset):
         form = GenerateCodesForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             actor = admin_actor(request, "promotion.promocode.generate")
             data = form.cleaned_data
-            params = {**data, "promotions": sorted(p.pk for p in queryset)}
-            total = data["count"] * len(params["promotions"])
-            if total >= background_from():
-                first = params["promotions"][0]
-                params["back"] = reverse("admin:promotions_promotion_change", args=[first])
-                params["title"] = f"Generating {total} promo codes from {data['template']}"
-                job = job_start(kind=GENERATE_CODES, params=params, total=total, actor=actor)
-                return redirect("admin:common_job_progress", job.pk)
+            promotions = sorted(queryset, key=lambda p: p.pk)
+            code_settings = {
+                "uselimit": data["uselimit"],
+                "account_uselimit": data["account_uselimit"],
+            }
             try:
-                message = JOBS[GENERATE_CODES](params, actor, lambda n: None)
+                with transaction.atomic():
+                    if data["count"] * len(promotions) >= background_from():
+                        job = generate_codes_start(
+                            promotions=promotions,
+                            template=data["template"],
+                            count=data["count"],
+                            onlydigit=data["onlydigit"],
+                            actor=actor,
+                            code_settings=code_settings,
+                            back=reverse(
+                                "admin:promotions_promotion_change", args=[promotions[0].pk]
+                            ),
+                        )
+                        return redirect("admin:common_job_progress", job.pk)
+                    made = sum(
+                        services.promocodes_generate(
+                            promotion=promotion,
+                            actor=actor,
+                            template=data["template"],
+                            count=data["count"],
+                            digits_only=data["onlydigit"],
+                            **code_settings,
+                        )
+                        for promotion in promotions
+                    )
             except ValidationError as exc:
                 self.message_user(request, "; ".join(exc.messages), level=messages.ERROR)
                 return None
-            self.message_user(request, message)
+            self.message_user(request, f"{made} promo code(s) generated.")
             return None
         return render(
             request,
@@ -494,7 +554,7 @@ class PromotionAdmin(ServiceSavedAdmin):
 class PromoCodeForm(forms.ModelForm):
     def clean_code(self):
         code = self.cleaned_data["code"]
-        if codegen.PLACEHOLDER in code:
+        if codegen.is_template(code):
             raise ValidationError(
                 'One code per page: use the "Generate promo codes" action for templates.'
             )
@@ -534,13 +594,26 @@ class PromoCodeAdmin(ServiceSavedAdmin):
 
 @admin.register(PromoCodeUsage)
 class PromoCodeUsageAdmin(admin.ModelAdmin):
-    list_display = ["id", "promocode", "client", "service", "status", "expense", "created_at"]
+    """Code uses are history: shown, never added, changed or deleted here (a use is undone by
+    releasing its redemption, which keeps the row and frees the use)."""
+
+    list_display = ["id", "promocode", "client", "service", "status", "charged", "created_at"]
     list_filter = ["status"]
     search_fields = ["promocode__code", "client__name"]
-    raw_id_fields = ["promocode", "client", "service", "expense"]
+    raw_id_fields = ["promocode", "client", "service", "redemption"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("promocode", "client", "redemption")
+
+    @admin.display(description="charged on the discounted lines")
+    def charged(self, obj: PromoCodeUsage) -> str:
+        return selectors.usage_charge(obj)
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -1,11 +1,9 @@
 """The engine's REST door: quote, redeem, release, and read-only lists. Views only translate."""
 
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,55 +17,65 @@ from common.apis import (
     service_call,
 )
 from promotions import services
-from promotions.engine import Kind, Line, Order
+from promotions.engine import Kind, Order
 from promotions.engine.present import quote_as_dict
 from promotions.filters import PromoCodeFilter, PromotionFilter
 from promotions.models import PromoCode, Promotion, Redemption
 from promotions.selectors import redemption_as_dict
+from promotions.services.orders import (
+    MAX_CODES_PER_ORDER,
+    MAX_LINES_PER_ORDER,
+    PRICE_DECIMAL_PLACES,
+    PRICE_MAX_DIGITS,
+)
 
 
 class OrderInput(serializers.Serializer):
-    class LineInput(serializers.Serializer):
-        tariff = serializers.IntegerField(min_value=1)
-        period = serializers.IntegerField(min_value=1, max_value=1200)
-        price = serializers.DecimalField(max_digits=20, decimal_places=4, min_value=0)
-        currency = serializers.CharField(max_length=32)
-        kind = serializers.ChoiceField(choices=Kind.CHOICES, default=Kind.NEW)
-        service = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    """The order in JSON. Only types are checked here; the order's rules (at least one line, at
+    most 500 lines and 10 codes, periods of 1-1200 months, prices of zero or more, the kinds, how
+    a code is spelled) are the promotions services' and answer 400 naming the field."""
 
-    client = serializers.IntegerField(min_value=1)
-    provider = serializers.IntegerField(min_value=1)
+    class LineInput(serializers.Serializer):
+        tariff = serializers.IntegerField()
+        period = serializers.IntegerField(default=1, help_text="Months, 1 to 1200.")
+        price = serializers.DecimalField(
+            max_digits=PRICE_MAX_DIGITS, decimal_places=PRICE_DECIMAL_PLACES
+        )
+        currency = serializers.CharField()
+        kind = serializers.CharField(default=Kind.NEW, help_text="`new` or `renewal`.")
+        service = serializers.IntegerField(
+            required=False,
+            allow_null=True,
+            help_text="The renewed service: renewal discounts valid N months from the order "
+            "need it.",
+        )
+
+    client = serializers.IntegerField()
+    provider = serializers.IntegerField()
     at = MomentField(required=False, allow_null=True)
     codes = serializers.ListField(
-        child=serializers.CharField(max_length=100), required=False, default=list, max_length=20
+        child=serializers.CharField(allow_blank=True),
+        required=False,
+        default=list,
+        help_text=f"At most {MAX_CODES_PER_ORDER} promo codes, in any case.",
     )
-    lines = LineInput(many=True, allow_empty=False, max_length=500)
+    lines = LineInput(many=True, help_text=f"1 to {MAX_LINES_PER_ORDER} lines.")
 
     def to_order(self) -> Order:
         data = self.validated_data
-        return Order(
-            client_id=data["client"],
-            provider_id=data["provider"],
-            at=data.get("at") or timezone.now(),
-            codes=tuple(data["codes"]),
-            lines=tuple(
-                Line(
-                    tariff_id=ln["tariff"],
-                    period=ln["period"],
-                    price=ln["price"],
-                    currency=ln["currency"].upper(),
-                    kind=ln["kind"],
-                    service_id=ln.get("service"),
-                )
-                for ln in data["lines"]
-            ),
+        return services.order_build(
+            client=data["client"],
+            provider=data["provider"],
+            at=data.get("at"),
+            codes=data["codes"],
+            lines=data["lines"],
         )
 
 
 def _order_from(request) -> Order:
     serializer = OrderInput(data=request.data)
     serializer.is_valid(raise_exception=True)
-    return serializer.to_order()
+    return service_call(serializer.to_order)
 
 
 class QuoteOutput(serializers.Serializer):
@@ -86,7 +94,11 @@ class QuoteOutput(serializers.Serializer):
         final_price = serializers.CharField()
         promotion = serializers.IntegerField(allow_null=True)
         code = serializers.CharField(allow_null=True)
-        verdicts = VerdictOutput(many=True)
+        verdicts = VerdictOutput(
+            many=True,
+            help_text="Why each promotion did or did not discount the line: all of them with "
+            "`explain`, else the winner, the runner-up, the near misses and the codes' promotions.",
+        )
 
     class CodeOutput(serializers.Serializer):
         code = serializers.CharField()
@@ -98,6 +110,9 @@ class QuoteOutput(serializers.Serializer):
     codes = CodeOutput(many=True)
     total = serializers.CharField()
     discount_total = serializers.CharField()
+    explained = serializers.BooleanField(
+        help_text="Whether each line's verdicts cover every live promotion (`explain`)."
+    )
 
 
 class RedemptionOutput(QuoteOutput):
@@ -113,15 +128,36 @@ class RedemptionOutput(QuoteOutput):
     usages = UsageOutput(many=True)
 
 
+class QuoteInput(OrderInput):
+    explain = serializers.BooleanField(
+        default=False,
+        help_text="Every live promotion's verdict on every line. Without it a line's verdicts are "
+        "the winner's, the runner-up's, the near misses' (promotions ranked above the winner that "
+        "missed a condition or a code) and those of the promotions of the codes named.",
+    )
+
+
 class QuoteApi(APIView):
     required_perm = "promotions.view_promotion"
     permission_classes = [HasPerm]
 
-    @extend_schema(request=OrderInput, responses={200: QuoteOutput}, operation_id="quote_create")
+    @extend_schema(
+        request=QuoteInput,
+        responses={200: QuoteOutput},
+        operation_id="quote_create",
+        description="What the order costs: each line's discount and the promotion that gives it, "
+        "and why others do not. Reads only. The verdicts are complete with `explain: true`.",
+    )
     def post(self, request):
-        order = _order_from(request)
+        serializer = QuoteInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = service_call(serializer.to_order)
         quote = service_call(
-            lambda: services.order_quote(order=order, actor=api_actor(request, "api.quote"))
+            lambda: services.order_quote(
+                order=order,
+                actor=api_actor(request, "api.quote"),
+                explain=serializer.validated_data["explain"],
+            )
         )
         return Response(quote_as_dict(quote))
 
@@ -139,11 +175,10 @@ class RedemptionCreateApi(APIView):
         operation_id="redemption_create",
     )
     def post(self, request):
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if not key or len(key) > 255:
-            raise ValidationError(
-                {"Idempotency-Key": ["Send an Idempotency-Key header (1-255 characters)."]}
-            )
+        key = service_call(
+            lambda: services.idempotency_key_clean(request.headers.get("Idempotency-Key")),
+            field_names={"idempotency_key": "Idempotency-Key"},
+        )
         order = _order_from(request)
         try:
             redemption, created = service_call(
@@ -199,20 +234,7 @@ class PromoCodeListApi(generics.ListAPIView):
     class PromoCodeOutput(serializers.ModelSerializer):
         class Meta:
             model = PromoCode
-            fields = [
-                "id",
-                "promotion",
-                "code",
-                "uselimit",
-                "account_uselimit",
-                "use_count",
-                "active_time_type",
-                "fromdate",
-                "todate",
-                "expiretype",
-                "periodtype",
-                "periodlength",
-            ]
+            fields = ["id", "promotion", "code", "use_count", *PromoCode.SETTINGS]
 
     queryset = PromoCode.objects.order_by("id")
     serializer_class = PromoCodeOutput

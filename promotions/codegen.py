@@ -1,4 +1,5 @@
-"""Random promo codes from a template: each `?` becomes one random character."""
+"""Promo-code text: how a typed code is normalised, and templates where each `?` becomes one random
+character."""
 
 import os
 import re
@@ -8,6 +9,16 @@ from collections.abc import Iterator
 PLACEHOLDER = "?"
 LETTERS_AND_DIGITS = string.ascii_uppercase + string.digits
 DIGITS = string.digits
+
+
+def normalize_code(code: str) -> str:
+    """Codes are stored and compared in upper case without surrounding spaces: what a client
+    types (" welcome20 ") names the stored code (WELCOME20)."""
+    return code.strip().upper()
+
+
+def is_template(code: str) -> bool:
+    return PLACEHOLDER in code
 
 
 def alphabet_for(*, digits_only: bool) -> str:

@@ -18,8 +18,13 @@ def demo_code_uses(*, promotion: Promotion, tariff: Tariff, actor: Actor, uses: 
     Redemptions always happen at the server's now; the demo then dates them back so the
     promotion's uses-per-day chart has a month to show.
     """
-    services.promocode_create(
-        promotion=promotion, actor=actor, code="DEMO-??????", count=300, uselimit=3
+    services.promocodes_generate(
+        promotion=promotion,
+        actor=actor,
+        template="DEMO-??????",
+        count=300,
+        digits_only=False,
+        uselimit=3,
     )
     codes = list(promotion.promocodes.filter(code__startswith="DEMO-").order_by("pk")[:uses])
     rng = random.Random(7)

@@ -1,9 +1,7 @@
 import django_filters
 from django.db.models import F, Q
-from django.utils import timezone
 
 from promotions.models import PromoCode, Promotion
-from promotions.selectors import promotion_status_q
 
 
 class PromotionFilter(django_filters.FilterSet):
@@ -15,9 +13,7 @@ class PromotionFilter(django_filters.FilterSet):
         fields = ["provider", "archived", "name", "status"]
 
     def by_status(self, queryset, name, value):
-        return queryset.filter(
-            promotion_status_q(Promotion.Status(value), day=timezone.localdate())
-        )
+        return queryset.with_status(value)
 
 
 class PromoCodeFilter(django_filters.FilterSet):

@@ -6,9 +6,11 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
-from common.comparison import SYMBOLS, Comparison
+from billing.models import Client, ClientGroup, Currency, Provider, Service, Tariff
+from common.comparison import Comparison
+from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from common.periods import period_length_error
 from referrals.models import ReferralProgram
 
 
@@ -18,6 +20,29 @@ class PeriodType(models.TextChoices):
     YEAR = "year", "year"
 
 
+class PromotionQuerySet(models.QuerySet):
+    @staticmethod
+    def status_q(status: str, day: datetime.date) -> Q:
+        """The promotions whose status on `day` is `status`, as a filter the database runs; the
+        one definition of planned / active ("live") / expired / archived, beside `status_on`."""
+        kept = Q(archived=False)
+        return {
+            Promotion.Status.ARCHIVED: Q(archived=True),
+            Promotion.Status.PLANNED: kept & Q(fromdate__gt=day),
+            Promotion.Status.EXPIRED: kept & Q(todate__lt=day),
+            Promotion.Status.ACTIVE: kept
+            & Q(fromdate__lte=day)
+            & (Q(todate__isnull=True) | Q(todate__gte=day)),
+        }[status]
+
+    def with_status(self, status: str, day: datetime.date | None = None) -> "PromotionQuerySet":
+        return self.filter(self.status_q(status, day or timezone.localdate()))
+
+    def live(self, day: datetime.date | None = None) -> "PromotionQuerySet":
+        """The promotions that apply to orders placed on `day` (today by default)."""
+        return self.with_status(Promotion.Status.ACTIVE, day)
+
+
 class Promotion(models.Model):
     name = models.CharField(max_length=200)
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="promotions")
@@ -25,6 +50,8 @@ class Promotion(models.Model):
     todate = models.DateField("end date", null=True, blank=True, help_text="Included.")
     archived = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PromotionQuerySet.as_manager()
 
     class Status(models.TextChoices):
         PLANNED = "planned", "planned"
@@ -51,6 +78,7 @@ class Promotion(models.Model):
             raise ValidationError({"todate": "The end date is before the start date."})
 
     def status_on(self, day: datetime.date | None = None) -> "Promotion.Status":
+        """This promotion's status on `day`, by the rules `PromotionQuerySet.status_q` filters by."""
         day = day or timezone.localdate()
         if self.archived:
             return self.Status.ARCHIVED
@@ -148,7 +176,10 @@ class ConditionGroup(models.Model):
         return self.name
 
 
-class Condition(models.Model):
+class Condition(GroupedCondition, models.Model):
+    """One condition of a promotion. What each type needs, checks and says is its class in
+    promotions.engine.conditions (one class per type, behind a registry keyed by `Type`)."""
+
     class Type(models.TextChoices):
         HAS_TARIFF = "has_tariff", "client has services of a tariff"
         SERVICE_COUNT = "service_count", "number of active services"
@@ -157,6 +188,8 @@ class Condition(models.Model):
         REGISTRATION = "registration", "registered within a period"
         ACCOUNT_GROUP = "account_group", "client group"
         AFFILIATE = "affiliate", "referred through a referral program"
+
+    group_owner = "promotion"
 
     promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="conditions")
     ctype = models.CharField("condition", max_length=20, choices=Type.choices)
@@ -169,16 +202,22 @@ class Condition(models.Model):
         "period type", max_length=5, choices=PeriodType.choices, blank=True
     )
     periodlength = models.PositiveIntegerField("period length", null=True, blank=True)
-    amount = models.PositiveIntegerField("number", null=True, blank=True)
+    amount = models.PositiveIntegerField(
+        "count",
+        null=True,
+        blank=True,
+        help_text="A number of services (has_tariff, service_count, paid_services), not money.",
+    )
     currency = models.ForeignKey(
         Currency, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     summa = models.DecimalField(
-        "amount",
+        "sum of money",
         max_digits=MONEY_MAX_DIGITS,
         decimal_places=MONEY_DECIMAL_PLACES,
         null=True,
         blank=True,
+        help_text="Money in the condition's currency (expense_sum).",
     )
     affiliate = models.ForeignKey(
         ReferralProgram, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -195,17 +234,6 @@ class Condition(models.Model):
         verbose_name="group of conditions",
     )
 
-    # Which extra fields each type needs; the checker for each type lives in the engine.
-    REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-        Type.HAS_TARIFF: ("pricelist", "amount"),
-        Type.SERVICE_COUNT: ("amount",),
-        Type.PAID_SERVICES: ("amount",),
-        Type.EXPENSE_SUM: ("summa", "currency", "periodtype", "periodlength"),
-        Type.REGISTRATION: ("periodtype", "periodlength"),
-        Type.ACCOUNT_GROUP: ("account_group",),
-        Type.AFFILIATE: ("affiliate",),
-    }
-
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -217,33 +245,25 @@ class Condition(models.Model):
     def __str__(self) -> str:
         return self.describe()
 
+    def _check(self):
+        from promotions.engine.conditions import ConditionSpec, condition_check
+
+        return condition_check(ConditionSpec.of(self))
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        missing = {
-            name: "Required for this condition type."
-            for name in self.REQUIRED_FIELDS.get(self.ctype, ())
-            if getattr(self, name) in (None, "")
-        }
-        if missing:
-            raise ValidationError(missing)
-        if self.group_id and self.group.promotion_id != self.promotion_id:
-            raise ValidationError({"group": "The group belongs to another promotion."})
+        from promotions.engine.conditions import ConditionSpec, condition_errors
+
+        provider_id = self.promotion.provider_id if self.promotion_id else None
+        errors = condition_errors(ConditionSpec.of(self), provider_id=provider_id)
+        errors.update(self.group_error())
+        if errors:
+            raise ValidationError(errors)
 
     def describe(self) -> str:
         """A one-line human reading of the condition, as the condition list shows it."""
-        op = SYMBOLS.get(self.comparison, "?")
-        window = f"{self.periodlength} {self.periodtype}(s)" if self.periodlength else ""
-        texts = {
-            self.Type.HAS_TARIFF: f"services of tariff {self.pricelist} {op} {self.amount}",
-            self.Type.SERVICE_COUNT: f"active services {op} {self.amount}",
-            self.Type.PAID_SERVICES: f"paid services {op} {self.amount}",
-            self.Type.EXPENSE_SUM: f"expenses in the last {window} {op} {self.summa} {self.currency}",
-            self.Type.REGISTRATION: f"registered within the last {window}",
-            self.Type.ACCOUNT_GROUP: f"client in group {self.account_group}",
-            self.Type.AFFILIATE: f"referred through {self.affiliate}",
-        }
-        return texts.get(self.ctype, self.ctype)
+        return self._check().text
 
 
 class PromoCode(models.Model):
@@ -275,6 +295,19 @@ class PromoCode(models.Model):
     use_count = models.PositiveIntegerField("usage", default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # A code's own settings: what a CSV row carries besides the code, what generated codes share,
+    # and what a redemption finds unchanged under the code's lock.
+    SETTINGS = (
+        "uselimit",
+        "account_uselimit",
+        "active_time_type",
+        "fromdate",
+        "todate",
+        "expiretype",
+        "periodtype",
+        "periodlength",
+    )
+
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -303,6 +336,13 @@ class PromoCode(models.Model):
                 name="promocode_expire_period_complete",
             ),
         ]
+        indexes = [
+            # Codes by their start (LIKE 'PREFIX%') whatever the collation: what generation reads
+            # to count a template's taken codes. PostgreSQL only; elsewhere a plain index.
+            models.Index(
+                fields=["code"], name="promocode_code_prefix", opclasses=["varchar_pattern_ops"]
+            )
+        ]
 
     def __str__(self) -> str:
         return self.code
@@ -322,10 +362,31 @@ class PromoCode(models.Model):
                 errors["periodtype"] = "Required when the discount lasts a period."
             if not self.periodlength:
                 errors["periodlength"] = "Required when the discount lasts a period."
+            elif too_long := period_length_error(self.periodtype, self.periodlength):
+                errors["periodlength"] = too_long
         if self.uselimit is not None and self.use_count > self.uselimit:
             errors["uselimit"] = f"The code has been used {self.use_count} times already."
         if errors:
             raise ValidationError(errors)
+
+
+class RulesVersion(models.Model):
+    """A provider's rules version: a new random token whenever one of its rules changes (every
+    rule-changing service draws it in its own transaction), so a compiled rule set is known to be
+    current by one indexed read, and a token names exactly one state of the rules."""
+
+    provider = models.OneToOneField(
+        Provider, on_delete=models.CASCADE, primary_key=True, related_name="rules_version"
+    )
+    version = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(version__gte=1), name="rulesversion_version_gte_1")
+        ]
+
+    def __str__(self) -> str:
+        return f"rules of {self.provider_id}: {self.version}"
 
 
 class Redemption(models.Model):
@@ -335,7 +396,9 @@ class Redemption(models.Model):
         ACTIVE = "active", "active"
         RELEASED = "released", "released"
 
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255)
+    # Who sent the key: keys are the caller's own, per provider ("user:<id>", or "system").
+    caller = models.CharField(max_length=64)
     fingerprint = models.CharField(
         max_length=64,
         help_text="Digest of the request, so a reused key with another order is refused.",
@@ -354,7 +417,11 @@ class Redemption(models.Model):
                 condition=Q(status="active", released_at__isnull=True)
                 | Q(status="released", released_at__isnull=False),
                 name="redemption_released_at_iff_released",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "caller", "idempotency_key"],
+                name="redemption_key_once_per_provider_and_caller",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -373,9 +440,6 @@ class PromoCodeUsage(models.Model):
     )
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
-    )
-    expense = models.ForeignKey(
-        Expense, null=True, blank=True, on_delete=models.PROTECT, related_name="promocode_usages"
     )
     # The client's n-th live use of this code: unique while active, so a per-client limit
     # cannot be overshot even if two redeemers counted the same number of earlier uses.

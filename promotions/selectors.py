@@ -1,42 +1,21 @@
 """Reads for promotions."""
 
 import datetime
+from decimal import Decimal
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from common.groups import grouped_terms
-from common.models import History
+from common.groups import ConditionGroups
 from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
-
-
-def promotion_status_q(status: Promotion.Status, *, day: datetime.date) -> Q:
-    """The promotions whose status on `day` is `status`, as a filter the database can run."""
-    live = Q(archived=False)
-    started = Q(fromdate__lte=day)
-    not_ended = Q(todate__isnull=True) | Q(todate__gte=day)
-    return {
-        Promotion.Status.ARCHIVED: Q(archived=True),
-        Promotion.Status.PLANNED: live & Q(fromdate__gt=day),
-        Promotion.Status.EXPIRED: live & Q(todate__lt=day),
-        Promotion.Status.ACTIVE: live & started & not_ended,
-    }[status]
-
-
-def history_of(*, obj: models.Model) -> models.QuerySet[History]:
-    return History.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=True),
-        object_id=obj.pk,
-    )
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
     return (
         PromoCodeUsage.objects.filter(**filters)
-        .select_related("promocode", "client", "expense__currency")
+        .select_related("promocode", "client", "redemption")
         .order_by("id")
     )
 
@@ -47,6 +26,18 @@ def usages_of_promotion(*, promotion: Promotion) -> models.QuerySet[PromoCodeUsa
 
 def usages_of_promocode(*, promocode: PromoCode) -> models.QuerySet[PromoCodeUsage]:
     return _usages(promocode=promocode)
+
+
+def usage_charge(usage: PromoCodeUsage) -> str:
+    """What the redeemed order charges on the lines the use discounted ("9.00 USD"), as its
+    redemption's quote says; empty for a use without a redemption."""
+    if usage.redemption is None:
+        return ""
+    lines = [ln for ln in usage.redemption.quote["lines"] if ln["code"] == usage.promocode.code]
+    if not lines:
+        return ""
+    charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))
+    return f"{charged} {lines[0]['currency']}"
 
 
 def redemption_as_dict(*, redemption: Redemption) -> dict:
@@ -71,14 +62,12 @@ def redemption_as_dict(*, redemption: Redemption) -> dict:
 
 def conditions_expression(*, promotion: Promotion) -> str:
     """The promotion's conditions as they combine: `(A OR B) AND C`; empty when there are none."""
-    terms = grouped_terms(
-        promotion.conditions.select_related("pricelist", "currency", "account_group", "affiliate")
+    conditions = promotion.conditions.select_related(
+        "pricelist", "currency", "account_group", "affiliate"
     )
-    parts = []
-    for members in terms:
-        text = " OR ".join(c.describe() for c in members)
-        parts.append(f"({text})" if len(members) > 1 or members[0].group_id else text)
-    return " AND ".join(parts)
+    return ConditionGroups.of(conditions).expression(
+        lambda c: c.describe(), grouped=lambda c: bool(c.group_id)
+    )
 
 
 def redemptions_per_day(

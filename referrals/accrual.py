@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from billing.models import Client, Expense, Service
 from common.comparison import Comparison
-from common.groups import grouped_terms
+from common.groups import ConditionGroups
 from referrals.conditions import SERVICES, condition_type_of, moved_by
 from referrals.models import (
     AccrualMark,
@@ -153,15 +153,9 @@ def qualifying_expenses(
         if key is not None and key not in measures:
             measures[key] = kind.measure(condition, program, rule)
     expenses = expenses.annotate(**measures)
-    for members in grouped_terms(terms):
-        alternatives = [condition_type_of(c.ctype).check(c) for c in members]
-        if None in alternatives:
-            continue
-        term = Q()
-        for q in alternatives:
-            term |= q
-        expenses = expenses.filter(term)
-    return expenses
+    return expenses.filter(
+        ConditionGroups.of(terms).as_q(lambda c: condition_type_of(c.ctype).check(c))
+    )
 
 
 def _measured(rule: Rule, conditions: list[RuleCondition]) -> bool:

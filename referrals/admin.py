@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString
 
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from common.charts import bar_chart
+from common.groups import GroupedConditionInline
 from referrals import selectors, services
 from referrals.models import (
     LinkClick,
@@ -363,20 +364,11 @@ class RuleConditionForm(forms.ModelForm):
         ]
 
 
-class RuleConditionInline(admin.TabularInline):
+class RuleConditionInline(GroupedConditionInline, admin.TabularInline):
     model = RuleCondition
     form = RuleConditionForm
     fields = RuleConditionForm.Meta.fields
     extra = 0
-
-    def get_formset(self, request, obj=None, **kwargs):
-        formset = super().get_formset(request, obj, **kwargs)
-        groups = formset.form.base_fields.get("group")
-        if groups is not None:
-            groups.queryset = (
-                RuleConditionGroup.objects.filter(rule=obj) if obj else groups.queryset.none()
-            )
-        return formset
 
 
 @admin.register(Rule)

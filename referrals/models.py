@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider
 from common.comparison import Comparison
+from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 PARTNER_PLACEHOLDER = "@ID@"
@@ -245,13 +246,15 @@ class RuleConditionGroup(models.Model):
         return self.name
 
 
-class RuleCondition(models.Model):
+class RuleCondition(GroupedCondition, models.Model):
     class Type(models.TextChoices):
         NONE = "0", "no conditions"
         REFERRAL_SALES = "1", "referral's sales volume"
         REFERRAL_SERVICES = "2", "number of services purchased by the referral"
         PARTNER_REFERRALS = "3", "number of referrals brought by the referrer"
         ALL_REFERRALS_SALES = "4", "total sales volume of all referrals"
+
+    group_owner = "rule"
 
     rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="conditions")
     ctype = models.CharField("condition", max_length=1, choices=Type.choices)
@@ -293,8 +296,8 @@ class RuleCondition(models.Model):
 
         if self.ctype in self.Type.values:
             condition_type_of(self.ctype).validate(self)
-        if self.group_id and self.group.rule_id != self.rule_id:
-            raise ValidationError({"group": "The group belongs to another rule."})
+        if errors := self.group_error():
+            raise ValidationError(errors)
 
 
 class Referral(models.Model):

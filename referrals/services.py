@@ -12,7 +12,11 @@ from django.utils import timezone
 
 from billing.models import Client
 from common.actors import Actor
-from common.groups import group_resolve, groups_drop_empty
+from common.groups import (
+    grouped_condition_create,
+    grouped_condition_update,
+    grouped_conditions_delete,
+)
 from common.services import history_record, model_create, model_delete_many, model_update
 from referrals.models import (
     PARTNER_PLACEHOLDER,
@@ -25,7 +29,6 @@ from referrals.models import (
     Reward,
     Rule,
     RuleCondition,
-    RuleConditionGroup,
     partner_code,
     partner_link,
 )
@@ -142,22 +145,19 @@ def rule_delete_many(*, rules: Iterable[Rule], actor: Actor) -> int:
 # Rule conditions --------------------------------------------------------------------------------
 
 
-def _group(rule: Rule, group: str | None, groupname: str | None):
-    return group_resolve(
-        model=RuleConditionGroup, owner={"rule": rule}, group=group, groupname=groupname
-    )
-
-
 @transaction.atomic
 def rule_condition_create(
     *, rule: Rule, actor: Actor, group: str | None = None, groupname: str | None = None, **fields
 ) -> RuleCondition:
     _accrual_restart(Rule.objects.filter(pk=rule.pk))
-    return model_create(
+    return grouped_condition_create(
         model=RuleCondition,
-        data={"rule": rule, "group": _group(rule, group, groupname), **fields},
+        owner={"rule": rule},
         actor=actor,
         root=rule.program,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
 
 
@@ -170,13 +170,15 @@ def rule_condition_update(
     groupname: str | None = None,
     **fields: Any,
 ) -> RuleCondition:
-    if group is not None:
-        fields["group"] = _group(condition.rule, group, groupname)
-    old_group = condition.group
-    condition, changes = model_update(
-        instance=condition, data=fields, actor=actor, root=condition.rule.program
+    condition, changes = grouped_condition_update(
+        condition=condition,
+        owner={"rule": condition.rule},
+        actor=actor,
+        root=condition.rule.program,
+        group=group,
+        groupname=groupname,
+        **fields,
     )
-    groups_drop_empty(RuleConditionGroup, [old_group])
     if changes:
         _accrual_restart(Rule.objects.filter(pk=condition.rule_id))
     return condition
@@ -185,11 +187,10 @@ def rule_condition_update(
 @transaction.atomic
 def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Actor) -> int:
     conditions = list(conditions)
-    groups = [c.group for c in conditions]
     _accrual_restart(Rule.objects.filter(pk__in={c.rule_id for c in conditions}))
-    deleted = model_delete_many(objects=conditions, actor=actor, root_of=lambda c: c.rule.program)
-    groups_drop_empty(RuleConditionGroup, groups)
-    return deleted
+    return grouped_conditions_delete(
+        conditions=conditions, actor=actor, root_of=lambda c: c.rule.program
+    )
 
 
 # Attribution ------------------------------------------------------------------------------------

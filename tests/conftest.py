@@ -52,6 +52,18 @@ def run_in_threads(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
         return list(pool.map(call, args))
 
 
+@pytest.fixture(autouse=True)
+def cold_rule_caches():
+    """Each test starts without compiled rule sets: the test database reuses ids and rules
+    versions that an earlier test may have compiled."""
+    from django.core.cache import cache
+
+    from promotions.engine.rules import rules_forget
+
+    rules_forget()
+    cache.clear()
+
+
 @pytest.fixture
 def wsgi_keeps_test_connection(settings):
     """For calls through the WSGI app itself (schemathesis), as Django's test client does: the

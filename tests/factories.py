@@ -8,6 +8,7 @@ from django.utils import timezone
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
 from digipay_api.models import ApiToken, Company, CompanyCurrency
 from digipay_api.selectors import key_digest
+from promotions.engine.rules import rules_version_bump
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -107,7 +108,22 @@ class ReferralProgramFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Program {n}")
 
 
-class PromotionFactory(factory.django.DjangoModelFactory):
+class RulesFactory(factory.django.DjangoModelFactory):
+    """A promotion's rule row made directly, as its service would make it: the provider's rules
+    version moves, so a compiled rule set made before it is not used again."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def _after_postgeneration(cls, instance, create, results=None):
+        super()._after_postgeneration(instance, create, results)
+        if create:
+            promotion = instance if isinstance(instance, Promotion) else instance.promotion
+            rules_version_bump(provider_id=promotion.provider_id)
+
+
+class PromotionFactory(RulesFactory):
     class Meta:
         model = Promotion
 
@@ -117,7 +133,7 @@ class PromotionFactory(factory.django.DjangoModelFactory):
     todate = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=30))
 
 
-class DiscountFactory(factory.django.DjangoModelFactory):
+class DiscountFactory(RulesFactory):
     class Meta:
         model = Discount
 
@@ -133,7 +149,7 @@ class ConditionGroupFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"group {n}")
 
 
-class ConditionFactory(factory.django.DjangoModelFactory):
+class ConditionFactory(RulesFactory):
     class Meta:
         model = Condition
 
@@ -142,7 +158,7 @@ class ConditionFactory(factory.django.DjangoModelFactory):
     amount = 1
 
 
-class PromoCodeFactory(factory.django.DjangoModelFactory):
+class PromoCodeFactory(RulesFactory):
     class Meta:
         model = PromoCode
 

@@ -16,7 +16,9 @@ from billmgr_api.resources import Column, Resource, id_column, read_only_list
 from billmgr_api.results import FuncResult
 from common.groups import GroupChoice
 from common.models import History
-from promotions import selectors, services
+from common.selectors import history_of
+from promotions import codegen, selectors, services
+from promotions.jobs import background_from, generate_codes_start
 from promotions.models import (
     Comparison,
     Condition,
@@ -42,7 +44,7 @@ def _date_filter(lookup: str, name: str):
 def _status_filter(raw: str) -> Q:
     if raw not in Promotion.Status.values:
         raise FuncError("value", "status", f"status is one of {', '.join(Promotion.Status.values)}")
-    return selectors.promotion_status_q(Promotion.Status(raw), day=timezone.localdate())
+    return Promotion.objects.status_q(raw, timezone.localdate())
 
 
 PROMOTION_COLUMNS = [
@@ -135,7 +137,7 @@ history_view = read_only_list("promotion.history", History, HISTORY_COLUMNS)
 @func("promotion.history", perm="promotions.view_promotion")
 def promotion_history(req: FuncRequest) -> FuncResult:
     target = req.object(Promotion.objects.all())
-    return history_view.rows(req, selectors.history_of(obj=target))
+    return history_view.rows(req, history_of(obj=target))
 
 
 # Discounts --------------------------------------------------------------------------------------
@@ -217,8 +219,34 @@ condition = Resource(
 
 
 def _promocode_create(req: FuncRequest, parent: Promotion, data: dict):
+    """A fixed code makes one code; a template (`?`) makes `count` codes and answers how many, or,
+    from PROMOCODES_BACKGROUND_FROM codes on, is checked now and generated in the background
+    (answering the job's id, as the admin's progress page shows it)."""
     count = data.pop("count", None) or 1
-    return services.promocode_create(promotion=parent, actor=req.actor, count=count, **data)
+    if codegen.is_template(data.get("code", "")):
+        onlydigit = data.pop("onlydigit", False)
+        template = data.pop("code")
+        if count >= background_from():
+            job = generate_codes_start(
+                promotions=[parent],
+                template=template,
+                count=count,
+                onlydigit=onlydigit,
+                actor=req.actor,
+                code_settings=data,
+            )
+            return FuncResult.ok(job=job.pk, count=count, background="on")
+        return services.promocodes_generate(
+            promotion=parent,
+            actor=req.actor,
+            template=template,
+            count=count,
+            digits_only=onlydigit,
+            **data,
+        )
+    if count != 1:
+        raise FuncError("value", "count", 'A fixed code is one code; add "?" to generate more.')
+    return services.promocode_create(promotion=parent, actor=req.actor, **data)
 
 
 def _promocode_update(req: FuncRequest, obj: PromoCode, data: dict):
@@ -269,10 +297,7 @@ USAGE_COLUMNS = [
     Column("id", lambda u: u.service_id or "", "service_id"),
     Column("account", lambda u: u.client.name, "client__name__icontains"),
     Column("status", lambda u: u.status, "status"),
-    Column(
-        "expense",
-        lambda u: f"{u.expense.amount.normalize():f} {u.expense.currency}" if u.expense else "",
-    ),
+    Column("expense", lambda u: selectors.usage_charge(u)),
     Column("usage", lambda u: u.pk),
 ]
 usage_view = read_only_list("promocode.usage", PromoCodeUsage, USAGE_COLUMNS)

@@ -1,6 +1,8 @@
-"""The promotion engine: facts about a client, condition and discount strategies, the quote."""
+"""The promotion engine: compiled rules, facts about a client, condition and discount strategies,
+the quote."""
 
-from promotions.engine.quote import normalize_code, quote_order
+from promotions.codegen import normalize_code
+from promotions.engine.quote import quote_order
 from promotions.engine.types import Kind, Line, LineQuote, Order, Quote, Verdict
 
 __all__ = [

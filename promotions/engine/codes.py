@@ -1,16 +1,50 @@
-"""The checks a promo code must pass for a client at a moment, in the order they are reported."""
+"""The checks a promo code must pass for a client at a moment, in the order they are reported.
 
+Codes are not compiled (a promotion may hold millions, and their counters move with every
+redemption): the codes an order names are read per quote, as plain rows.
+"""
+
+import datetime
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
 
 from django.utils import timezone
 
-from common.periods import shift
+from common.periods import period_length_error, shift
 from promotions.engine.facts import ClientFacts
 from promotions.models import PromoCode
 
 
-def _window(code: PromoCode, facts: ClientFacts) -> str | None:
-    if code.active_time_type != PromoCode.ActiveTimeType.PERIOD:
+@dataclass(frozen=True)
+class CodeRow:
+    id: int
+    code: str
+    promotion_id: int
+    provider_id: int
+    use_count: int
+    # PromoCode.SETTINGS, in that order:
+    uselimit: int | None
+    account_uselimit: int | None
+    active_time_type: str
+    fromdate: datetime.date | None
+    todate: datetime.date | None
+    expiretype: str
+    periodtype: str
+    periodlength: int | None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "code",
+        "promotion_id",
+        "promotion__provider_id",
+        "use_count",
+        *PromoCode.SETTINGS,
+    )
+
+
+def _window(code: CodeRow, facts: ClientFacts) -> str | None:
+    if code.active_time_type != "period":
         return None
     day = timezone.localdate(facts.at)
     if day < code.fromdate:
@@ -20,23 +54,26 @@ def _window(code: PromoCode, facts: ClientFacts) -> str | None:
     return None
 
 
-def _uselimit(code: PromoCode, facts: ClientFacts) -> str | None:
+def _uselimit(code: CodeRow, facts: ClientFacts) -> str | None:
     if code.uselimit is not None and code.use_count >= code.uselimit:
         return f"code {code.code} has been used up ({code.use_count} of {code.uselimit})"
     return None
 
 
-def _account_uselimit(code: PromoCode, facts: ClientFacts) -> str | None:
-    use = facts.code_uses.get(code.pk)
+def _account_uselimit(code: CodeRow, facts: ClientFacts) -> str | None:
+    use = facts.code_uses.get(code.id)
     if code.account_uselimit is not None and use and use.live_uses >= code.account_uselimit:
         return f"code {code.code} may be used {code.account_uselimit} time(s) per client"
     return None
 
 
-def _discount_period(code: PromoCode, facts: ClientFacts) -> str | None:
-    if code.expiretype != PromoCode.ExpireType.PERIOD:
+def _discount_period(code: CodeRow, facts: ClientFacts) -> str | None:
+    if code.expiretype != "period":
         return None
-    use = facts.code_uses.get(code.pk)
+    broken = period_length_error(code.periodtype, code.periodlength)
+    if broken:
+        return f"code {code.code} cannot be used: its discount period is wrong ({broken})"
+    use = facts.code_uses.get(code.id)
     if use and use.first_use:
         ends = shift(use.first_use, periodtype=code.periodtype, length=code.periodlength)
         if ends < facts.at:
@@ -44,7 +81,7 @@ def _discount_period(code: PromoCode, facts: ClientFacts) -> str | None:
     return None
 
 
-CODE_CHECKS: list[Callable[[PromoCode, ClientFacts], str | None]] = [
+CODE_CHECKS: list[Callable[[CodeRow, ClientFacts], str | None]] = [
     _window,
     _uselimit,
     _account_uselimit,
@@ -52,7 +89,7 @@ CODE_CHECKS: list[Callable[[PromoCode, ClientFacts], str | None]] = [
 ]
 
 
-def code_refusal(code: PromoCode, facts: ClientFacts) -> str | None:
+def code_refusal(code: CodeRow, facts: ClientFacts) -> str | None:
     """Why the client may not use the code now, or None when it may."""
     for rule in CODE_CHECKS:
         reason = rule(code, facts)

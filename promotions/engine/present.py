@@ -35,4 +35,5 @@ def quote_as_dict(quote: Quote) -> dict[str, Any]:
         ],
         "total": money(quote.total),
         "discount_total": money(quote.discount_total),
+        "explained": quote.explained,
     }

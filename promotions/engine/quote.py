@@ -1,50 +1,39 @@
-"""Quote an order: which promotion discounts each line, and why every other one does not."""
+"""Quote an order against the provider's compiled rules: which promotion discounts each line, and
+why others do not.
+
+A line's discount is the largest any applicable promotion gives (ties go to the lower promotion
+id). The default answer walks the line's ranked discounts only until the winner is certain, and
+carries the winner, the runner-up, the promotions ranked above the winner that missed (a failed
+condition or code: the near misses) and the promotions of the codes the order names. With
+`explain`, every live promotion's verdict on every line is given.
+"""
 
 from dataclasses import replace
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from billing.models import Client, Currency, Tariff
 from common.money import money_round
-from promotions.engine.codes import code_refusal
-from promotions.engine.conditions import Outcome, conditions_hold
-from promotions.engine.discounts import line_discount
-from promotions.engine.facts import ClientFacts, load_facts
-from promotions.engine.types import CodeVerdict, LineQuote, Order, Quote, Verdict
-from promotions.models import Condition, Discount, PromoCode, Promotion
+from promotions.engine.codes import CodeRow, code_refusal
+from promotions.engine.conditions import ConditionCheck, Outcome, safely
+from promotions.engine.discounts import CompiledDiscount, Shape
+from promotions.engine.facts import ClientFacts, Fact, load_facts
+from promotions.engine.rules import CompiledPromotion, RuleSet, ShapeRules, rules_for
+from promotions.engine.types import CodeVerdict, Kind, Line, LineQuote, Order, Quote, Verdict
+from promotions.models import PromoCode
 
-
-def normalize_code(code: str) -> str:
-    return code.strip().upper()
-
-
-def _live_promotions(order: Order) -> list[Promotion]:
-    day = timezone.localdate(order.at)
-    return list(
-        Promotion.objects.filter(provider_id=order.provider_id, archived=False, fromdate__lte=day)
-        .filter(Q(todate__isnull=True) | Q(todate__gte=day))
-        .annotate(needs_code=Exists(PromoCode.objects.filter(promotion=OuterRef("pk"))))
-        .prefetch_related(
-            "discounts",
-            Prefetch(
-                "conditions",
-                queryset=Condition.objects.select_related(
-                    "pricelist", "currency", "account_group", "affiliate"
-                ),
-            ),
-        )
-        .order_by("id")
-    )
+# Near misses reported per line in the default answer: those that would have given the most.
+NEAR_MISSES = 10
+NEEDS_A_CODE = Outcome(False, "needs one of its promo codes")
 
 
 def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currency]]:
     """The order's client, tariffs and currencies, or a ValidationError naming what is wrong."""
     client = (
         Client.objects.filter(pk=order.client_id, provider_id=order.provider_id)
-        .select_related("provider")
+        .only("id", "registration_date")
         .first()
     )
     if client is None:
@@ -53,7 +42,9 @@ def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currenc
         )
     if not order.lines:
         raise ValidationError({"lines": "An order has at least one line."})
-    tariffs = Tariff.objects.in_bulk({line.tariff_id for line in order.lines})
+    tariffs = Tariff.objects.only("id", "name", "provider_id", "charge").in_bulk(
+        {line.tariff_id for line in order.lines}
+    )
     foreign = sorted(
         str(line.tariff_id)
         for line in order.lines
@@ -71,59 +62,248 @@ def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currenc
         raise ValidationError({"lines": f"Unknown currency {', '.join(unknown)}."})
     if len({line.currency for line in order.lines}) > 1:
         raise ValidationError({"lines": "An order is in one currency."})
-    if any(line.price < 0 for line in order.lines):
-        raise ValidationError({"lines": "A price is zero or more."})
-    if any(line.period < 1 for line in order.lines):
-        raise ValidationError({"lines": "A period is one month or more."})
     return client, tariffs, currencies
 
 
-def _check_codes(
-    order: Order, promotions: dict[int, Promotion], codes: dict[str, PromoCode], facts: ClientFacts
-) -> list[CodeVerdict]:
-    verdicts = []
-    for text in dict.fromkeys(normalize_code(c) for c in order.codes):
-        code = codes.get(text)
-        if code is None or code.promotion.provider_id != order.provider_id:
-            verdicts.append(CodeVerdict(text, False, f"there is no promo code {text}"))
-            continue
-        pid = code.promotion_id
-        if pid not in promotions:
-            reason = f"code {text} belongs to promotion {pid}, which is not active now"
+class _Evaluation:
+    """One quote's evaluation: what is decided once per promotion (codes, conditions) is
+    remembered across the order's lines."""
+
+    def __init__(self, rules: RuleSet, order: Order, facts: ClientFacts, codes: dict):
+        self.rules, self.order, self.facts = rules, order, facts
+        self.codes = self._check_codes(codes)
+        self.by_promotion: dict[int, list[CodeVerdict]] = {}
+        for verdict in self.codes:
+            if verdict.promotion_id in rules.promotions:
+                self.by_promotion.setdefault(verdict.promotion_id, []).append(verdict)
+        # The promotions of the codes named, in id order: their verdicts are always reported.
+        self.coded = sorted(self.by_promotion)
+        self._eligible: dict[int, tuple[Outcome, str | None]] = {}
+        self._conditions: dict[tuple, Outcome] = {}
+        self._every: list[tuple[int, Outcome]] | None = None
+        self._terms: dict[tuple, Outcome] = {}
+
+    def _check_codes(self, codes: dict[str, CodeRow]) -> list[CodeVerdict]:
+        verdicts = []
+        for text in self.order.codes:
+            code = codes.get(text)
+            if code is None or code.provider_id != self.order.provider_id:
+                verdicts.append(CodeVerdict(text, False, f"there is no promo code {text}"))
+                continue
+            pid = code.promotion_id
+            if pid not in self.rules.promotions:
+                reason = f"code {text} belongs to promotion {pid}, which is not active now"
+            else:
+                try:
+                    reason = code_refusal(code, self.facts)
+                except Exception:  # a code stored around the services refuses itself
+                    reason = f"code {text} cannot be used: its settings are broken"
+            verdicts.append(
+                CodeVerdict(
+                    text, reason is None, reason or f"code {text} is valid", pid, code.id, code
+                )
+            )
+        return verdicts
+
+    def _condition(self, check: ConditionCheck) -> Outcome:
+        found = self._conditions.get(check.signature)
+        if found is None:
+            found = self._conditions[check.signature] = safely(check, self.facts, self.order)
+        return found
+
+    def eligible(self, pid: int) -> tuple[Outcome, str | None]:
+        """Whether the promotion may apply to this order at all, and the code it applies with."""
+        found = self._eligible.get(pid)
+        if found is not None:
+            return found
+        promotion = self.rules.promotions[pid]
+        code = None
+        outcome = None
+        if promotion.needs_code:
+            mine = self.by_promotion.get(pid, ())
+            valid = [v for v in mine if v.valid]
+            if valid:
+                code = valid[0].code
+            else:
+                outcome = Outcome(False, mine[0].reason) if mine else NEEDS_A_CODE
+        if outcome is None:
+            outcome = self._conditions_of(promotion)
+        found = self._eligible[pid] = (outcome, code)
+        return found
+
+    def _conditions_of(self, promotion: CompiledPromotion) -> Outcome:
+        key = self.rules.conditions_keys[promotion.id]
+        found = self._terms.get(key)
+        if found is None:
+            failing = promotion.conditions.first_failing(lambda c: self._condition(c).holds)
+            found = self._terms[key] = (
+                Outcome(True, "conditions met")
+                if failing is None
+                else Outcome(
+                    False,
+                    "condition not met: " + " OR ".join(self._condition(c).reason for c in failing),
+                )
+            )
+        return found
+
+    def every_outcome(self) -> list[tuple[int, Outcome]]:
+        """Every live promotion's outcome, in id order (an explained quote reads them per line)."""
+        if self._every is None:
+            self._every = [(pid, self.eligible(pid)[0]) for pid in self.rules.order]
+        return self._every
+
+    def line(self, line: Line, tariff: Tariff, minor_units: int, explain: bool) -> LineQuote:
+        shape = Shape(
+            tariff.pk, tariff.name, tariff.charge == Tariff.Charge.DAILY, line.kind, line.period
+        )
+        priced = _LinePrices(line.price, shape, minor_units, self.rules.price_slots)
+        rules = self.rules.shape(shape)
+        winner, best, runner, near = self._walk(line, shape, rules, priced)
+        if explain:
+            outcomes = self.every_outcome()
         else:
-            reason = code_refusal(code, facts)
-        verdicts.append(CodeVerdict(text, reason is None, reason or f"code {text} is valid", pid))
-    return verdicts
+            shown = {p for p in (winner, runner, *near, *self.coded) if p is not None}
+            outcomes = [(pid, self.eligible(pid)[0]) for pid in sorted(shown)]
+        verdicts = []
+        losing = f"not chosen: promotion {winner} gives {best}, this one " if winner else ""
+        offers = rules.offers
+        for pid, outcome in outcomes:
+            if not outcome.holds:
+                verdicts.append(Verdict(pid, False, outcome.reason))
+                continue
+            if pid == winner:
+                _, discount, _ = self._offer(pid, line, rules, priced)
+                verdicts.append(Verdict(pid, True, f"applied: {discount.applied(best, shape)}"))
+                continue
+            top, _, refusal, served = offers[pid]
+            if served:
+                _, top, refusal = self._offer(pid, line, rules, priced)
+            if top is None:
+                verdicts.append(Verdict(pid, False, refusal))
+                continue
+            # The promotion's best amount is its best-ranked discount's (amounts follow ranks).
+            amount, text = priced.priced(top)
+            if amount <= 0:
+                verdicts.append(Verdict(pid, False, "its discount comes to nothing on this line"))
+            else:
+                verdicts.append(Verdict(pid, False, losing + text))
+        return LineQuote(
+            line=line,
+            discount=best if winner else Decimal(0) * line.price,
+            promotion_id=winner,
+            code=self.eligible(winner)[1] if winner else None,
+            verdicts=verdicts,
+        )
+
+    def _usable(self, discount: CompiledDiscount, line: Line) -> bool:
+        return not discount.needs_service(line.kind) or not discount.service_refusal(
+            line, self.facts
+        )
+
+    def _walk(self, line: Line, shape: Shape, rules: ShapeRules, priced: "_LinePrices"):
+        """The winner and its amount, the runner-up, and the near misses ranked above the winner:
+        the line's discounts are taken best first, so the walk stops once the winner is certain."""
+        winner, best, tied, runner = None, None, [], None
+        near: dict[int, None] = {}  # ranked above the winner, missing a condition or a code
+        unserved: dict[int, None] = {}  # ranked above the winner, missing the renewed service
+        offered: set[int] = set()
+        looked = 0  # entries below the winner looked at for a runner-up
+        for _, pid, discount in self.rules.ranked(rules, self.coded):
+            if pid in offered or pid in near:
+                continue  # its best discount came first
+            if winner is not None:
+                # Past the winner only a tie (a lower id at the same amount) can change it;
+                # a runner-up is looked for among the next few, not through the catalogue.
+                amount = priced.amount(discount)
+                if amount < best:
+                    if looked >= NEAR_MISSES or amount <= 0:
+                        break
+                    looked += 1
+                if self.eligible(pid)[0].holds and self._usable(discount, line):
+                    offered.add(pid)
+                    if amount == best:
+                        tied.append(pid)
+                    else:
+                        runner = pid
+                        break
+                continue
+            if not self.eligible(pid)[0].holds:
+                if len(near) < NEAR_MISSES:
+                    near[pid] = None
+                continue
+            if not self._usable(discount, line):
+                unserved[pid] = None
+                continue
+            amount = priced.amount(discount)
+            if amount <= 0:
+                break  # every discount ranked below comes to nothing too
+            offered.add(pid)
+            winner, best = pid, amount
+        if tied:
+            everyone = sorted({winner, *tied})
+            winner, runner = everyone[0], everyone[1]
+        for pid in unserved:
+            if pid not in offered and len(near) < NEAR_MISSES:
+                near[pid] = None
+        return winner, best, runner, near
+
+    def _offer(self, pid: int, line: Line, rules: ShapeRules, priced: "_LinePrices"):
+        """The promotion's best discount on the line as (amount, discount, None), or
+        (None, None, why none of its discounts applies)."""
+        _, usable, refusal, served = rules.offers[pid]
+        if served:  # a discount depends on the renewed service: decided for this line
+            usable, reasons = [], []
+            for discount, why in rules.refusals[pid]:
+                if why is None and discount.needs_service(line.kind):
+                    why = discount.service_refusal(line, self.facts)
+                if why is None:
+                    usable.append(discount)
+                else:
+                    reasons.append(why)
+            refusal = "; ".join(reasons) or "the promotion has no discounts"
+        if not usable:
+            return None, None, refusal
+        best, chosen = None, None
+        for discount in usable:
+            amount = priced.amount(discount)
+            if best is None or amount > best:
+                best, chosen = amount, discount
+        return best, chosen, None
 
 
-def _promotion_outcome(
-    promotion: Promotion, code_verdicts: list[CodeVerdict], facts: ClientFacts, order: Order
-) -> tuple[Outcome, str | None]:
-    """Whether the promotion may apply to this order at all, and the code it applies with."""
-    code = None
-    if promotion.needs_code:
-        mine = [v for v in code_verdicts if v.promotion_id == promotion.pk]
-        valid = [v for v in mine if v.valid]
-        if not valid:
-            reason = mine[0].reason if mine else "needs one of its promo codes"
-            return Outcome(False, reason), None
-        code = valid[0].code
-    return conditions_hold(list(promotion.conditions.all()), facts, order), code
+class _LinePrices:
+    """A line's discount amounts (and their text), computed once per percentage and share."""
+
+    def __init__(self, price: Decimal, shape: Shape, minor_units: int, slots: int):
+        self.price, self.shape, self.minor_units = price, shape, minor_units
+        self.renewal = shape.kind == Kind.RENEWAL
+        self._priced: list[tuple[Decimal, str] | None] = [None] * slots
+
+    def priced(self, discount: CompiledDiscount) -> tuple[Decimal, str]:
+        slot = discount.slot_renewal if self.renewal else discount.slot_new
+        found = self._priced[slot]
+        if found is None:
+            amount = discount.amount(self.price, self.shape, self.minor_units)
+            found = self._priced[slot] = (amount, str(amount))
+        return found
+
+    def amount(self, discount: CompiledDiscount) -> Decimal:
+        return self.priced(discount)[0]
 
 
-def _tariffs_of_discounts(promotions) -> dict[int, frozenset[int]]:
-    ids = [d.pk for p in promotions for d in p.discounts.all() if d.type == Discount.Type.PRICELIST]
-    pairs = Discount.pricelist.through.objects.filter(discount_id__in=ids).values_list(
-        "discount_id", "tariff_id"
-    )
-    covered: dict[int, set[int]] = {}
-    for discount_id, tariff_id in pairs:
-        covered.setdefault(discount_id, set()).add(tariff_id)
-    return {k: frozenset(v) for k, v in covered.items()}
+def _codes(order: Order) -> dict[str, CodeRow]:
+    if not order.codes:
+        return {}
+    rows = PromoCode.objects.filter(code__in=order.codes).values_list(*CodeRow.COLUMNS)
+    return {row[1]: CodeRow(*row) for row in rows}
 
 
-def quote_order(*, order: Order) -> Quote:
-    """Read-only: decides every line's discount; the largest wins, ties go to the lower id."""
+def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = None) -> Quote:
+    """Read-only: decides every line's discount against the provider's rules for the order's day.
+
+    `explain` gives every live promotion's verdict on every line; otherwise the winner's, the
+    runner-up's, the near misses' and those of the promotions of the codes named.
+    """
     client, tariffs, currencies = _resolve(order)
     order = replace(
         order,
@@ -134,73 +314,36 @@ def quote_order(*, order: Order) -> Quote:
             for ln in order.lines
         ),
     )
-    promotions = {p.pk: p for p in _live_promotions(order)}
-    wanted = {normalize_code(c) for c in order.codes}
-    codes = {
-        c.code: c for c in PromoCode.objects.filter(code__in=wanted).select_related("promotion")
-    }
-    conditions = [c for p in promotions.values() for c in p.conditions.all()]
+    rules = rules or rules_for(order.provider_id, timezone.localdate(order.at))
+    codes = _codes(order)
+    needs = rules.needs
+    if rules.validity_discounts and any(ln.service_id for ln in order.lines):
+        needs = needs | {Fact.SERVICES}
     facts = load_facts(
-        client=client, at=order.at, conditions=conditions, codes=list(codes.values())
+        client_id=client.pk,
+        registered_at=client.registration_date,
+        at=order.at,
+        needs=needs,
+        windows=rules.windows,
+        # A client's uses matter only to codes with a per-client limit or a discount period.
+        code_ids=[
+            c.id
+            for c in codes.values()
+            if c.provider_id == order.provider_id
+            and (c.account_uselimit is not None or c.expiretype == "period")
+        ],
     )
-    code_verdicts = _check_codes(order, promotions, codes, facts)
-    outcomes = {
-        pid: _promotion_outcome(p, code_verdicts, facts, order) for pid, p in promotions.items()
-    }
-
-    # Materialised once: per-line loops must not touch related managers or build querysets.
-    covered = _tariffs_of_discounts(promotions.values())
-    discounts = {
-        pid: [(d, covered.get(d.pk, frozenset())) for d in p.discounts.all()]
-        for pid, p in promotions.items()
-    }
-    lines = []
-    for line in order.lines:
-        tariff = tariffs[line.tariff_id]
-        minor_units = currencies[line.currency].minor_units
-        offers: dict[int, tuple[Decimal, str]] = {}
-        refusals: dict[int, str] = {}
-        for pid in promotions:
-            outcome, _ = outcomes[pid]
-            if not outcome.holds:
-                refusals[pid] = outcome.reason
-                continue
-            tried = [
-                line_discount(d, tariff_ids, line, tariff, minor_units, facts)
-                for d, tariff_ids in discounts[pid]
-            ]
-            priced = [t for t in tried if t.amount is not None]
-            if not priced:
-                refusals[pid] = (
-                    "; ".join(t.reason for t in tried) or "the promotion has no discounts"
-                )
-            elif max(t.amount for t in priced) <= 0:
-                refusals[pid] = "its discount comes to nothing on this line"
-            else:
-                best = max(priced, key=lambda t: t.amount)
-                offers[pid] = (best.amount, best.reason)
-        winner = min(offers, key=lambda pid: (-offers[pid][0], pid)) if offers else None
-        verdicts = []
-        for pid in promotions:
-            if pid == winner:
-                verdicts.append(Verdict(pid, True, f"applied: {offers[pid][1]}"))
-            elif pid in offers:
-                verdicts.append(
-                    Verdict(
-                        pid,
-                        False,
-                        f"not chosen: promotion {winner} gives {offers[winner][0]}, this one {offers[pid][0]}",
-                    )
-                )
-            else:
-                verdicts.append(Verdict(pid, False, refusals[pid]))
-        lines.append(
-            LineQuote(
-                line=line,
-                discount=offers[winner][0] if winner else Decimal(0) * line.price,
-                promotion_id=winner,
-                code=outcomes[winner][1] if winner else None,
-                verdicts=verdicts,
-            )
+    evaluation = _Evaluation(rules, order, facts, codes)
+    lines = [
+        evaluation.line(
+            line, tariffs[line.tariff_id], currencies[line.currency].minor_units, explain
         )
-    return Quote(order=order, lines=lines, codes=code_verdicts)
+        for line in order.lines
+    ]
+    return Quote(
+        order=order,
+        lines=lines,
+        codes=evaluation.codes,
+        rules_version=rules.version,
+        explained=explain,
+    )

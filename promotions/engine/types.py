@@ -3,6 +3,9 @@
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any, NamedTuple
+
+from promotions.codegen import normalize_code
 
 
 class Kind:
@@ -23,16 +26,23 @@ class Line:
 
 @dataclass(frozen=True)
 class Order:
+    """An order as the engine reads it; its codes are always normalised, blanks and repeats
+    dropped, so every check (the guessing brake, the quote, the fingerprint) sees one spelling."""
+
     client_id: int
     provider_id: int
     at: datetime.datetime
     lines: tuple[Line, ...]
     codes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        codes = (normalize_code(c) for c in self.codes)
+        object.__setattr__(self, "codes", tuple(dict.fromkeys(c for c in codes if c)))
 
-@dataclass(frozen=True)
-class Verdict:
-    """Whether a promotion gave this line its discount, and if not, why."""
+
+class Verdict(NamedTuple):
+    """Whether a promotion gave this line its discount, and if not, why (a tuple: an explained
+    quote of a large catalogue makes thousands)."""
 
     promotion_id: int
     applied: bool
@@ -58,6 +68,9 @@ class CodeVerdict:
     valid: bool
     reason: str
     promotion_id: int | None = None
+    code_id: int | None = None
+    # The code's row as the quote read it (None for a code that does not exist here).
+    row: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -65,6 +78,10 @@ class Quote:
     order: Order
     lines: list[LineQuote]
     codes: list[CodeVerdict]
+    # The provider's rules version the quote was made at (a redemption re-checks it under lock).
+    rules_version: int = 0
+    # Every promotion's verdict on every line, or only the winners', the codes' and near misses'.
+    explained: bool = False
 
     @property
     def total(self) -> Decimal:

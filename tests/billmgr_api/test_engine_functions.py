@@ -1,15 +1,18 @@
 """promotion.quote, promotion.redeem and promotion.release: the engine through the func-style door."""
 
+import datetime
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
-from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.models import Discount, PromoCode, PromoCodeUsage, Redemption
 from tests.factories import (
     ClientFactory,
     DiscountFactory,
     PromoCodeFactory,
     PromotionFactory,
+    ServiceFactory,
     TariffFactory,
 )
 
@@ -57,10 +60,15 @@ def test_quote_lists_each_line_with_its_discount_and_verdicts(door, out, shop):
     assert "applied" in rows[0]["verdicts"]
 
 
-def test_quote_without_the_code_says_why_nothing_applied(door, out, shop):
-    answer = door("promotion.quote", out=out, **order_params(shop))
-    assert {r["discount"] for r in answer["elem"]} == {"0.00"}
-    assert "needs one of its promo codes" in answer["elem"][0]["verdicts"]
+def test_quote_without_the_code_says_why_nothing_applied_when_asked(door, out, shop):
+    # when quoted without the code, by default and with explain=on
+    plain = door("promotion.quote", out=out, **order_params(shop))
+    explained = door("promotion.quote", out=out, explain="on", **order_params(shop))
+    # then nothing applies; the default answer is short, the explained one says why
+    assert {r["discount"] for r in plain["elem"]} == {"0.00"}
+    assert (plain["explained"], plain["elem"][0]["verdicts"]) == ("off", "")
+    assert explained["explained"] == "on"
+    assert "needs one of its promo codes" in explained["elem"][0]["verdicts"]
 
 
 @pytest.mark.parametrize(
@@ -106,3 +114,73 @@ def test_redeem_uses_the_code_once_per_key_and_release_frees_it(door, out, shop)
 def test_redeem_needs_a_key(door, out, shop):
     answer = door("promotion.redeem", out=out, **order_params(shop))
     assert (answer["error"]["type"], answer["error"]["object"]) == ("empty", "idempotency_key")
+
+
+def renewal_shop(shop):
+    """A renewal discount lasting 3 months from the order, and a service ordered a month ago."""
+    renewals = PromotionFactory(provider=shop["promotion"].provider)
+    DiscountFactory(
+        promotion=renewals,
+        percentage=Decimal("40"),
+        actiontype=Discount.ActionType.PROLONG,
+        validity=Discount.Validity.MONTHS,
+        validitylength=3,
+    )
+    service = ServiceFactory(
+        client=shop["client"],
+        tariff=shop["tariffs"][1],
+        opened_at=timezone.now() - datetime.timedelta(days=30),
+    )
+    return renewals, service
+
+
+def test_a_renewal_names_its_service_and_gets_a_discount_valid_months_from_the_order(
+    door, out, shop
+):
+    # given a renewal discount valid 3 months from the order, and the client's month-old service
+    renewals, service = renewal_shop(shop)
+    params = order_params(shop, kind="new, renewal", explain="on")
+    # when the second line renews that service, named in the `service` list (blank for line one)
+    named = door("promotion.quote", out=out, service=f", {service.pk}", **params)
+    # then the renewal gets the 40% discount
+    assert (named["elem"][1]["promotion"], named["elem"][1]["discount"]) == (
+        str(renewals.pk),
+        "4.00",
+    )
+    # and without the service the verdict asks for it
+    unnamed = door("promotion.quote", out=out, **params)
+    assert unnamed["elem"][1]["discount"] == "0.00"
+    assert "name the renewed service" in unnamed["elem"][1]["verdicts"]
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"service": "7"}, ("value", "service")),
+        ({"service": "x, 7"}, ("value", "service")),
+        ({"period": "², 1"}, ("value", "period")),
+        ({"period": "0, 1"}, ("value", "period")),
+        ({"promocode": ", ".join(f"C{n}" for n in range(11))}, ("value", "promocode")),
+    ],
+)
+def test_order_rules_answer_value_errors_naming_the_parameter(door, out, shop, change, error):
+    answer = door("promotion.quote", out=out, **order_params(shop, **change))
+    assert (answer["error"]["type"], answer["error"]["object"]) == error
+
+
+def test_an_order_of_more_than_500_lines_is_refused_as_rest_refuses_it(door, out, shop):
+    # given an order of 501 lines
+    tariff = shop["tariffs"][0].pk
+    params = {
+        **order_params(shop),
+        "pricelist": ", ".join([str(tariff)] * 501),
+        "period": ", ".join(["1"] * 501),
+        "price": ", ".join(["1"] * 501),
+        "currency": ", ".join(["USD"] * 501),
+    }
+    # when it is quoted or redeemed, then a value error names the lines
+    for func in ("promotion.quote", "promotion.redeem"):
+        answer = door(func, out=out, idempotency_key="big", **params)
+        assert (answer["error"]["type"], answer["error"]["object"]) == ("value", "pricelist")
+        assert "at most 500 lines" in answer["error"]["msg"]
+    assert not Redemption.objects.exists()

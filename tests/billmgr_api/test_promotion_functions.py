@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from common.models import History
+from common.models import History, Job
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -14,13 +14,13 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
+from promotions.services import codes as code_services
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
     ConditionFactory,
     CurrencyFactory,
     DiscountFactory,
-    ExpenseFactory,
     PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
@@ -431,6 +431,79 @@ def test_promocode_generation_from_template(door, out):
     assert all(c.startswith("XMAS-") and len(c) == 9 and limit == 3 for c, limit in codes)
 
 
+def test_a_count_the_template_cannot_hold_is_refused_before_anything_is_written(door, out):
+    # given the attack of 12.15: a million digit codes from a template of a million
+    promotion = PromotionFactory()
+    answer = door(
+        "promotion.promocode.edit",
+        out=out,
+        sok="ok",
+        plid=promotion.pk,
+        code="DG??????",
+        onlydigit="on",
+        count="1000000",
+    )
+    # then a limit error answers at once, naming how many may be asked for, and nothing is made
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("limit", "count")
+    assert "ask for at most 500000" in answer["error"]["msg"]
+    assert not PromoCode.objects.exists() and not Job.objects.exists()
+
+
+def test_a_random_draw_fills_at_most_half_of_a_template(door, out, monkeypatch, settings):
+    # given templates of 1,000 codes drawn at random (enumeration only below 50 codes here)
+    monkeypatch.setattr(code_services, "ENUMERATION_LIMIT", 50)
+    settings.PROMOCODES_BACKGROUND_FROM = 10_000
+    promotion = PromotionFactory()
+
+    def generate(count):
+        return door(
+            "promotion.promocode.edit",
+            out=out,
+            sok="ok",
+            plid=promotion.pk,
+            code="DG???",
+            onlydigit="on",
+            count=str(count),
+        )
+
+    # when all of them are asked for, it is refused and nothing is made; half of them are made
+    assert generate(1000)["error"]["type"] == "limit"
+    assert not PromoCode.objects.exists()
+    assert generate(500)["count"] == "500"
+    assert generate(1)["error"]["type"] == "limit"
+    assert PromoCode.objects.count() == 500
+
+
+def test_a_big_generation_goes_to_the_background_job(
+    door, out, settings, django_capture_on_commit_callbacks
+):
+    # given generations from 100 codes on run in the background
+    settings.PROMOCODES_BACKGROUND_FROM, settings.JOBS_INLINE = 100, True
+    promotion = PromotionFactory()
+    # when 300 codes are asked for through the door
+    with django_capture_on_commit_callbacks(execute=False) as started:
+        answer = door(
+            "promotion.promocode.edit",
+            out=out,
+            sok="ok",
+            plid=promotion.pk,
+            code="BIG-??????",
+            count="300",
+            uselimit="2",
+        )
+    # then the answer names the job, and nothing is made until it runs
+    job = Job.objects.get()
+    assert (answer["job"], answer["count"], answer["background"]) == (str(job.pk), "300", "on")
+    assert not PromoCode.objects.exists()
+    for callback in started:
+        callback()
+    # and the job made them all, with the settings asked for
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert set(promotion.promocodes.values_list("uselimit", flat=True)) == {2}
+    assert promotion.promocodes.count() == 300
+
+
 @pytest.mark.parametrize(
     ("params", "object_"),
     [
@@ -459,14 +532,27 @@ def test_promocode_rejects_bad_input(door, out, params, object_):
 
 
 def test_usage_lists(door, out):
+    # given a code used on the renewal of a client's service: 12.50, 10% off
     promotion = PromotionFactory()
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
     code = PromoCodeFactory(promotion=promotion, code="USED1")
     client = ClientFactory(name="Zed", provider=promotion.provider)
     service = ServiceFactory(client=client)
-    expense = ExpenseFactory(client=client, amount=Decimal("12.5"))
-    usage = PromoCodeUsage.objects.create(
-        promocode=code, client=client, service=service, expense=expense
+    redeemed = door(
+        "promotion.redeem",
+        out=out,
+        account=client.pk,
+        project=promotion.provider.pk,
+        pricelist=service.tariff.pk,
+        price="12.50",
+        currency="USD",
+        kind="renewal",
+        service=service.pk,
+        promocode="USED1",
+        idempotency_key="k",
     )
+    usage = PromoCodeUsage.objects.get(redemption_id=redeemed["id"])
+    # then both lists show the service, the client, and what the order charged for it
     rows = door("promotion.promocode.usage", out=out, elid=promotion.pk)["elem"]
     assert rows == [
         {
@@ -474,7 +560,7 @@ def test_usage_lists(door, out):
             "id": str(service.pk),
             "account": "Zed",
             "status": "active",
-            "expense": "12.5 USD",
+            "expense": "11.25 USD",
             "usage": str(usage.pk),
         }
     ]
@@ -484,7 +570,7 @@ def test_usage_lists(door, out):
             "id": str(service.pk),
             "account": "Zed",
             "status": "active",
-            "expense": "12.5 USD",
+            "expense": "11.25 USD",
             "usage": str(usage.pk),
         }
     ]
@@ -504,6 +590,6 @@ def test_history_rows_for_every_change_of_children(door, out):
     )
     door("promotion.condition.delete", out=out, elid=condition.pk)
     descs = list(History.objects.values_list("desc", flat=True))
-    assert 'Number has been changed from "1" into "4"' in descs
+    assert 'Count has been changed from "1" into "4"' in descs
     assert any("has been deleted" in d for d in descs)
     assert all(h.username == "operator" for h in History.objects.all())

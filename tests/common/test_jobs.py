@@ -25,7 +25,7 @@ from ops.models import JobAttempt
 from promotions.jobs import GENERATE_CODES
 from promotions.models import PromoCode
 from tests.conftest import run_in_threads
-from tests.factories import PromotionFactory
+from tests.factories import PromoCodeFactory, PromotionFactory
 
 ACTOR = Actor.system("test")
 
@@ -85,13 +85,17 @@ def test_a_failing_job_saves_nothing_and_says_why(
     # given a template with room for 100 codes and a background threshold of 50
     settings.PROMOCODES_BACKGROUND_FROM, settings.JOBS_INLINE = 50, True
     promotion = PromotionFactory()
-    # when 150 are asked for
-    with django_capture_on_commit_callbacks(execute=True):
-        generate(staff, promotion, template="NO-??", count=150, onlydigit="on")
-    # then the job failed with the reason and no code was saved
+    # when 80 are asked for, and 30 codes of the template appear before the job runs
+    with django_capture_on_commit_callbacks(execute=False) as started:
+        generate(staff, promotion, template="NO-??", count=80, onlydigit="on")
+    for n in range(30):
+        PromoCodeFactory(code=f"NO-{n:02d}")
+    for callback in started:
+        callback()
+    # then the job failed with the reason and none of its codes was saved
     job = Job.objects.get()
-    assert job.status == "failed" and "only 100 more" in job.message
-    assert not PromoCode.objects.exists()
+    assert job.status == "failed" and "only 70 more" in job.message
+    assert not promotion.promocodes.exists()
 
 
 @pytest.mark.django_db

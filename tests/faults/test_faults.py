@@ -19,6 +19,7 @@ from common.actors import Actor
 from promotions import services
 from promotions.engine import Line, Order
 from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.services import codes as code_services
 from referrals import accrual
 from referrals.models import AccrualMark, Referral, Reward, Rule
 from tests.factories import (
@@ -63,8 +64,9 @@ WORKER = textwrap.dedent(
     from common.actors import Actor
     from promotions import services
     from promotions.engine import Line, Order
+    from promotions.services import redemption
 
-    real_take = services._take_use
+    real_take = redemption._take_use
 
     def take_then_hang(**kwargs):
         usage = real_take(**kwargs)
@@ -72,7 +74,7 @@ WORKER = textwrap.dedent(
         time.sleep(60)
         return usage
 
-    services._take_use = take_then_hang
+    redemption._take_use = take_then_hang
     client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
     order = Order(
         client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
@@ -159,7 +161,7 @@ def test_a_cut_connection_during_generation_saves_no_code_and_a_rerun_makes_them
     monkeypatch,
 ):
     # given batches of 1,000 codes, so 5,000 codes take five statements
-    monkeypatch.setattr(services, "GENERATION_BATCH", 1000)
+    monkeypatch.setattr(code_services, "GENERATION_BATCH", 1000)
     promotion = PromotionFactory()
 
     def generate(progress):

@@ -4,7 +4,6 @@ import datetime
 import re
 from decimal import Decimal
 
-import factory
 import pytest
 import time_machine
 from django.contrib import admin
@@ -15,6 +14,7 @@ from django.utils.html import escape
 
 from common.actors import Actor
 from common.models import History
+from common.selectors import history_of
 from promotions import codegen, services
 from promotions.models import (
     Condition,
@@ -24,7 +24,6 @@ from promotions.models import (
     PromoCodeUsage,
     Promotion,
 )
-from promotions.selectors import history_of
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
@@ -34,23 +33,17 @@ from tests.factories import (
     DiscountFactory,
     ExpenseFactory,
     PromoCodeFactory,
+    PromoCodeUsageFactory,
     PromotionFactory,
     ProviderFactory,
     ServiceFactory,
     TariffFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
 
 INLINE_PREFIXES = ["discounts", "groups", "conditions", "promocodes"]
-
-
-class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = PromoCodeUsage
-
-    promocode = factory.SubFactory(PromoCodeFactory)
-    client = factory.SubFactory(ClientFactory)
 
 
 def url(model, view: str, *args) -> str:
@@ -97,9 +90,7 @@ def messages_of(response) -> list[str]:
 
 
 def _usage():
-    return PromoCodeUsageFactory(
-        expense=ExpenseFactory(), service=ServiceFactory(), promocode__code="USED1"
-    )
+    return PromoCodeUsageFactory(service=ServiceFactory(), promocode__code="USED1")
 
 
 @pytest.mark.parametrize(
@@ -585,3 +576,46 @@ def test_redemptions_per_day_counts_each_day_and_keeps_the_empty_ones():
         (datetime.date(2026, 6, 14), 0),
         (datetime.date(2026, 6, 15), 1),
     ]
+
+
+@pytest.mark.parametrize("may_add_codes", [False, True])
+def test_generating_codes_needs_the_right_to_add_codes(client, may_add_codes):
+    # given a staff user who may change promotions, and add codes or not
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(username="editor", is_staff=True)
+    perms = ["view_promotion", "change_promotion"] + (["add_promocode"] if may_add_codes else [])
+    user.user_permissions.set(Permission.objects.filter(codename__in=perms))
+    client.force_login(user)
+    promotion = PromotionFactory()
+    # when the user asks to generate codes
+    listing = client.get(url(Promotion, "changelist")).content.decode()
+    client.post(
+        url(Promotion, "changelist"),
+        {
+            "action": "generate_codes",
+            "_selected_action": [promotion.pk],
+            "apply": "Generate",
+            "template": "R-????",
+            "count": 5,
+        },
+    )
+    # then the action is offered and works only with the right to add codes
+    assert ('value="generate_codes"' in listing) is may_add_codes
+    assert promotion.promocodes.count() == (5 if may_add_codes else 0)
+
+
+def test_code_usage_rows_cannot_be_deleted_even_by_a_superuser(staff):
+    # given a use of a code
+    usage = PromoCodeUsageFactory()
+    # when a superuser opens its delete page, or runs the list's delete action on it
+    page = staff.get(url(PromoCodeUsage, "delete", usage.pk))
+    listing = staff.get(url(PromoCodeUsage, "changelist")).content.decode()
+    staff.post(
+        url(PromoCodeUsage, "changelist"),
+        {"action": "delete_selected", "_selected_action": [usage.pk], "post": "yes"},
+    )
+    # then it is refused, no delete action is offered, and the use is kept with its counter
+    assert page.status_code == 403
+    assert 'value="delete_selected"' not in listing
+    assert PromoCodeUsage.objects.filter(pk=usage.pk).exists()

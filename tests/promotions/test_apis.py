@@ -11,10 +11,10 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from common.actors import Actor
+from common.selectors import history_of
 from promotions import services
 from promotions.engine import Line, Order
 from promotions.models import Condition, PromoCode, PromoCodeUsage, Redemption
-from promotions.selectors import history_of
 from tests.factories import (
     ClientFactory,
     ConditionFactory,
@@ -143,6 +143,7 @@ def test_quote_answers_each_line_with_every_promotions_verdict_and_the_totals(ap
         ],
         "total": "117.00",
         "discount_total": "13.00",
+        "explained": False,
     }
     # and a quote uses nothing
     assert not Redemption.objects.exists()
@@ -245,24 +246,37 @@ def _empty_lines(body, shop):
     ("change", "errors"),
     [
         pytest.param(_without("lines"), {"lines": ["This field is required."]}, id="no lines"),
-        pytest.param(
-            _empty_lines, {"lines": {"non_field_errors": ["This list may not be empty."]}}, id="[]"
-        ),
+        pytest.param(_empty_lines, {"lines": ["An order has at least one line."]}, id="[]"),
         pytest.param(_without("client"), {"client": ["This field is required."]}, id="no client"),
         pytest.param(
             _set_line(price="-0.01"),
-            {"lines": {"0": {"price": ["Ensure this value is greater than or equal to 0."]}}},
+            {"lines": {"0": {"price": ["A price is zero or more."]}}},
             id="negative price",
         ),
         pytest.param(
             _set_line(kind="refund"),
-            {"lines": {"0": {"kind": ['"refund" is not a valid choice.']}}},
+            {"lines": {"0": {"kind": ["kind is one of new, renewal, not 'refund'."]}}},
             id="bad kind",
         ),
         pytest.param(
             _set_line(period=0),
-            {"lines": {"0": {"period": ["Ensure this value is greater than or equal to 1."]}}},
+            {"lines": {"0": {"period": ["A period is 1 to 1200 months."]}}},
             id="period 0",
+        ),
+        pytest.param(
+            _set_line(service=0),
+            {"lines": {"0": {"service": ["The renewed service is named by its id."]}}},
+            id="service 0",
+        ),
+        pytest.param(
+            lambda body, shop: body.update(lines=body["lines"] * 501),
+            {"lines": ["An order has at most 500 lines, not 501."]},
+            id="501 lines",
+        ),
+        pytest.param(
+            lambda body, shop: body.update(codes=[f"C{n}" for n in range(11)]),
+            {"codes": ["An order carries at most 10 promo codes."]},
+            id="11 codes",
         ),
     ],
 )
@@ -801,3 +815,70 @@ def test_the_api_docs_page_is_served(db):
     response = APIClient().get("/api/docs/")
     assert response.status_code == 200
     assert b"swagger" in response.content.lower()
+
+
+def test_explain_asks_for_every_promotions_verdict(api, shop):
+    # given the 10% promotion and a 5% one that loses
+    small = PromotionFactory(
+        provider=shop.provider, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=small, percentage=Decimal("5"))
+    third = PromotionFactory(
+        provider=shop.provider, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=third, percentage=Decimal("1"))
+    # when quoted by default and with explain
+    plain = api.post("/api/v1/quotes", order_body(shop), format="json").json()
+    full = api.post("/api/v1/quotes", {**order_body(shop), "explain": True}, format="json").json()
+    # then the default names the winner and the runner-up, the explained answer everyone
+    assert [v["promotion"] for v in plain["lines"][0]["verdicts"]] == [shop.promotion.pk, small.pk]
+    assert [v["promotion"] for v in full["lines"][0]["verdicts"]] == [
+        shop.promotion.pk,
+        small.pk,
+        third.pk,
+    ]
+    assert (plain["explained"], full["explained"]) == (False, True)
+
+
+def test_the_openapi_schema_documents_explain_and_the_renewed_service(db):
+    schema = APIClient().get("/api/schema/?format=json").json()
+    quote = schema["components"]["schemas"]["QuoteInput"]["properties"]
+    assert (
+        quote["explain"]["type"] == "boolean"
+        and "Every live promotion" in quote["explain"]["description"]
+    )
+    line = schema["components"]["schemas"]["LineInput"]["properties"]
+    assert "renewed service" in line["service"]["description"]
+
+
+def test_idempotency_keys_are_each_callers_own_per_provider(api, shop, operator):
+    # given operator A's redemption under key order-1001
+    PromoCodeFactory(promotion=shop.promotion, code="SHARED", uselimit=10)
+    first = redeem(api, order_body(shop, "SHARED"), "order-1001")
+    assert first.status_code == 201
+    # when operator B sends the same key for the same order
+    other = UserFactory(username="b", is_superuser=True)
+    api_b = APIClient()
+    api_b.force_authenticate(other)
+    second = redeem(api_b, order_body(shop, "SHARED"), "order-1001")
+    # then B's order is redeemed as B's own, not answered with A's redemption
+    assert second.status_code == 201
+    assert second.json()["id"] != first.json()["id"]
+    # when A uses the same key at another provider, that is another order too
+    elsewhere = ProviderFactory()
+    promotion = PromotionFactory(
+        provider=elsewhere, fromdate=datetime.date(2020, 1, 1), todate=None
+    )
+    DiscountFactory(promotion=promotion)
+    body = {
+        "client": ClientFactory(provider=elsewhere).pk,
+        "provider": elsewhere.pk,
+        "lines": [
+            {"tariff": TariffFactory(provider=elsewhere).pk, "price": "10", "currency": "USD"}
+        ],
+    }
+    assert redeem(api, body, "order-1001").status_code == 201
+    # and A's retry under the key is still answered with A's first redemption
+    again = redeem(api, order_body(shop, "SHARED"), "order-1001")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert Redemption.objects.count() == 3

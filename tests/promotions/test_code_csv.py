@@ -114,3 +114,29 @@ def test_a_viewer_of_codes_may_export_and_only_a_creator_of_codes_may_import(cli
     client.force_login(viewer)
     assert upload(client, promotion, "code\nX1\n").status_code == 302
     assert PromoCode.objects.get().code == "X1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "code,uselimit\nGOOD1,1\nBAD\x002,1\n",
+            "line 3: the file holds a NUL byte, which no CSV text holds; nothing was imported.",
+            id="NUL byte",
+        ),
+        pytest.param(
+            "code,uselimit\nGOOD1,1\n" + "X" * (129 * 1024) + ",1\n",
+            "line 3: a field is longer than 128 KB; nothing was imported.",
+            id="field over 128 KB",
+        ),
+    ],
+)
+def test_a_file_csv_cannot_read_is_answered_with_the_line_and_saves_nothing(staff, text, message):
+    # given a file the csv module cannot read at one line
+    promotion = PromotionFactory()
+    # when it is imported
+    response = upload(staff, promotion, text)
+    # then the page names the line and what is wrong, and no code is saved
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not PromoCode.objects.exists()

@@ -10,9 +10,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from billing.models import Client as BillingClient
+from common.selectors import history_of
 from promotions import codegen
 from promotions.models import PromoCode, Promotion
-from promotions.selectors import history_of, redemptions_per_day
+from promotions.selectors import redemptions_per_day
 from referrals.models import Partnership, Reward
 from tests.factories import PromoCodeFactory, PromotionFactory
 

@@ -85,7 +85,7 @@ def promotion_with(shop, percentage="10", **discount):
 
 
 def only_line(shop, **order):
-    return quote_order(order=order_for(shop, **order)).lines[0]
+    return quote_order(order=order_for(shop, **order), explain=True).lines[0]
 
 
 def test_a_promotion_without_conditions_discounts_every_line_of_its_provider(shop):
@@ -499,7 +499,7 @@ def test_code_checks_refuse_with_a_reason(shop, code, uses, reason):
         uses, promocode=promo, client=shop["client"], created_at=NOW - datetime.timedelta(days=30)
     )
     # when quoted with it
-    quote = quote_order(order=order_for(shop, codes=["SAVE20"]))
+    quote = quote_order(order=order_for(shop, codes=["SAVE20"]), explain=True)
     # then the code is invalid, no discount applies, and both say why
     assert not quote.codes[0].valid and reason in quote.codes[0].reason
     assert quote.lines[0].discount == 0 and reason in quote.lines[0].verdicts[0].reason
@@ -609,7 +609,7 @@ def test_queries_per_quote_do_not_grow_with_promotions(shop):
 def test_quotes_write_nothing(shop):
     _, promo = coded_promotion(shop, uselimit=5)
     with CaptureQueriesContext(connection) as ctx:
-        quote_order(order=order_for(shop, codes=["SAVE20"]))
+        quote_order(order=order_for(shop, codes=["SAVE20"]), explain=True)
     assert not [
         q
         for q in ctx.captured_queries
@@ -618,3 +618,50 @@ def test_quotes_write_nothing(shop):
     promo.refresh_from_db()
     assert promo.use_count == 0
     assert timezone.now()  # the clock is real: the quote used the order's own `at`
+
+
+def test_the_default_answer_carries_the_winner_runner_up_near_misses_and_the_codes_promotions(
+    shop,
+):
+    # given promotions of 50% (for clients with 5 services: missed), 40%, 30%, 10%, a used-up
+    # code's 60% and a 70% whose code the order does not name
+    missed = promotion_with(shop, "50")
+    ConditionFactory(promotion=missed, ctype=Condition.Type.SERVICE_COUNT, amount=5)
+    winner, runner_up, far = (promotion_with(shop, p) for p in ("40", "30", "10"))
+    named, _ = coded_promotion(shop, uselimit=1, use_count=1)
+    DiscountFactory(promotion=named, percentage=Decimal("60"))
+    unnamed = promotion_with(shop, "70")
+    PromoCodeFactory(promotion=unnamed, code="SECRET")
+    order = order_for(shop, codes=["SAVE20"])
+    # when quoted by default and explained
+    default = quote_order(order=order)
+    explained = quote_order(order=order, explain=True)
+    # then both give the 40% winner
+    assert default.lines[0].promotion_id == explained.lines[0].promotion_id == winner.pk
+    # and the default answer names only the winner, the runner-up, the near miss and the
+    # promotion of the code named, each with the explained answer's words
+    shown = {v.promotion_id: v for v in default.lines[0].verdicts}
+    assert set(shown) == {missed.pk, winner.pk, runner_up.pk, named.pk}
+    assert all(v in explained.lines[0].verdicts for v in shown.values())
+    assert "active services >= 5 fails" in shown[missed.pk].reason
+    assert (
+        shown[runner_up.pk].reason
+        == f"not chosen: promotion {winner.pk} gives 40.00, this one 30.00"
+    )
+    assert "used up" in shown[named.pk].reason
+    assert (default.explained, explained.explained) == (False, True)
+    assert {v.promotion_id for v in explained.lines[0].verdicts} == {
+        missed.pk,
+        winner.pk,
+        runner_up.pk,
+        far.pk,
+        named.pk,
+        unnamed.pk,
+    }
+
+
+def test_equal_discounts_name_the_other_as_runner_up(shop):
+    first, second, _third = (promotion_with(shop, "15") for _ in range(3))
+    line = quote_order(order=order_for(shop)).lines[0]
+    assert line.promotion_id == first.pk
+    assert [v.promotion_id for v in line.verdicts] == [first.pk, second.pk]

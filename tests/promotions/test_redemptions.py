@@ -6,12 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from common.actors import Actor
+from common.selectors import history_of
 from promotions import services
 from promotions.engine import Line, Order
 from promotions.models import Condition, PromoCode, PromoCodeUsage, Redemption
-from promotions.selectors import history_of
+from promotions.services import redemption as redemption_services
 from tests.conftest import run_in_threads
 from tests.factories import (
     ClientFactory,
@@ -20,6 +23,7 @@ from tests.factories import (
     PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
+    ServiceFactory,
     TariffFactory,
 )
 
@@ -550,3 +554,97 @@ def test_parallel_releases_and_redemptions_keep_the_counter_equal_to_the_live_us
     assert all("used up" in reason for reason in refused)
     assert use_count(code) == live_usages(code) == 5 + len(done)
     assert use_count(code) <= 10
+
+
+# Lock-last ----------------------------------------------------------------------------------------
+
+
+def test_the_code_is_locked_last_and_held_only_for_the_commit(shop):
+    # given a code of the promotion with a per-client limit
+    code = PromoCodeFactory(promotion=shop.promotion, code="LATE", account_uselimit=2)
+    order = order_for(shop, ClientFactory(provider=shop.provider), "LATE")
+    # when the order is redeemed
+    with CaptureQueriesContext(connection) as ctx:
+        redeem(order, "late")
+    statements = [
+        q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("RELEASE", "SAVEPOINT"))
+    ]
+    # then the code's row is locked by its guarded update, the last statement before the commit
+    taken = next(i for i, sql in enumerate(statements) if sql.startswith("UPDATE"))
+    assert PromoCode._meta.db_table in statements[taken] and "use_count" in statements[taken]
+    assert statements[taken + 1 :] == []
+    # after the quote's reads, the redemption, the rules version with the client's uses and
+    # the usage row were written or read without any lock of the code
+    before = statements[:taken]
+    assert any("rulesversion" in sql and PromoCodeUsage._meta.db_table in sql for sql in before)
+    assert before[-1].startswith("INSERT") and PromoCodeUsage._meta.db_table in before[-1]
+    assert any(Redemption._meta.db_table in sql and sql.startswith("INSERT") for sql in before)
+    assert use_count(code) == 1
+
+
+def test_a_redemption_quotes_again_when_a_rule_changes_under_it(shop, monkeypatch):
+    # given a code, and an operator who raises the promotion's discount to 50% right after the
+    # redemption's first quote (before its transaction takes the code)
+    PromoCodeFactory(promotion=shop.promotion, code="MOVING")
+    discount = shop.promotion.discounts.get()
+    real_quote = redemption_services.quote_order
+    quotes = []
+
+    def quote_then_change(**kwargs):
+        quote = real_quote(**kwargs)
+        quotes.append(quote)
+        if len(quotes) == 1:
+            services.discount_update(
+                discount=discount, actor=Actor.system("t"), percentage=Decimal("50")
+            )
+        return quote
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_change)
+    # when the order is redeemed
+    redemption, created = redeem(
+        order_for(shop, ClientFactory(provider=shop.provider), "MOVING"), "m"
+    )
+    # then the first quote was dropped, and the redemption holds the quote at the new rules
+    assert created and len(quotes) == 2
+    assert quotes[0].lines[0].discount == Decimal("1.00")
+    assert redemption.quote["discount_total"] == "5.00"
+    assert Redemption.objects.get().quote["discount_total"] == "5.00"
+    assert PromoCodeUsage.objects.count() == 1
+
+
+def test_rules_that_keep_moving_refuse_the_redemption_and_use_nothing(shop, monkeypatch):
+    code = PromoCodeFactory(promotion=shop.promotion, code="RESTLESS")
+    real_quote = redemption_services.quote_order
+    quotes = []
+
+    def quote_then_change(**kwargs):
+        quotes.append(real_quote(**kwargs))
+        services.promotion_update(
+            promotion=shop.promotion, actor=Actor.system("t"), name=f"Renamed {len(quotes)}"
+        )
+        return quotes[-1]
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_change)
+    reason = refusal(order_for(shop, ClientFactory(provider=shop.provider), "RESTLESS"), "r")
+    assert reason == "The promotions kept changing during the redemption; try again."
+    assert len(quotes) == 3
+    assert use_count(code) == 0 and not Redemption.objects.exists()
+
+
+def test_a_usage_names_the_renewed_service_its_code_discounted(shop):
+    # given a client's service and a code
+    client = ClientFactory(provider=shop.provider)
+    service = ServiceFactory(client=client, tariff=shop.tariff)
+    PromoCodeFactory(promotion=shop.promotion, code="RENEW")
+    order = Order(
+        client_id=client.pk,
+        provider_id=shop.provider.pk,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(shop.tariff.pk, 1, Decimal("10"), "USD", kind="renewal", service_id=service.pk),
+        ),
+        codes=("RENEW",),
+    )
+    # when the renewal is redeemed with the code, then its usage names the service
+    redeem(order, "renew")
+    assert PromoCodeUsage.objects.get().service == service

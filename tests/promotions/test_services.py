@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 
 from common.actors import Actor
 from common.models import History
+from common.selectors import history_of
 from promotions import codegen, services
 from promotions.models import Condition, ConditionGroup, PromoCode, PromoCodeUsage, Promotion
-from promotions.selectors import history_of
 from tests.conftest import run_in_threads
 from tests.factories import (
     ClientFactory,
@@ -375,20 +375,37 @@ def test_a_duplicate_fixed_code_is_refused_as_not_unique(actor, existing):
 
 
 @pytest.mark.parametrize(
-    ("code", "count", "field"),
+    ("code", "message"),
     [
-        ("", 1, "code"),
-        ("   ", 1, "code"),
-        ("FIXED", 2, "count"),
+        ("", "Enter a promo code."),
+        ("   ", "Enter a promo code."),
+        ("GEN-??", 'A "?" makes a template'),
+        ("X" * 101, "at most 100 characters"),
+    ],
+)
+def test_promocode_create_refuses_bad_input(actor, code, message):
+    promotion = PromotionFactory()
+    with pytest.raises(ValidationError) as exc:
+        services.promocode_create(promotion=promotion, actor=actor, code=code)
+    assert message in " ".join(exc.value.message_dict["code"])
+    assert not PromoCode.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("template", "count", "field"),
+    [
+        ("FIXED", 2, "code"),
         ("GEN-??", 0, "count"),
         ("GEN-??", -5, "count"),
         ("X" * 99 + "??", 1, "code"),  # longer than a code may be
     ],
 )
-def test_promocode_create_refuses_bad_input(actor, code, count, field):
+def test_promocodes_generate_refuses_bad_input(actor, template, count, field):
     promotion = PromotionFactory()
     with pytest.raises(ValidationError) as exc:
-        services.promocode_create(promotion=promotion, actor=actor, code=code, count=count)
+        services.promocodes_generate(
+            promotion=promotion, actor=actor, template=template, count=count
+        )
     assert field in exc.value.error_dict
     assert not PromoCode.objects.exists()
 
@@ -411,12 +428,12 @@ def test_template_generates_exactly_count_unique_codes_matching_it(
     promotion = PromotionFactory()
     PromoCodeFactory(promotion=promotion, code="OLD")
     # when codes are generated from a template
-    made = services.promocode_create(
+    made = services.promocodes_generate(
         promotion=promotion,
         actor=actor,
-        code=template,
+        template=template,
         count=count,
-        onlydigit=onlydigit,
+        digits_only=onlydigit,
         uselimit=3,
     )
     # then exactly `count` new distinct codes of the (upper-cased) template exist, with the settings
@@ -438,12 +455,12 @@ def test_generated_codes_are_spread_evenly_over_the_alphabet_in_every_position(a
     alphabet = codegen.alphabet_for(digits_only=onlydigit)
     count = 5000
     # when one batch of codes is generated
-    services.promocode_create(
+    services.promocodes_generate(
         promotion=PromotionFactory(),
         actor=actor,
-        code="E-?????????",
+        template="E-?????????",
         count=count,
-        onlydigit=onlydigit,
+        digits_only=onlydigit,
     )
     # then in each placeholder position every character is about equally frequent (chi-square
     # under 100 on at most 35 degrees of freedom, beyond the 1e-7 tail), e.g. codes starting
@@ -458,8 +475,12 @@ def test_generated_codes_are_spread_evenly_over_the_alphabet_in_every_position(a
 
 def test_generation_reports_progress_up_to_the_count(actor):
     seen = []
-    services.promocode_create(
-        promotion=PromotionFactory(), actor=actor, code="P-?????", count=120, progress=seen.append
+    services.promocodes_generate(
+        promotion=PromotionFactory(),
+        actor=actor,
+        template="P-?????",
+        count=120,
+        progress=seen.append,
     )
     assert seen
     assert seen == sorted(seen)
@@ -470,8 +491,8 @@ def test_enumeration_fills_a_small_template_completely(actor):
     # given a digits-only template with 100 possible codes
     promotion = PromotionFactory()
     # when all 100 are asked for
-    made = services.promocode_create(
-        promotion=promotion, actor=actor, code="T-??", count=100, onlydigit=True
+    made = services.promocodes_generate(
+        promotion=promotion, actor=actor, template="T-??", count=100, digits_only=True
     )
     # then every one of them exists
     assert made == 100
@@ -480,8 +501,8 @@ def test_enumeration_fills_a_small_template_completely(actor):
     }
     # when one more is asked for, it is refused with a "limit" error and nothing changes
     with pytest.raises(ValidationError) as exc:
-        services.promocode_create(
-            promotion=promotion, actor=actor, code="T-??", count=1, onlydigit=True
+        services.promocodes_generate(
+            promotion=promotion, actor=actor, template="T-??", count=1, digits_only=True
         )
     assert error_codes(exc, "count") == ["limit"]
     assert PromoCode.objects.count() == 100
@@ -495,8 +516,8 @@ def test_enumeration_takes_exactly_the_codes_still_free(actor):
     for code in taken:
         PromoCodeFactory(code=code)
     # when the three left are asked for
-    made = services.promocode_create(
-        promotion=promotion, actor=actor, code="T-??", count=3, onlydigit=True
+    made = services.promocodes_generate(
+        promotion=promotion, actor=actor, template="T-??", count=3, digits_only=True
     )
     # then exactly those three are created for the promotion
     assert made == 3
@@ -514,8 +535,8 @@ def test_enumeration_takes_exactly_the_codes_still_free(actor):
 def test_template_too_small_is_refused_and_saves_nothing(actor, template, onlydigit, count):
     promotion = PromotionFactory()
     with pytest.raises(ValidationError) as exc:
-        services.promocode_create(
-            promotion=promotion, actor=actor, code=template, count=count, onlydigit=onlydigit
+        services.promocodes_generate(
+            promotion=promotion, actor=actor, template=template, count=count, digits_only=onlydigit
         )
     assert error_codes(exc, "count") == ["limit"]
     assert not PromoCode.objects.exists()
@@ -529,15 +550,15 @@ def test_only_codes_of_the_template_count_as_taken(actor):
         PromoCodeFactory(code=code)
     # when 99 digit codes of "AB-??" are asked for, they fit: only AB-05 was taken
     assert (
-        services.promocode_create(
-            promotion=promotion, actor=actor, code="AB-??", count=99, onlydigit=True
+        services.promocodes_generate(
+            promotion=promotion, actor=actor, template="AB-??", count=99, digits_only=True
         )
         == 99
     )
     # and then not one more
     with pytest.raises(ValidationError) as exc:
-        services.promocode_create(
-            promotion=promotion, actor=actor, code="AB-??", count=1, onlydigit=True
+        services.promocodes_generate(
+            promotion=promotion, actor=actor, template="AB-??", count=1, digits_only=True
         )
     assert exc.value.error_dict["count"][0].message.startswith("The template AB-?? can make only 0")
 
@@ -545,10 +566,10 @@ def test_only_codes_of_the_template_count_as_taken(actor):
 def test_bad_shared_settings_fail_before_any_code_is_made(actor):
     promotion = PromotionFactory()
     with pytest.raises(ValidationError) as exc:
-        services.promocode_create(
+        services.promocodes_generate(
             promotion=promotion,
             actor=actor,
-            code="BAD-????",
+            template="BAD-????",
             count=10,
             active_time_type=PromoCode.ActiveTimeType.PERIOD,  # without dates
         )
@@ -558,8 +579,8 @@ def test_bad_shared_settings_fail_before_any_code_is_made(actor):
 
 def test_generation_by_a_system_actor_is_recorded_as_system(db):
     promotion = PromotionFactory()
-    services.promocode_create(
-        promotion=promotion, actor=Actor.system("cron"), code="S-????", count=5
+    services.promocodes_generate(
+        promotion=promotion, actor=Actor.system("cron"), template="S-????", count=5
     )
     line = history_of(obj=promotion).get()
     assert (line.user, line.username, line.ip, line.action) == (None, "system", None, "cron")
@@ -593,10 +614,10 @@ def test_concurrent_generators_make_unique_codes_and_the_full_count(template, wo
     promotion = PromotionFactory()
 
     def generate(n: int) -> int:
-        return services.promocode_create(
+        return services.promocodes_generate(
             promotion=promotion,
             actor=Actor.system(f"worker-{n}"),
-            code=template,
+            template=template,
             count=each,
         )
 

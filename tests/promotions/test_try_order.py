@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 import time_machine
 
+from common.models import Attempt
 from promotions.models import PromoCode, PromoCodeUsage
 from tests.factories import (
     ClientFactory,
@@ -13,6 +14,7 @@ from tests.factories import (
     DiscountFactory,
     PromoCodeFactory,
     PromotionFactory,
+    ServiceFactory,
     TariffFactory,
     UserFactory,
 )
@@ -81,3 +83,66 @@ def test_the_page_needs_the_view_permission(client):
 
 def test_the_promotion_list_links_to_it(staff):
     assert URL in staff.get("/admin/promotions/promotion/").content.decode()
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_a_renewal_names_its_service_and_gets_the_discount_valid_months_from_the_order(staff):
+    # given a renewal discount valid 3 months from the order, and a service ordered a month ago
+    tariff = TariffFactory(price=Decimal("20.00"))
+    renewals = PromotionFactory(provider=tariff.provider, fromdate=datetime.date(2026, 6, 1))
+    DiscountFactory(
+        promotion=renewals,
+        percentage=Decimal("50"),
+        actiontype="prolong",
+        validity="months",
+        validitylength=3,
+    )
+    client = ClientFactory(provider=tariff.provider)
+    service = ServiceFactory(
+        client=client, tariff=tariff, opened_at=datetime.datetime(2026, 5, 15, tzinfo=datetime.UTC)
+    )
+    renewal = {"tariff": tariff.pk, "period": 1, "kind": "renewal"}
+    # when the renewal is tried naming the service, and without it
+    named = staff.post(URL, {"client": client.pk, **lines({**renewal, "service": service.pk})})
+    unnamed = staff.post(URL, {"client": client.pk, **lines(renewal)})
+    # then the named one gets half off, and the other is told to name the service
+    assert "<td>10.00</td>" in named.content.decode()
+    assert "Total <strong>10.00</strong>" in named.content.decode()
+    assert "name the renewed service" in unnamed.content.decode()
+
+
+def test_an_order_obeys_the_doors_code_limit(staff):
+    # given a client and eleven codes
+    client = ClientFactory()
+    tariff = TariffFactory(provider=client.provider)
+    codes = ", ".join(f"GUESS{n}" for n in range(11))
+    # when an order is tried with them
+    page = staff.post(
+        URL,
+        {
+            "client": client.pk,
+            "codes": codes,
+            **lines({"tariff": tariff.pk, "period": 1, "kind": "new"}),
+        },
+    ).content.decode()
+    # then it is refused as the doors refuse it, with no quote and no guess counted
+    assert "An order carries at most 10 promo codes." in page
+    assert 'id="quote-lines"' not in page
+    assert not Attempt.objects.exists()
+
+
+@time_machine.travel("2026-06-15 10:00:30+00:00", tick=False)
+def test_unknown_codes_are_braked_as_on_the_doors(staff, settings):
+    # given a budget of three unknown codes per client and address
+    settings.THROTTLE_PROMOCODE_FAILURES, settings.THROTTLE_PROMOCODE_SECONDS = 3, 60
+    client = ClientFactory()
+    tariff = TariffFactory(provider=client.provider)
+    order = {"client": client.pk, **lines({"tariff": tariff.pk, "period": 1, "kind": "new"})}
+    # when three guesses are tried, then a fourth
+    for guess in ("AAA", "BBB", "CCC"):
+        assert 'id="quote-lines"' in staff.post(URL, {**order, "codes": guess}).content.decode()
+    braked = staff.post(URL, {**order, "codes": "DDD"}).content.decode()
+    # then the fourth is refused for a while, and an order without codes is still quoted
+    assert "Too many unknown promo codes lately; try again in 30 seconds." in braked
+    assert 'id="quote-lines"' not in braked
+    assert 'id="quote-lines"' in staff.post(URL, order).content.decode()

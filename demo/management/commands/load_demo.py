@@ -117,8 +117,13 @@ class Command(BaseCommand):
         services.condition_create(
             promotion=spring, actor=actor, ctype=Condition.Type.ACCOUNT_GROUP, account_group=vip
         )
-        services.promocode_create(
-            promotion=spring, actor=actor, code="SPRING-??????", count=20, uselimit=5
+        services.promocodes_generate(
+            promotion=spring,
+            actor=actor,
+            template="SPRING-??????",
+            count=20,
+            digits_only=False,
+            uselimit=5,
         )
         services.promocode_create(promotion=spring, actor=actor, code="SPRING-VIP", uselimit=100)
 

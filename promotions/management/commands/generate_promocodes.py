@@ -31,12 +31,12 @@ class Command(BaseCommand):
             bar.update(done - bar.n)
 
         try:
-            made = services.promocode_create(
+            made = services.promocodes_generate(
                 promotion=promotion,
                 actor=Actor.system("generate_promocodes"),
-                code=opts["template"],
+                template=opts["template"],
                 count=opts["count"],
-                onlydigit=opts["onlydigit"],
+                digits_only=opts["onlydigit"],
                 uselimit=opts["uselimit"],
                 account_uselimit=opts["account_uselimit"],
                 progress=progress,

@@ -1,0 +1,315 @@
+"""A provider's live promotions compiled into an immutable rule set, rebuilt only when its rules
+version moves.
+
+Every service that changes a rule draws a new version for the provider in its own transaction
+(`rules_version_bump`); a quote reads the version (one indexed query) and takes the compiled set
+for that version from this process, then from Django's cache, and compiles it from the database
+only when neither has it. The cache is an accelerator: a version names exactly one state of the
+rules, so whatever a cache holds under it is correct, and an empty cache only costs a compile.
+
+The set indexes what the per-line loop needs: for each line shape (tariff, kind, period), every
+promotion's discounts already refused or ranked, and the promotions in the order in which they can
+win, split into those that need a promo code and those that do not.
+"""
+
+import datetime
+import heapq
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Exists, OuterRef
+
+from common.groups import ConditionGroups
+from promotions.engine.conditions import ConditionCheck, ConditionSpec, condition_check
+from promotions.engine.discounts import CompiledDiscount, Shape
+from promotions.models import Condition, Discount, PromoCode, Promotion, RulesVersion
+
+logger = logging.getLogger(__name__)
+
+# Compiled sets kept per process (providers x days x versions in use), and shapes per set.
+PROCESS_SETS = 256
+SHAPES_PER_SET = 4096
+CACHE_TIMEOUT = 24 * 3600
+
+
+@dataclass(frozen=True)
+class CompiledPromotion:
+    id: int
+    needs_code: bool
+    conditions: ConditionGroups[ConditionCheck]
+    discounts: tuple[CompiledDiscount, ...]  # in id order, as refusals are reported
+
+    @property
+    def conditions_key(self) -> tuple:
+        """Promotions whose conditions are alike hold alike: one check per quote serves them."""
+        return tuple(tuple(c.signature for c in term) for term in self.conditions.terms)
+
+
+@dataclass(frozen=True)
+class ShapeRules:
+    """What the rule set answers for one line shape, before anything about the client is known.
+
+    `refusals[pid]`: each discount of the promotion in id order, with its refusal or None.
+    `offers[pid]`: the promotion's best-ranked discount not refused, those discounts (in id
+    order), the joined refusals when there is none, and whether one of them still depends on
+    the renewed service.
+    `ranked_*`: (minus rank, promotion id, discount) for every discount not refused, best first;
+    one list for promotions without codes, one per promotion that needs a code.
+    """
+
+    refusals: dict[int, tuple[tuple[CompiledDiscount, str | None], ...]]
+    offers: dict[
+        int, tuple[CompiledDiscount | None, tuple[CompiledDiscount, ...], str | None, bool]
+    ]
+    ranked_open: tuple[tuple[Decimal, int, CompiledDiscount], ...]
+    ranked_coded: dict[int, tuple[tuple[Decimal, int, CompiledDiscount], ...]]
+
+
+class RuleSet:
+    """A provider's promotions live on `day`, as the database held them at `version`."""
+
+    def __init__(
+        self,
+        *,
+        provider_id: int,
+        version: int,
+        day: datetime.date,
+        promotions: tuple[CompiledPromotion, ...],
+        price_slots: int = 0,
+    ):
+        self.provider_id, self.version, self.day = provider_id, version, day
+        self.price_slots = price_slots
+        self.promotions = {p.id: p for p in promotions}
+        self.order = tuple(sorted(self.promotions))
+        self.conditions_keys = {p.id: p.conditions_key for p in promotions}
+        checks = [c for p in promotions for term in p.conditions.terms for c in term]
+        self.needs = frozenset(f for c in checks for f in c.facts)
+        self.windows = tuple(sorted({w for c in checks for w in c.windows()}))
+        self.validity_discounts = any(
+            d.validity_months is not None for p in promotions for d in p.discounts
+        )
+        self._shapes: OrderedDict[Shape, ShapeRules] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # What is computed on demand stays with the process that computed it.
+        state = dict(self.__dict__)
+        state["_shapes"], state["_lock"] = OrderedDict(), None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def shape(self, shape: Shape) -> ShapeRules:
+        found = self._shapes.get(shape)
+        if found is None:
+            found = self._build_shape(shape)
+            with self._lock:
+                self._shapes[shape] = found
+                if len(self._shapes) > SHAPES_PER_SET:
+                    self._shapes.popitem(last=False)
+        return found
+
+    def _build_shape(self, shape: Shape) -> ShapeRules:
+        refusals, offers = {}, {}
+        ranked_open, ranked_coded = [], {}
+        for pid in self.order:
+            promotion = self.promotions[pid]
+            tried = tuple((d, d.shape_refusal(shape)) for d in promotion.discounts)
+            refusals[pid] = tried
+            usable = tuple(d for d, refusal in tried if refusal is None)
+            offers[pid] = (
+                min(usable, key=lambda d: (-d.rank(shape), d.id)) if usable else None,
+                usable,
+                None
+                if usable
+                else "; ".join(r for _, r in tried) or "the promotion has no discounts",
+                any(d.needs_service(shape.kind) for d in usable),
+            )
+            ranked = [(-d.rank(shape), pid, d) for d, refusal in tried if refusal is None]
+            if promotion.needs_code:
+                ranked_coded[pid] = tuple(sorted(ranked, key=_rank_key))
+            else:
+                ranked_open.extend(ranked)
+        return ShapeRules(refusals, offers, tuple(sorted(ranked_open, key=_rank_key)), ranked_coded)
+
+    def ranked(self, rules: ShapeRules, coded: list[int]) -> Iterator:
+        """The discounts of the open promotions and of the coded ones named, best first."""
+        if not coded:
+            return iter(rules.ranked_open)
+        return heapq.merge(
+            rules.ranked_open, *(rules.ranked_coded.get(pid, ()) for pid in coded), key=_rank_key
+        )
+
+
+def _rank_key(entry: tuple[Decimal, int, CompiledDiscount]) -> tuple[Decimal, int, int]:
+    return entry[0], entry[1], entry[2].id
+
+
+# Versions ---------------------------------------------------------------------------------------
+
+
+def rules_version(provider_id: int) -> int:
+    """The provider's current rules version (0 before its first rule)."""
+    found = RulesVersion.objects.filter(provider_id=provider_id).values_list("version", flat=True)
+    return next(iter(found), 0)
+
+
+def rules_version_bump(*, provider_id: int) -> int:
+    """Draw a new rules version for the provider, in the caller's transaction: call it from every
+    write that changes a rule (a promotion, its discounts, conditions or codes)."""
+    version = secrets.randbits(62) + 1
+    table = connection.ops.quote_name(RulesVersion._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (provider_id, version) VALUES (%s, %s) "
+            "ON CONFLICT (provider_id) DO UPDATE SET version = EXCLUDED.version",
+            [provider_id, version],
+        )
+    return version
+
+
+# Compiling --------------------------------------------------------------------------------------
+
+
+def _compiled_discount(
+    row: tuple, tariffs: dict[int, frozenset[int]], slots: dict[tuple, int]
+) -> CompiledDiscount:
+    pk, pid, kind, action, periods, percentage, validity, months = row
+    months = months if validity == Discount.Validity.MONTHS else None
+    broken = None
+    if not isinstance(periods, list) or not all(isinstance(p, int) and p >= 1 for p in periods):
+        broken, periods = "its order periods are not months", []
+    elif kind not in Discount.Type.values or action not in Discount.ActionType.values:
+        broken = "its type is unknown"
+    return CompiledDiscount(
+        id=pk,
+        promotion_id=pid,
+        tariffs=None if kind == Discount.Type.ALL else tariffs.get(pk, frozenset()),
+        action=action if action in Discount.ActionType.values else Discount.ActionType.ALL,
+        periods=tuple(periods),
+        percentage=percentage,
+        validity_months=months,
+        broken=broken,
+        slot_new=slots.setdefault(("new", percentage, months), len(slots)),
+        slot_renewal=slots.setdefault(("renewal", percentage), len(slots)),
+    )
+
+
+def compile_rules(provider_id: int, version: int, day: datetime.date) -> RuleSet:
+    """The provider's promotions live on `day`, read from the database in four queries."""
+    live = list(
+        Promotion.objects.live(day)
+        .filter(provider_id=provider_id)
+        .annotate(needs_code=Exists(PromoCode.objects.filter(promotion=OuterRef("pk"))))
+        .values_list("id", "needs_code")
+    )
+    ids = [pid for pid, _ in live]
+    discounts = list(
+        Discount.objects.filter(promotion_id__in=ids)
+        .order_by("id")
+        .values_list(
+            "id",
+            "promotion_id",
+            "type",
+            "actiontype",
+            "period",
+            "percentage",
+            "validity",
+            "validitylength",
+        )
+    )
+    covered: dict[int, set[int]] = {}
+    for discount_id, tariff_id in Discount.pricelist.through.objects.filter(
+        discount__promotion_id__in=ids, discount__type=Discount.Type.PRICELIST
+    ).values_list("discount_id", "tariff_id"):
+        covered.setdefault(discount_id, set()).add(tariff_id)
+    tariffs = {k: frozenset(v) for k, v in covered.items()}
+    conditions: dict[int, list[ConditionCheck]] = {}
+    for row in (
+        Condition.objects.filter(promotion_id__in=ids)
+        .order_by("id")
+        .values_list("promotion_id", *ConditionSpec.COLUMNS)
+    ):
+        spec = ConditionSpec.from_row(row[1:])
+        conditions.setdefault(row[0], []).append(condition_check(spec, provider_id=provider_id))
+    by_promotion: dict[int, list[CompiledDiscount]] = {}
+    slots: dict[tuple, int] = {}
+    for row in discounts:
+        by_promotion.setdefault(row[1], []).append(_compiled_discount(row, tariffs, slots))
+    promotions = tuple(
+        CompiledPromotion(
+            id=pid,
+            needs_code=needs_code,
+            conditions=ConditionGroups.of(
+                conditions.get(pid, ()),
+                group_of=lambda c: c.spec.group_id,
+                key_of=lambda c: c.spec.id,
+            ),
+            discounts=tuple(by_promotion.get(pid, ())),
+        )
+        for pid, needs_code in live
+    )
+    return RuleSet(
+        provider_id=provider_id,
+        version=version,
+        day=day,
+        promotions=promotions,
+        price_slots=len(slots),
+    )
+
+
+# Caches -----------------------------------------------------------------------------------------
+
+_process_sets: OrderedDict[tuple[int, int, datetime.date], RuleSet] = OrderedDict()
+_process_lock = threading.Lock()
+
+
+def _cache_key(provider_id: int, version: int, day: datetime.date) -> str:
+    return f"promotions:rules:1:{provider_id}:{version}:{day.isoformat()}"
+
+
+def _remember(key: tuple[int, int, datetime.date], rules: RuleSet) -> None:
+    with _process_lock:
+        _process_sets[key] = rules
+        _process_sets.move_to_end(key)
+        while len(_process_sets) > PROCESS_SETS:
+            _process_sets.popitem(last=False)
+
+
+def rules_for(provider_id: int, day: datetime.date) -> RuleSet:
+    """The provider's compiled rules for orders placed on `day`, at the current version."""
+    version = rules_version(provider_id)
+    key = (provider_id, version, day)
+    found = _process_sets.get(key)
+    if found is not None:
+        return found
+    try:
+        found = cache.get(_cache_key(*key))
+    except Exception:  # the cache is an accelerator: without it the database answers
+        logger.warning("rules cache unavailable", exc_info=True)
+    if found is None:
+        found = compile_rules(provider_id, version, day)
+        # Stored only when no rule changed while it was read, so a version names one state.
+        if rules_version(provider_id) != version:
+            return found
+        try:
+            cache.set(_cache_key(*key), found, CACHE_TIMEOUT)
+        except Exception:
+            logger.warning("rules cache unavailable", exc_info=True)
+    _remember(key, found)
+    return found
+
+
+def rules_forget() -> None:
+    """Drop this process's compiled sets (tests; a process that wants a cold start)."""
+    with _process_lock:
+        _process_sets.clear()

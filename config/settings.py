@@ -217,8 +217,9 @@ PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "5
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 # Django's cache framework: local memory per process by default, Redis shared by every app server
-# when REDIS_URL is set. What it holds is keyed by what makes it valid (a verified sign-in's digest
-# includes the stored password hash) or a few seconds old at most (/metrics' database figures).
+# when REDIS_URL is set. What it holds is keyed by what makes it valid (compiled rules by the rules
+# version, a verified sign-in's digest by the stored password hash) or a few seconds old at most
+# (/metrics' database figures).
 CACHES = {
     "default": (
         {

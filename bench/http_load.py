@@ -57,7 +57,7 @@ def _seed():
     )
     return {
         "token": Token.objects.create(user=user).key,
-        "session": login(username="bench", password="bench"),
+        "session": login(username="bench", password="bench").key,
         "promotion": promotion.pk,
         "provider": promotion.provider_id,
         "tariff": tariff.pk,

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -11,8 +10,8 @@ from common.jobs import job_done_so_far, jobs_sweep_lost
 from common.models import History, Job
 from common.signin import minutes_left
 from common.throttle import Throttled
-from ops.beats import beats, seconds_since
 from ops.models import JobAttempt
+from ops.selectors import worker_seen
 
 
 class BrakedAdminLoginForm(AdminAuthenticationForm):
@@ -114,10 +113,8 @@ class JobAdmin(admin.ModelAdmin):
 def job_status(job: Job) -> dict:
     done = job_done_so_far(job)
     message = job.message
-    if job.status == Job.Status.QUEUED and not message:
-        seen = seconds_since(beats().worker_last_seen())
-        if seen is None or seen > settings.READYZ_WORKER_SECONDS:
-            message = "Waiting for a worker: none was seen lately (`make worker` starts one)."
+    if job.status == Job.Status.QUEUED and not message and worker_seen() != "ok":
+        message = "Waiting for a worker: none was seen lately (`make worker` starts one)."
     return {
         "id": job.pk,
         "status": job.status,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from common.models import Attempt
@@ -56,6 +57,15 @@ class Throttled(Exception):
     def __init__(self, scope: str, retry_after: int):
         super().__init__(scope)
         self.scope, self.retry_after = scope, retry_after
+
+
+# Sent with `scope` whenever a brake refuses, whichever door asked (ops counts them for /metrics).
+brake_refused = Signal()
+
+
+def _refused(scope: str, retry_after: int) -> Throttled:
+    brake_refused.send(sender=Throttled, scope=scope)
+    return Throttled(scope, retry_after)
 
 
 def budget(scope: str) -> Budget:
@@ -107,7 +117,7 @@ def throttle_check(
         failures__gte=allowed + 1 if over else allowed,
     )
     if spent.exists():
-        raise Throttled(scope, left)
+        raise _refused(scope, left)
 
 
 def _count(keys: list[ScopedKey], count: int, at: datetime.datetime) -> list[int]:
@@ -160,7 +170,7 @@ def brake_take(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None
     ]
     if over:
         brake_give_back(keys=keys, at=at)
-        raise Throttled(over[0][0], max(_window(scope, at)[1] for scope, _ in over))
+        raise _refused(over[0][0], max(_window(scope, at)[1] for scope, _ in over))
 
 
 def brake_give_back(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None) -> None:

@@ -3,6 +3,7 @@
 Every variable is listed with its default in README.md's "Configuration".
 """
 
+import datetime
 import os
 from pathlib import Path
 
@@ -216,8 +217,9 @@ PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "5
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 # Django's cache framework: local memory per process by default, Redis shared by every app server
-# when REDIS_URL is set. Nothing correct depends on it: cached values carry the version they were
-# built from (the rules version) and are checked against the database.
+# when REDIS_URL is set. What it holds is keyed by what makes it valid (compiled rules by the rules
+# version, a verified sign-in's digest by the stored password hash) or a few seconds old at most
+# (/metrics' database figures).
 CACHES = {
     "default": (
         {
@@ -258,6 +260,9 @@ JOBS_MAX_ATTEMPTS = int(os.environ.get("JOBS_MAX_ATTEMPTS", "3"))
 # A running job's worker beats this often; a job without a beat for JOBS_LOST_AFTER is failed.
 JOBS_HEARTBEAT_SECONDS = float(os.environ.get("JOBS_HEARTBEAT_SECONDS", "10"))
 JOBS_LOST_AFTER = float(os.environ.get("JOBS_LOST_AFTER", "45"))
+# A queued job whose task is no longer in the queue (its enqueue failed, its task failed before it
+# took the job) is queued again by the workers' sweep this many seconds after it was queued.
+JOBS_REQUEUE_AFTER = float(os.environ.get("JOBS_REQUEUE_AFTER", "120"))
 # Run background jobs in the request's thread once it commits (single-process debugging).
 JOBS_INLINE = env_flag("JOBS_INLINE", default=False)
 
@@ -265,6 +270,12 @@ JOBS_INLINE = env_flag("JOBS_INLINE", default=False)
 # ACCRUAL_AT (local time of day); 0 hours turns the schedule off.
 ACCRUAL_EVERY_HOURS = float(os.environ.get("ACCRUAL_EVERY_HOURS", "24"))
 ACCRUAL_AT = os.environ.get("ACCRUAL_AT", "03:00")
+try:
+    datetime.time.fromisoformat(ACCRUAL_AT)
+except ValueError:
+    raise ImproperlyConfigured(
+        f"ACCRUAL_AT is a time of day as HH:MM, not {ACCRUAL_AT!r}"
+    ) from None
 
 # /metrics answers a bearer METRICS_TOKEN, or callers from METRICS_ALLOWED_NETWORKS.
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
@@ -275,5 +286,6 @@ METRICS_ALLOWED_NETWORKS = [
 ]
 # Figures /metrics reads from the database are this many seconds old at most.
 METRICS_DATABASE_SECONDS = float(os.environ.get("METRICS_DATABASE_SECONDS", "10"))
-# /readyz wants a worker seen within this many seconds (0: no worker needed, e.g. JOBS_INLINE).
+# /readyz shows whether a worker was seen within this many seconds, and fails on it only when asked
+# (/readyz?worker=1); 0: no worker needed (e.g. JOBS_INLINE).
 READYZ_WORKER_SECONDS = float(os.environ.get("READYZ_WORKER_SECONDS", "60"))

@@ -14,7 +14,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, as the embedded default is, not Django's shared in-memory database: its locking is
     # the real one (parallel writers, tests/common/test_sqlite_writers.py), and worker and server
     # processes started by tests open the same database. One per test run, so runs side by side
-    # (CI's steps, a developer's two terminals) never share it.
-    DATABASES["default"]["TEST"] = {
-        "NAME": os.path.join(tempfile.gettempdir(), f"promo-test-{os.getpid()}.sqlite3")
-    }
+    # (CI's steps, a developer's two terminals) never share it. It lives in a directory of the
+    # run's own with everything beside it (journal, beat files), removed when the run ends
+    # (tests/conftest.py).
+    TEST_FILES_DIR = tempfile.mkdtemp(prefix=f"promo-test-{os.getpid()}-")
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(TEST_FILES_DIR, "test.sqlite3")}

@@ -23,6 +23,8 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="every")
     def timetable(self, schedule: Schedule) -> str:
+        if not schedule.every_hours:
+            return "off"
         return f"{schedule.every_hours:g} h from {schedule.at:%H:%M}"
 
     @admin.display(description="last run")

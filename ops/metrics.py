@@ -2,23 +2,25 @@
 
 Two kinds of figures:
 - what happens in this process, counted at the doors by one middleware (no door or service carries
-  metrics code): quotes and redemptions by door and outcome with latency histograms, and brake
-  refusals. Under gunicorn with PROMETHEUS_MULTIPROC_DIR set, every worker process of the server
+  metrics code): quotes and redemptions by door and outcome with latency histograms; and brake
+  refusals, counted where a brake refuses (common.throttle's `brake_refused` signal), by the door
+  the request came through and the brake. Under gunicorn with PROMETHEUS_MULTIPROC_DIR set, every worker process of the server
   adds to the same figures (prometheus_client's multiprocess mode); Prometheus scrapes each server.
 - what the database holds, read when scraped (shared by every server, cached for a few seconds):
-  codes, uses, rewards accrued, budgets spent, queue depth, jobs and their attempts' outcomes.
+  codes, uses, rewards accrued, queue depth, jobs and their attempts' outcomes.
 """
 
+import contextvars
 import ipaddress
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 
-from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import FieldError, PermissionDenied
+from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
 from django.db.models import Count, Sum
 from django.http import HttpRequest, HttpResponse
@@ -62,10 +64,13 @@ REDEMPTION_SECONDS = Histogram(
 )
 BRAKE_REFUSALS = Counter(
     "promo_brake_refusals",
-    "Requests refused by a brake (too many failed sign-ins or unknown codes), by door.",
-    ["door"],
+    "Attempts refused by a brake (common.throttle), by door and brake (scope).",
+    ["door", "scope"],
     registry=REGISTRY,
 )
+
+# The door of the request this thread serves, for what is counted deeper down (brake refusals).
+_door: contextvars.ContextVar[str] = contextvars.ContextVar("door", default="none")
 
 # The func door answers 200 with the error in the body, first thing: {"error":{"type":"limit"...,
 # {"doc":{"error":{"$type":"limit"..., <doc><error type="limit"...
@@ -79,60 +84,67 @@ RELEASE_PATH = re.compile(r"^/api/v1/redemptions/\d+/release$")
 REST_OUTCOMES = {400: "value", 401: "auth", 403: "access", 404: "missing", 409: "conflict"}
 
 
-def _operation(request: HttpRequest) -> tuple[str, str] | None:
-    """(door, operation) of a request the metrics follow; None for the rest."""
-    path = request.path_info
+def _door_of(path: str) -> str:
     if path == "/billmgr":
-        return "billmgr", ""  # the function is known once the door has read the request
-    if path.startswith("/digipay/"):
-        return "digipay", ""
-    if request.method != "POST":
+        return "billmgr"
+    for prefix, door in (("/digipay/", "digipay"), ("/api/", "rest"), ("/admin/", "admin")):
+        if path.startswith(prefix):
+            return door
+    return "other"
+
+
+def _operation(request: HttpRequest, door: str) -> str | None:
+    """The operation of a request the metrics follow ("" until the func door has read which);
+    None for the rest."""
+    if door == "billmgr":
+        return ""
+    if door != "rest" or request.method != "POST":
         return None
+    path = request.path_info
     if path == "/api/v1/quotes":
-        return "rest", "quote"
+        return "quote"
     if path == "/api/v1/redemptions":
-        return "rest", "redeem"
+        return "redeem"
     if RELEASE_PATH.match(path):
-        return "rest", "release"
-    if path.startswith("/api/v1/auth/"):
-        return "rest", ""
+        return "release"
     return None
 
 
-def _outcome(door: str, response: HttpResponse) -> tuple[str, bool]:
-    """(outcome, a brake refused it)."""
+def _outcome(door: str, response: HttpResponse) -> str:
     if door == "billmgr":
         head = response.content[:200] if not response.streaming else b""
         match = FUNC_ERROR.search(head) if b"error" in head else None
         if match is None:
-            return ("ok", False) if response.status_code < 500 else ("internal", False)
-        kind = match.group(1).decode()
-        return kind, kind == "limit" and b"Too many" in response.content[:400]
+            return "ok" if response.status_code < 500 else "internal"
+        return match.group(1).decode()
     code = response.status_code
     if code < 400:
-        return "ok", False
+        return "ok"
     if code == 429:
-        return "throttled", True
-    return REST_OUTCOMES.get(code, "error" if code >= 500 else "refused"), False
+        return "throttled"
+    return REST_OUTCOMES.get(code, "error" if code >= 500 else "refused")
 
 
 class RequestMetricsMiddleware:
-    """Counts and times the quote and redemption doors; counts every door's brake refusals."""
+    """Counts and times the quote and redemption doors; tells the brakes' counter which door a
+    refusal came through."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        followed = _operation(request)
-        if followed is None:
-            return self.get_response(request)
-        began = time.perf_counter()
-        response = self.get_response(request)
-        seconds = time.perf_counter() - began
-        door, operation = followed
-        outcome, braked = _outcome(door, response)
-        if braked:
-            BRAKE_REFUSALS.labels(door).inc()
+        door = _door_of(request.path_info)
+        token = _door.set(door)
+        try:
+            operation = _operation(request, door)
+            if operation is None:
+                return self.get_response(request)
+            began = time.perf_counter()
+            response = self.get_response(request)
+            seconds = time.perf_counter() - began
+        finally:
+            _door.reset(token)
+        outcome = _outcome(door, response)
         if door == "billmgr":
             operation = FUNC_OPERATIONS.get(getattr(request, "billmgr_func", ""), "")
         if operation == "quote":
@@ -142,6 +154,11 @@ class RequestMetricsMiddleware:
             REDEMPTIONS.labels(door, operation, outcome).inc()
             REDEMPTION_SECONDS.labels(door, operation).observe(seconds)
         return response
+
+
+def count_brake_refusal(sender, *, scope: str, **kwargs) -> None:
+    """common.throttle.brake_refused's receiver (connected by OpsConfig.ready)."""
+    BRAKE_REFUSALS.labels(_door.get(), scope).inc()
 
 
 class DatabaseCollector:
@@ -206,7 +223,6 @@ def database_figures() -> list[tuple]:
             ["currency"],
             [([c], float(t or 0)) for c, _, t in rewards],
         ),
-        *_budget_figures(),
         (
             "promo_task_queue_depth",
             "gauge",
@@ -231,18 +247,6 @@ def database_figures() -> list[tuple]:
     ]
 
 
-def _budget_figures() -> list[tuple]:
-    """Budgets spent, where the catalogue has budgets (a promotions.Budget with `spent`)."""
-    try:
-        budget = apps.get_model("promotions", "Budget")
-        spent = budget.objects.aggregate(total=Sum("spent"))["total"]
-    except (LookupError, FieldError):
-        return []
-    return [
-        ("promo_budget_spent", "gauge", "Promotion budgets spent.", [], [([], float(spent or 0))])
-    ]
-
-
 def queue_depth() -> int:
     if settings.TASKS_BACKEND == "rq":
         import django_rq
@@ -255,7 +259,8 @@ def queue_depth() -> int:
 
 def _allowed(request: HttpRequest) -> bool:
     token = settings.METRICS_TOKEN
-    if token and request.headers.get("Authorization", "") == f"Bearer {token}":
+    given = request.headers.get("Authorization", "")
+    if token and secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
         return True
     address = client_ip(request)
     if not address:

@@ -43,6 +43,27 @@ class JobAttempt(models.Model):
         return f"attempt {self.number} of job {self.job_id} ({self.outcome})"
 
 
+class JobTask(models.Model):
+    """The task that carries a queued job to a worker: which one, since when, and for whom.
+
+    The task is queued after the job commits, so the two can part: an enqueue that fails (Redis
+    away, SQLite locked), a task that fails before it takes its job. Every worker's sweep
+    (common.jobs.jobs_requeue_stranded) queues a job again whose task is no longer waiting.
+    """
+
+    job = models.OneToOneField(
+        "common.Job", on_delete=models.CASCADE, primary_key=True, related_name="task"
+    )
+    # The task's result id in the backend; empty until an enqueue succeeded.
+    task_id = models.CharField(max_length=64, blank=True)
+    queued_at = models.DateTimeField()
+    # Who started the job (common.jobs.actor_dump), for every attempt and every re-queue.
+    actor = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"task of job {self.job_id}"
+
+
 class WorkerBeat(models.Model):
     """A worker process's last sign of life (PostgreSQL; on SQLite beats go to files, ops.beats)."""
 

@@ -1,6 +1,6 @@
-"""A worker process: the jobs' tasks (database or RQ backend), its heartbeat, the sweep of lost
-jobs and the schedule, all in one process that `make worker` starts (and `make run` beside the
-development server)."""
+"""A worker process: the jobs' tasks (database or RQ backend), its heartbeat, the sweeps of lost
+and stranded jobs and the schedule, all in one process that `make worker` starts (and `make run`
+beside the development server)."""
 
 import logging
 import os
@@ -10,7 +10,7 @@ import threading
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connections
+from django.db import close_old_connections, connections
 from django.utils import autoreload, timezone
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,10 @@ def name() -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Every JOBS_HEARTBEAT_SECONDS: say this worker lives, fail lost jobs, start due schedules."""
+    """Every JOBS_HEARTBEAT_SECONDS: say this worker lives, fail lost jobs, queue stranded ones
+    again, start due schedules. A step that fails (a locked or unreachable database, Redis away,
+    a setting it cannot read) is logged and tried again at the next beat; the others still run,
+    and the thread goes on: a worker that stopped beating would look dead while it takes tasks."""
 
     def __init__(self, worker: str):
         super().__init__(name="worker-heartbeat", daemon=True)
@@ -33,29 +36,32 @@ class Heartbeat(threading.Thread):
         self.stopping = threading.Event()
 
     def beat(self) -> None:
-        from common.jobs import jobs_sweep_lost
+        from common.jobs import jobs_requeue_stranded, jobs_sweep_lost
         from ops.beats import beats
         from ops.schedule import schedules_tick
 
         now = timezone.now()
-        for step in (
-            lambda: beats().worker(
+        steps = {
+            "beat": lambda: beats().worker(
                 worker=self.worker,
                 backend=settings.TASKS_BACKEND,
                 started_at=self.started_at,
                 at=now,
             ),
-            lambda: jobs_sweep_lost(at=now),
-            lambda: schedules_tick(at=now),
-        ):
+            "lost jobs": lambda: jobs_sweep_lost(at=now),
+            "stranded jobs": lambda: jobs_requeue_stranded(at=now),
+            "schedule": lambda: schedules_tick(at=now),
+        }
+        for name, step in steps.items():
             try:
                 step()
-            except DatabaseError as exc:  # a locked or unreachable database: next beat again
-                logger.warning("worker heartbeat: %s", exc)
+            except Exception:
+                logger.exception("worker heartbeat: %s failed; trying again at the next beat", name)
 
     def run(self) -> None:
         try:
             while True:
+                close_old_connections()  # a connection broken at the last beat is replaced
                 self.beat()
                 if self.stopping.wait(settings.JOBS_HEARTBEAT_SECONDS):
                     return

@@ -1,12 +1,14 @@
 """SQLite by default; DATABASE_URL picks another database (PostgreSQL runs the `postgres` tests)."""
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core import signals
 from django.core.cache import cache
 from django.db import close_old_connections, connection, connections
@@ -21,6 +23,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_unconfigure(config):
+    """The SQLite test database's directory (the database, its journal, beat files) goes with the
+    run; pytest-django has dropped the database by now."""
+    directory = getattr(settings, "TEST_FILES_DIR", None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ GOOD = {
     "ALLOWED_HOSTS": "promo.example.com",
     "DEBUG": "0",
     "DATABASE_URL": "sqlite:///:memory:",
+    "METRICS_TOKEN": "m7Qx-2bVn9LpR4tW",
 }
 
 
@@ -43,6 +44,34 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
 def test_unsafe_production_settings_refuse_to_start(env, complaint):
     result = manage("check", **env)
     assert result.returncode != 0 and complaint in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # the default networks (loopback) and no proxy hop: behind a proxy on the same host
+        # every caller comes from loopback
+        {"METRICS_TOKEN": ""},
+        {"METRICS_TOKEN": "", "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,127.0.0.1/32"},
+        {"METRICS_TOKEN": "", "METRICS_ALLOWED_NETWORKS": "::1/128"},
+    ],
+)
+def test_metrics_open_to_a_same_host_proxy_refuse_to_start(env):
+    result = manage("check", **env)
+    assert result.returncode != 0 and "METRICS_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"METRICS_TOKEN": "", "METRICS_ALLOWED_NETWORKS": "10.20.0.0/16"},
+        {"METRICS_TOKEN": "", "METRICS_ALLOWED_NETWORKS": ""},
+        {"METRICS_TOKEN": "", "TRUSTED_PROXY_HOPS": "1"},
+    ],
+)
+def test_metrics_behind_explicit_networks_or_counted_proxies_start_without_a_token(env):
+    result = manage("check", **env)
+    assert result.returncode == 0, result.stderr
 
 
 def test_check_deploy_is_clean():

@@ -11,9 +11,18 @@ from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from common.actors import Actor
-from common.jobs import JOBS, LOST_MESSAGE, job_kind, job_run, job_start, jobs_sweep_lost
+from common.jobs import (
+    JOBS,
+    LOST_MESSAGE,
+    job_create,
+    job_kind,
+    job_run,
+    job_start,
+    jobs_sweep_lost,
+)
 from common.models import Job
 from ops.models import JobAttempt
+from promotions.jobs import GENERATE_CODES
 from promotions.models import PromoCode
 from tests.conftest import run_in_threads
 from tests.factories import PromoCodeFactory, PromotionFactory
@@ -96,8 +105,8 @@ def test_a_job_runs_once(django_capture_on_commit_callbacks):
     try:
         with django_capture_on_commit_callbacks(execute=False):
             job = job_start(kind="test.count", params={}, total=1, actor=ACTOR)
-        job_run(job.pk, actor=ACTOR)
-        job_run(job.pk, actor=ACTOR)
+        job_run(job.pk)
+        job_run(job.pk)
     finally:
         JOBS.pop("test.count")
     assert runs == [1] and Job.objects.get().status == "done"
@@ -123,7 +132,8 @@ def kind():
 
 
 def queued(kind_name: str, total: int = 1) -> Job:
-    return Job.objects.create(kind=kind_name, total=total, username="test")
+    """A queued job whose task has not been sent yet."""
+    return job_create(kind=kind_name, params={}, total=total, actor=ACTOR)
 
 
 def outcomes(job: Job) -> list[str]:
@@ -147,16 +157,16 @@ def test_a_transient_database_error_is_retried_and_its_first_attempt_left_nothin
     kind("test.flaky", work)
     job = queued("test.flaky")
     # when it runs
-    after_first = job_run(job.pk, actor=ACTOR)
+    after_first = job_run(job.pk)
     # then it is queued again for a second attempt later, and the first attempt's code is gone
     from django_tasks_db.models import DBTaskResult
 
     again = DBTaskResult.objects.get()
     assert after_first.status == "queued" and "transient" in after_first.message
-    assert again.args_kwargs["kwargs"]["attempt"] == 2 and again.run_after > timezone.now()
+    assert again.args_kwargs["kwargs"]["job_id"] == job.pk and again.run_after > timezone.now()
     assert not PromoCode.objects.exists()
     # when the second attempt runs, it is done with its own code only
-    done = job_run(job.pk, actor=ACTOR, attempt=2)
+    done = job_run(job.pk)
     assert (done.status, done.message) == ("done", "written")
     assert list(PromoCode.objects.values_list("code", flat=True)) == ["TRY-2"]
     assert outcomes(job) == ["retry", "done"]
@@ -171,8 +181,8 @@ def test_a_job_fails_after_its_last_attempt(kind, settings):
 
     kind("test.down", work)
     job = queued("test.down")
-    job_run(job.pk, actor=ACTOR)
-    final = job_run(job.pk, actor=ACTOR, attempt=2)
+    job_run(job.pk)
+    final = job_run(job.pk)
     assert (final.status, final.message) == ("failed", "Failed: OperationalError")
     assert outcomes(job) == ["retry", "failed"]
 
@@ -181,7 +191,7 @@ def test_a_job_fails_after_its_last_attempt(kind, settings):
 def test_an_error_in_the_work_itself_is_not_retried(kind):
     kind("test.bug", lambda params, actor, progress: 1 / 0)
     job = queued("test.bug")
-    final = job_run(job.pk, actor=ACTOR)
+    final = job_run(job.pk)
     assert (final.status, final.message) == ("failed", "Failed: ZeroDivisionError")
     assert outcomes(job) == ["failed"]
 
@@ -207,7 +217,7 @@ def test_no_more_jobs_run_at_once_than_the_cap(kind, settings):
 
     # when 6 workers take them at once, each trying again while its job waits for a slot
     def worker(job):
-        while job_run(job.pk, actor=ACTOR).status == "queued":
+        while job_run(job.pk).status == "queued":
             time.sleep(0.05)
 
     run_in_threads(worker, jobs)
@@ -227,7 +237,7 @@ def test_a_job_waiting_for_a_slot_says_so_and_comes_back(kind, settings):
         job=busy, number=1, slot=0, worker="w", started_at=now, heartbeat_at=now
     )
     Job.objects.filter(pk=busy.pk).update(status="running")
-    answer = job_run(waiting.pk, actor=ACTOR)
+    answer = job_run(waiting.pk)
     assert (answer.status, answer.message) == ("queued", "Waiting: 1 job(s) run at once.")
     assert not waiting.attempts.exists()
 
@@ -253,7 +263,7 @@ def test_the_heartbeat_keeps_a_long_job_alive_while_lost_ones_fail(kind, setting
         job=lost, number=1, slot=5, worker="w", started_at=old, heartbeat_at=old
     )
     # when the job runs while the sweep looks every 0.2 s
-    runner = threading.Thread(target=lambda: job_run(job.pk, actor=ACTOR))
+    runner = threading.Thread(target=lambda: job_run(job.pk))
     runner.start()
     swept = 0
     while runner.is_alive():
@@ -271,7 +281,7 @@ def test_the_heartbeat_keeps_a_long_job_alive_while_lost_ones_fail(kind, setting
 @pytest.mark.django_db
 def test_the_progress_page_of_a_job_whose_worker_is_lost_shows_it_failed(staff, settings):
     # given a running job whose worker last beat a minute ago
-    job = queued("k")
+    job = queued(GENERATE_CODES)
     Job.objects.filter(pk=job.pk).update(status="running")
     old = timezone.now() - datetime.timedelta(seconds=60)
     JobAttempt.objects.create(
@@ -284,4 +294,123 @@ def test_the_progress_page_of_a_job_whose_worker_is_lost_shows_it_failed(staff, 
         "failed",
         True,
         LOST_MESSAGE,
+    )
+
+
+@pytest.mark.django_db
+def test_inline_jobs_keep_their_retries(
+    kind, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given jobs run where they are started, and a job meeting a deadlock at its first attempt
+    import common.jobs
+
+    settings.JOBS_INLINE = True
+    pauses = []
+    monkeypatch.setattr(common.jobs, "_pause", pauses.append, raising=False)
+    calls = []
+
+    def work(params, actor, progress):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected")
+        return "second time lucky"
+
+    kind("test.inline", work)
+    # when it is started
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_start(kind="test.inline", params={}, total=1, actor=ACTOR)
+    # then it was tried again after its delay, and is done
+    job.refresh_from_db()
+    assert (job.status, job.message) == ("done", "second time lucky")
+    assert outcomes(job) == ["retry", "done"]
+    assert pauses == [2.0]
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_for_a_slot_asks_less_and_less_often(kind, settings):
+    # given one slot, taken by a long job
+    from django_tasks_db.models import DBTaskResult
+
+    settings.JOBS_MAX_RUNNING = 1
+    kind("test.quick", lambda params, actor, progress: "ok")
+    busy, waiting = queued("test.quick"), queued("test.quick")
+    now = timezone.now()
+    JobAttempt.objects.create(
+        job=busy, number=1, slot=0, worker="w", started_at=now, heartbeat_at=now
+    )
+    Job.objects.filter(pk=busy.pk).update(status="running")
+    # when the waiting job's task comes back again and again
+    delays = []
+    waits = 0
+    for _ in range(7):
+        before = timezone.now()
+        job_run(waiting.pk, waits=waits)
+        task = DBTaskResult.objects.order_by("-enqueued_at").first()
+        delays.append(round((task.run_after - before).total_seconds()))
+        waits = task.args_kwargs["kwargs"]["waits"]
+    # then each time it waits twice as long, up to half a minute
+    assert delays == [2, 4, 8, 16, 30, 30, 30]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_beat_landing_while_the_sweep_looks_keeps_its_attempt_alive(kind, settings, monkeypatch):
+    # given an attempt silent for a minute, past the 45 s limit
+    from ops.beats import DatabaseBeats, beats
+
+    settings.JOBS_LOST_AFTER = 45
+    job = queued(GENERATE_CODES)
+    Job.objects.filter(pk=job.pk).update(status="running")
+    old = timezone.now() - datetime.timedelta(seconds=60)
+    attempt = JobAttempt.objects.create(
+        job=job, number=1, slot=0, worker="w", started_at=old, heartbeat_at=old
+    )
+    # when its worker's beat lands (on its own connection) between the sweep's look and its write
+    looked = DatabaseBeats.attempt_seen
+
+    def look_then_beat(board, seen_attempt):
+        answer = looked(board, seen_attempt)
+        run_in_threads(
+            lambda _: beats().attempt(
+                attempt_id=attempt.pk, job_id=job.pk, done=None, at=timezone.now()
+            ),
+            [None],
+        )
+        return answer
+
+    monkeypatch.setattr(DatabaseBeats, "attempt_seen", look_then_beat)
+    swept = jobs_sweep_lost()
+    # then the attempt lives on: it keeps its slot and its job runs
+    assert swept == 0
+    assert JobAttempt.objects.get(pk=attempt.pk).finished_at is None
+    assert Job.objects.get(pk=job.pk).status == "running"
+
+
+def worker_last_beat(*, minutes_ago: float) -> None:
+    from ops.beats import beats
+
+    at = timezone.now() - datetime.timedelta(minutes=minutes_ago)
+    beats().worker(worker="w", backend="database", started_at=at, at=at)
+
+
+@pytest.mark.django_db
+def test_without_a_needed_worker_a_queued_job_does_not_warn_of_one(staff, settings):
+    # given no worker is needed (READYZ_WORKER_SECONDS=0) and the last one beat 10 minutes ago
+    settings.READYZ_WORKER_SECONDS = 0
+    worker_last_beat(minutes_ago=10)
+    job = queued(GENERATE_CODES)
+    # when its progress page asks
+    status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
+    # then it is simply queued
+    assert (status["status"], status["message"]) == ("queued", "")
+
+
+@pytest.mark.django_db
+def test_a_queued_job_warns_when_no_worker_was_seen_lately(staff, settings):
+    settings.READYZ_WORKER_SECONDS = 60
+    worker_last_beat(minutes_ago=10)
+    job = queued(GENERATE_CODES)
+    status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
+    assert status["message"] == (
+        "Waiting for a worker: none was seen lately (`make worker` starts one)."
     )

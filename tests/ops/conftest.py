@@ -145,3 +145,55 @@ def redis_queue(settings) -> Iterator[str]:
         yield url
     finally:
         django_rq.get_queue(name).delete(delete_jobs=True)
+
+
+class QueueOutage:
+    """The task queue unreachable, as in a Redis outage: the RQ backend on a port where nothing
+    listens, so every enqueue fails. `end()` brings a queue back (the database backend, whose
+    tasks `run_queued_tasks` runs)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        url = f"redis://127.0.0.1:{free_port()}/0"
+        settings.TASKS_BACKEND = "rq"
+        settings.RQ_QUEUES = {"default": {"URL": url, "DEFAULT_TIMEOUT": -1}}
+        settings.TASKS = {
+            "default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}
+        }
+
+    def end(self) -> None:
+        self.settings.TASKS_BACKEND = "database"
+        self.settings.TASKS = {
+            "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+        }
+
+
+@pytest.fixture
+def queue_outage(settings) -> QueueOutage:
+    return QueueOutage(settings)
+
+
+def run_queued_tasks() -> None:
+    """Run the database backend's ready tasks in this process, as its worker does (without
+    closing connections between tasks, so it works inside a test's transaction too)."""
+    from django_tasks_db.management.commands.db_worker import Worker
+    from django_tasks_db.models import DBTaskResult
+    from django_tasks_db.utils import exclusive_transaction
+
+    worker = Worker(
+        queue_names=[settings.JOBS_QUEUE],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test-worker",
+        excluded_queue_names=[],
+    )
+    while True:
+        with exclusive_transaction():
+            task = DBTaskResult.objects.ready().filter(queue_name=settings.JOBS_QUEUE).get_locked()
+            if task is None:
+                return
+            task.claim(worker.worker_id)
+        worker.run_task(task)

@@ -61,6 +61,9 @@ def test_only_allowed_networks_or_the_token_read_the_metrics(client, settings):
     assert client.get("/metrics", **bearer).status_code == 200
     wrong = {**bearer, "HTTP_AUTHORIZATION": "Bearer guess"}
     assert client.get("/metrics", **wrong).status_code == 403
+    # a header in another script is a wrong token too, not an error
+    odd = {**bearer, "HTTP_AUTHORIZATION": "Bearer s3cret-tökén"}
+    assert client.get("/metrics", **odd).status_code == 403
 
 
 def test_quotes_and_redemptions_are_counted_by_door_and_outcome_and_timed(shop, door):
@@ -113,15 +116,46 @@ def test_a_func_door_error_is_counted_with_its_protocol_type(door, out, method):
     assert sample("promo_quotes_total", door="billmgr", outcome="empty") == before + 1
 
 
-def test_brake_refusals_are_counted(client, settings, db):
+def test_every_brake_refusal_is_counted_by_door_and_brake(client, settings, operator, shop):
+    import base64
+
     from tests.digipay_api.conftest import DigiPay
 
-    settings.THROTTLE_AUTH_ADDRESS_FAILURES, settings.THROTTLE_AUTH_SECONDS = 1, 60
-    before = sample("promo_brake_refusals_total", door="digipay")
+    # given one wrong password per (name, address) and one unknown promo code per client allowed
+    settings.THROTTLE_AUTH_FAILURES, settings.THROTTLE_AUTH_ADDRESS_FAILURES = 1, 100
+    settings.THROTTLE_PROMOCODE_FAILURES = 1
+    brakes = [
+        ("admin", "auth"),
+        ("rest", "auth"),
+        ("digipay", "auth_address"),
+        ("rest", "promocode"),
+    ]
+
+    def counted() -> dict:
+        return {b: sample("promo_brake_refusals_total", door=b[0], scope=b[1]) for b in brakes}
+
+    before = counted()
+    # when the admin login is guessed at three times from one address
+    for _ in range(3):
+        client.post("/admin/login/", {"username": "operator", "password": "guess"},
+                    REMOTE_ADDR="203.0.113.1")  # fmt: skip
+    # and HTTP Basic on a GET of the REST door, from another
+    basic = "Basic " + base64.b64encode(b"operator:guess").decode()
+    for _ in range(3):
+        client.get("/api/v1/promotions", HTTP_AUTHORIZATION=basic, REMOTE_ADDR="203.0.113.2")
+    # and DigiPay tokens, from a third address allowed one wrong token
+    settings.THROTTLE_AUTH_ADDRESS_FAILURES = 1
     guesser = DigiPay(client, "guess", "no-company")
-    answers = [guesser.list().status_code for _ in range(3)]
-    assert answers.count(429) == 2
-    assert sample("promo_brake_refusals_total", door="digipay") == before + 2
+    for _ in range(3):
+        guesser.list()
+    # and unknown promo codes in quotes
+    api, provider, order = shop
+    guessing = ClientFactory(provider=provider)
+    for n in range(3):
+        api.post("/api/v1/quotes", order(guessing, f"GUESS{n}"), format="json")
+    # then each refusal was counted once, under its door and its brake
+    after = counted()
+    assert {b: after[b] - before[b] for b in brakes} == dict.fromkeys(brakes, 2)
 
 
 def test_the_database_figures_are_in_the_scrape(client, shop, settings):

@@ -1,13 +1,20 @@
 """Jobs run by real worker processes, on the database backend and on RQ against the real Redis."""
 
+import contextlib
+import datetime
 import time
 
 import pytest
+import redis
+from django.utils import timezone
 
 from common.actors import Actor
 from common.jobs import LOST_MESSAGE, job_done_so_far, job_start, jobs_sweep_lost
 from common.models import Job
-from ops.models import JobAttempt
+from ops.beats import beats
+from ops.models import JobAttempt, JobTask, Schedule
+from ops.schedule import ACCRUAL
+from ops.worker import Heartbeat
 from promotions.jobs import GENERATE_CODES
 from promotions.models import PromoCode
 from tests.factories import PromotionFactory
@@ -106,3 +113,50 @@ def test_two_workers_on_one_queue_run_each_job_once(processes):
         (jobs[0].pk, "done"),
         (jobs[1].pk, "done"),
     ]
+
+
+def test_the_heartbeat_lives_through_errors_that_are_not_the_databases(
+    settings, queue_outage, caplog
+):
+    # given the task queue is down, a job whose task never reached it an hour ago, and a due
+    # accrual schedule
+    settings.JOBS_HEARTBEAT_SECONDS = 0.05
+    hour_ago = timezone.now() - datetime.timedelta(hours=1)
+    with contextlib.suppress(redis.ConnectionError):
+        generation(PromotionFactory(), count=10, template="S-??????")
+    JobTask.objects.update(queued_at=hour_ago)
+    Schedule.objects.create(name=ACCRUAL, every_hours=24, at=datetime.time(3), next_run_at=hour_ago)
+    # when a worker's heartbeat runs, every enqueue failing with Redis' connection error
+    heartbeat = Heartbeat("test-worker")
+    heartbeat.start()
+    try:
+        # then the schedule's turn comes though the re-queue of the stranded job failed before it
+        wait_until(lambda: Job.objects.filter(kind="ops.scheduled").exists(), seconds=10)
+        assert any("stranded jobs failed" in r.getMessage() for r in caplog.records)
+        started = Job.objects.get(kind="ops.scheduled").created_at
+        # and the worker goes on beating afterwards
+        wait_until(
+            lambda: beats().worker_last_seen() > started + datetime.timedelta(seconds=0.2),
+            seconds=10,
+        )
+        assert heartbeat.is_alive()
+    finally:
+        heartbeat.stopping.set()
+        heartbeat.join(10)
+
+
+@pytest.mark.django_db
+def test_a_heartbeat_step_that_fails_leaves_the_others_to_run(settings):
+    # given a timetable the schedule cannot read, and a job whose worker was lost
+    settings.ACCRUAL_AT = "25:00"
+    job = generation(PromotionFactory(), count=10, template="L-??????")
+    Job.objects.filter(pk=job.pk).update(status="running")
+    old = timezone.now() - datetime.timedelta(minutes=5)
+    JobAttempt.objects.create(
+        job=job, number=1, slot=0, worker="gone", started_at=old, heartbeat_at=old
+    )
+    # when a worker beats
+    Heartbeat("test-worker").beat()
+    # then it said it lives and swept the lost job, though the schedule's step failed
+    assert beats().worker_last_seen() is not None
+    assert fetch(job).status == "failed"

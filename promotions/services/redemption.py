@@ -128,8 +128,9 @@ def redemption_redeem(
     its update and the commit, whatever the size of the catalogue.
 
     Budgets: the discount each budgeted promotion gives the order is reserved last, in the same
-    transaction, by a guarded update of the period's budget row (`spent + x <= budget`, and the
-    client's row likewise), in promotion order after the codes. A budget found short leaves the
+    transaction, by a guarded update of the period's budget row (`spent + x <= budget`; the same
+    statement makes the row for a period's first redemption), and the client's row likewise, in
+    promotion order after the codes. A budget found short leaves the
     promotion out: the order is quoted again without it (no partial discounts), and an order
     that named its code is refused with the budget's reason.
     """
@@ -157,7 +158,6 @@ def redemption_redeem(
             else:
                 quote = quote_order(order=order, budget_refusals=short)
             _refuse_unusable(quote)
-            _budget_rows_ensure(quote, order.client_id)
             with transaction.atomic():
                 return _redeem(order, quote, idempotency_key, fingerprint, actor), True
         except _BudgetShort as exc:  # not an attempt: each one leaves a promotion out
@@ -282,26 +282,6 @@ _BUDGET_ROWS = {
 }
 
 
-def _budget_rows_ensure(quote: Quote, client_id: int) -> None:
-    """The period rows the redemption's guarded updates will move, created beforehand (outside
-    its transaction when there is none around it): a new period's first redemptions do not
-    wait on each other's inserts."""
-    spends = [
-        BudgetSpend(promotion_id=b.promotion_id, period=b.period)
-        for b in quote.budgets
-        if b.left is not None
-    ]
-    client_spends = [
-        ClientBudgetSpend(promotion_id=b.promotion_id, client_id=client_id, period=b.period)
-        for b in quote.budgets
-        if b.client_left is not None
-    ]
-    if spends:
-        BudgetSpend.objects.bulk_create(spends, ignore_conflicts=True)
-    if client_spends:
-        ClientBudgetSpend.objects.bulk_create(client_spends, ignore_conflicts=True)
-
-
 def _budget_move(
     kind: str, *, promotion_id: int, period: str, amount, client_id: int, give_back: bool
 ) -> bool:
@@ -316,19 +296,29 @@ def _budget_move(
     if give_back:
         sql = (
             f"UPDATE {table} SET spent = ROUND(spent - %s, 4) "
-            f"WHERE {where} AND ROUND(spent - %s, 4) >= 0"
+            f"WHERE {where} AND ROUND(spent - %s, 4) >= 0 RETURNING id"
         )
         params = [amount, *params, amount]
     else:
-        # ROUND: SQLite keeps decimals as binary floats; sums of cents must compare exactly.
+        # One statement: the period's row is made with `amount` when the limit allows it, or
+        # moved by `amount` only while `spent + amount <= limit` (a concurrent first insert of
+        # the row waits on the unique index, then takes the update). ROUND: SQLite keeps
+        # decimals as binary floats, and sums of cents must compare exactly.
+        keys = ["promotion_id", *([extra] if extra else []), "period"]
+        key_values = ["CAST(%s AS INTEGER)"] * (len(keys) - 1) + ["CAST(%s AS VARCHAR(10))"]
+        cap = f"(SELECT {q(limit)} FROM {promotions} WHERE id = {table}.promotion_id)"
         sql = (
-            f"UPDATE {table} SET spent = ROUND(spent + %s, 4) WHERE {where} "
-            f"AND ROUND(spent + %s, 4) <= (SELECT {q(limit)} FROM {promotions} WHERE id = %s)"
+            f"INSERT INTO {table} ({', '.join(keys)}, spent) "
+            f"SELECT {', '.join(key_values)}, CAST(%s AS NUMERIC(20, 4)) "
+            f"WHERE CAST(%s AS NUMERIC(20, 4)) <= (SELECT {q(limit)} FROM {promotions} WHERE id = %s) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE "
+            f"SET spent = ROUND({table}.spent + excluded.spent, 4) "
+            f"WHERE ROUND({table}.spent + excluded.spent, 4) <= {cap} RETURNING id"
         )
-        params = [amount, *params, amount, promotion_id]
+        params = [*params[:1], *params[2:], params[1], amount, amount, promotion_id]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        return cursor.fetchone() is not None
 
 
 def _reserve(budget, *, client_id: int) -> None:

@@ -629,3 +629,23 @@ def test_code_usage_rows_cannot_be_deleted_even_by_a_superuser(staff):
     assert page.status_code == 403
     assert 'value="delete_selected"' not in listing
     assert PromoCodeUsage.objects.filter(pk=usage.pk).exists()
+
+
+@time_machine.travel(datetime.datetime(2026, 3, 2, 12, tzinfo=datetime.UTC), tick=False)
+def test_the_budget_is_charted_per_period_and_the_list_shows_this_periods_burn(staff):
+    # given a day budget of 100.00 that gave 25.00 yesterday and 40.00 today
+    from promotions.models import BudgetSpend
+
+    promotion = PromotionFactory(budget=Decimal("100"), budget_period="day")
+    BudgetSpend.objects.create(promotion=promotion, period="2026-03-01", spent=Decimal("25"))
+    BudgetSpend.objects.create(promotion=promotion, period="2026-03-02", spent=Decimal("40"))
+    unbudgeted = PromotionFactory()
+    # when the list and the promotion's page are opened
+    listing = staff.get(url(Promotion, "changelist")).content.decode()
+    page = staff.get(url(Promotion, "change", promotion.pk)).content.decode()
+    # then the list shows today's burn, and the page charts each day against the budget
+    assert "40.00 / 100.00 (40%)" in listing
+    assert "Discount given per budget period (per day) of 100.00" in page
+    assert "<title>2026-03-01: 25.0000</title>" in page
+    assert "<td>2026-03-02</td><td>40.00 of 100.00</td>" in page
+    assert staff.get(url(Promotion, "change", unbudgeted.pk)).status_code == 200

@@ -218,7 +218,21 @@ class _Evaluation:
             shown = {p for p in (first, runner, *near, *self.coded, *stacked) if p is not None}
             outcomes = [(pid, self.eligible(pid)[0]) for pid in sorted(shown)]
         verdicts = []
-        first_exclusive = first is not None and not self.rules.promotions[first].combinable
+        # Each losing verdict is this line's words around its own amount: made once per line
+        # (an explained quote of a large catalogue makes thousands).
+        if first is None:
+            losing = "not applied: "
+        elif not self.rules.promotions[first].combinable:
+            losing = (
+                f"not applied: promotion {first} is exclusive and goes first "
+                f"(it gives {best}, this one "
+            )
+        else:
+            losing = (
+                f"not applied: below promotion {first} in priority "
+                "(this one is exclusive and would give "
+            )
+        closing = "" if first is None else ")"
         cap_note = (
             f"; capped at the provider's maximum of {_percent(self.max_discount)}% of the price"
         )
@@ -248,26 +262,8 @@ class _Evaluation:
             amount, text = priced.priced(top)
             if amount <= 0:
                 verdicts.append(Verdict(pid, False, "its discount comes to nothing on this line"))
-            elif first is None:
-                verdicts.append(Verdict(pid, False, f"not applied: {text}"))
-            elif first_exclusive:
-                verdicts.append(
-                    Verdict(
-                        pid,
-                        False,
-                        f"not applied: promotion {first} is exclusive and goes first "
-                        f"(it gives {best}, this one {text})",
-                    )
-                )
             else:
-                verdicts.append(
-                    Verdict(
-                        pid,
-                        False,
-                        f"not applied: below promotion {first} in priority "
-                        f"(this one is exclusive and would give {text})",
-                    )
-                )
+                verdicts.append(Verdict(pid, False, losing + text + closing))
         parts = tuple(
             Applied(pid, self.eligible(pid)[1], amount) for pid, (_, amount, _) in applied.items()
         )

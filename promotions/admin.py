@@ -170,8 +170,9 @@ def present_quote(quote) -> dict:
     tariffs = Tariff.objects.in_bulk({line["tariff"] for line in data["lines"]})
     for line in data["lines"]:
         line["tariff"] = tariffs[line["tariff"]].name
-        line["promotion"] = names.get(line["promotion"], "")
-        line["code"] = line["code"] or ""
+        # Stacked promotions are named in their order: "Stack 5% + Loyalty 10 off".
+        line["promotion"] = " + ".join(names[a["promotion"]] for a in line["applied"])
+        line["code"] = " + ".join(a["code"] for a in line["applied"] if a["code"])
         for verdict in line["verdicts"]:
             verdict["promotion"] = names[verdict["promotion"]]
     return data

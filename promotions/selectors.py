@@ -34,7 +34,13 @@ def usage_charge(usage: PromoCodeUsage) -> str:
     redemption's quote says; empty for a use without a redemption."""
     if usage.redemption is None:
         return ""
-    lines = [ln for ln in usage.redemption.quote["lines"] if ln["code"] == usage.promocode.code]
+    code = usage.promocode.code
+    lines = [
+        ln
+        for ln in usage.redemption.quote["lines"]
+        # A line names its first promotion's code; stacked ones are in `applied`.
+        if ln["code"] == code or any(a["code"] == code for a in ln.get("applied", ()))
+    ]
     if not lines:
         return ""
     charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))

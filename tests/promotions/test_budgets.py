@@ -293,3 +293,25 @@ def test_releases_racing_redemptions_keep_spent_equal_to_the_live_charges(shop):
     assert spent(shop.promotion) == Decimal("10.00") * (4 + len(done))
     assert spent(shop.promotion) <= Decimal("100.00")
     assert all("budget: " in o for o in outcomes[6:] if isinstance(o, str))
+
+
+def test_a_stacked_codes_usage_charges_the_lines_it_discounted(shop):
+    # given the budgeted 10% made combinable, and a combinable 5.00 off with its own code below it
+    from promotions.selectors import usage_charge
+
+    services.promotion_update(promotion=shop.promotion, actor=ACTOR, combine="combinable")
+    extra = PromotionFactory(
+        provider=shop.provider,
+        fromdate=datetime.date(2020, 1, 1),
+        todate=None,
+        combine="combinable",
+    )
+    DiscountFactory(promotion=extra, valuetype="amount", percentage=None, amount=Decimal("5"))
+    PromoCodeFactory(promotion=extra, code="FIVE")
+    # when an order names both codes
+    redemption = redeem(order_for(shop, ClientFactory(provider=shop.provider), "SAVE", "FIVE"), "k")
+    # then both codes are used, and each usage shows the line's charge after both discounts
+    usages = {u.promocode.code: u for u in redemption.usages.select_related("promocode")}
+    assert set(usages) == {"SAVE", "FIVE"}
+    assert usage_charge(usages["FIVE"]) == usage_charge(usages["SAVE"]) == "85.00 USD"
+    assert spent(shop.promotion) == Decimal("10.00")

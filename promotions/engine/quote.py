@@ -270,8 +270,9 @@ class _Evaluation:
         return LineQuote(
             line=line,
             discount=sum((a.discount for a in parts), Decimal(0) * line.price),
-            promotion_id=first,
-            code=self.eligible(first)[1] if first else None,
+            # The first that gave something (a cap of 0% leaves nothing applied).
+            promotion_id=parts[0].promotion_id if parts else None,
+            code=parts[0].code if parts else None,
             verdicts=verdicts,
             applied=parts,
         )

@@ -130,6 +130,14 @@ CASES = {
         "20",
         [("20.00", "applied"), (None, "not applied: the line's discount is capped at 20%")],
     ),
+    "a cap of nothing leaves every promotion out": (
+        [Spec(0, CO, "10"), Spec(0, EX, "40")],
+        "0",
+        [
+            (None, "not applied: promotion {1} is exclusive and goes first"),
+            (None, "not applied: the line's discount is capped at 0%"),
+        ],
+    ),
     "the cap cuts an exclusive first": (
         [Spec(0, EX, "40")],
         "15",
@@ -274,7 +282,7 @@ def reference(catalogue: list[Spec], price: Decimal, cap: Decimal) -> dict[int, 
         specs.filter(lambda s: s.valuetype != "percent" or s.value != "150"), max_size=6
     ),
     price=st.sampled_from(["0.00", "9.99", "100.00", "250.50"]),
-    cap=st.sampled_from(["100", "60", "25"]),
+    cap=st.sampled_from(["100", "60", "25", "0"]),
 )
 def test_the_ordering_rule_agrees_with_the_reference(catalogue, price, cap):
     note(f"{catalogue=} {price=} {cap=}")

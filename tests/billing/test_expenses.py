@@ -8,8 +8,8 @@ import pytest
 from billing.models import Expense
 from referrals import selectors
 from referrals.accrual import rewards_accrue
-from referrals.models import Reward, Rule
-from tests.factories import ClientFactory, ReferralFactory, ServiceFactory, UserFactory
+from referrals.models import Reward
+from tests.factories import ClientFactory, ReferralFactory, RuleFactory, ServiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def api(client):
 def test_an_expense_is_taken_in_and_shows_as_the_referrals_purchases(api):
     # given a referred client in a program with a 10% rule
     referral = ReferralFactory(program__start_date=datetime.date(2026, 1, 1))
-    Rule.objects.create(program=referral.program, name="r", amount=Decimal("10"))
+    RuleFactory(program=referral.program, name="r", amount=Decimal("10"))
     # when two charges arrive, the later one first
     for when in ("2026-02-01T10:00:00Z", "2026-01-15T10:00:00Z"):
         response = api(

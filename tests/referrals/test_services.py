@@ -10,7 +10,7 @@ from common.actors import Actor
 from referrals import services
 from referrals.models import ProgramState, ReferralProgram
 from tests.conftest import run_in_threads
-from tests.factories import ProviderFactory
+from tests.factories import ProviderFactory, ReferralProgramFactory
 
 
 @pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_a_title_is_unique_per_provider_in_any_letter_case():
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        ReferralProgram.objects.create(provider=provider, name="fRiEnDs")
+        ReferralProgramFactory(provider=provider, name="fRiEnDs")
     assert kept.name == "Friends"
 
 
@@ -155,7 +155,7 @@ def test_a_programs_state_is_the_one_its_queryset_puts_it_in(status, start, leng
     from django.db import transaction
 
     with transaction.atomic():
-        program = ReferralProgram.objects.create(
+        program = ReferralProgramFactory(
             provider=ProviderFactory(),
             name="p",
             status=status,

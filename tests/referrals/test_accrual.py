@@ -5,6 +5,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from common.actors import Actor
@@ -328,6 +329,33 @@ def test_a_fixed_reward_is_paid_only_on_expenses_in_the_programs_currency(referr
         "5 USD per qualifying expense in USD; "
         "expenses in other currencies earn nothing under this rule"
     )
+
+
+def test_a_fixed_reward_finer_than_the_programs_currency_is_refused_with_the_reason():
+    # given a yen program (no minor unit)
+    yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
+    program = ReferralProgramFactory(currency=yen)
+    # when a fixed reward of 1.5 yen is saved, then it is refused on its amount, saying why
+    with pytest.raises(ValidationError) as refused:
+        RuleFactory.build(program=program, reward_type="fixed", amount=Decimal("1.5")).full_clean()
+    assert refused.value.message_dict["amount"] == [
+        "A fixed reward is in JPY, which has no fractions: give a whole amount."
+    ]
+
+
+def test_a_fixed_reward_is_rounded_to_the_currency_when_the_program_changed_currency(referral):
+    # given a fixed 1.25 USD rule, and the program switched to yen afterwards
+    yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
+    rule_for(referral, reward_type="fixed", amount=Decimal("1.25"))
+    program = referral.program
+    program.currency = yen
+    program.save()
+    ExpenseFactory(
+        client=referral.client, amount=Decimal("3000"), currency=yen, created_at=at("2026-01-06")
+    )
+    # when rewards accrue, then the yen reward is a whole yen, rounded half up like every reward
+    rewards_accrue()
+    assert [(r.amount, r.currency.iso) for r in Reward.objects.all()] == [(Decimal("1"), "JPY")]
 
 
 def test_a_percent_reward_is_in_the_expenses_currency(referral):

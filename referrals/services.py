@@ -784,14 +784,15 @@ def payouts_mark_many(
     return moved
 
 
+@transaction.atomic
 def payout_batch_mark(
     *, batch: PayoutBatch, status: str, actor: Actor, at: datetime.datetime | None = None
 ) -> list[Payout]:
     """Mark every payout of a batch that can move there `sent` or `failed` (see
-    payouts_mark_many): a batch marked sent leaves its failed payouts failed."""
-    movable = [
-        p for p in batch.payouts.all() if p.status == status or status in STATUS_MOVES[p.status]
-    ]
+    payouts_mark_many): a batch marked sent leaves its failed payouts failed, also one failed by
+    someone else a moment ago (which payouts can move is read under their locks)."""
+    locked = Payout.objects.select_for_update().filter(batch=batch).order_by("pk")
+    movable = [p for p in locked if p.status == status or status in STATUS_MOVES[p.status]]
     return payouts_mark_many(payouts=movable, status=status, actor=actor, at=at)
 
 

@@ -4,6 +4,7 @@ masked in lists, and the read-only ledger on REST."""
 import csv
 import datetime
 import io
+import threading
 from decimal import Decimal
 
 import pytest
@@ -363,3 +364,47 @@ def test_the_admin_lists_batches_payouts_rewards_by_state_and_refusals(admin_cli
         == 0
     )
     assert admin_client.get("/admin/referrals/attachmentrefusal/").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_marked_sent_while_one_payout_fails_leaves_that_one_failed(paid_batch, referral):
+    # given a batch of two pending payouts, one of which an operator is marking failed (its
+    # transaction open, the payout locked)
+    from tests.conftest import run_in_threads
+    from tests.ops.conftest import wait_until
+
+    failing = paid_batch.payouts.get(partner=referral.partner)
+    failed_locked, other_waits = threading.Event(), threading.Event()
+
+    def fail_one():
+        with transaction.atomic():
+            services.payouts_mark_many(payouts=[failing], status="failed", actor=ACTOR)
+            failed_locked.set()
+            assert other_waits.wait(10)
+
+    def mark_batch_sent():
+        assert failed_locked.wait(10)
+        return services.payout_batch_mark(batch=paid_batch, status="sent", actor=ACTOR)
+
+    def watch():
+        # the batch's marking is queued behind the failing payout's lock
+        assert wait_until(lambda: lock_waits() > 0, seconds=10)
+        other_waits.set()
+
+    def run(step):
+        return step()
+
+    # when another operator marks the whole batch sent meanwhile
+    results = run_in_threads(run, [fail_one, mark_batch_sent, watch])
+    # then the batch's other payout is sent and the failed one stays failed
+    statuses = dict(paid_batch.payouts.values_list("pk", "status"))
+    assert statuses.pop(failing.pk) == "failed"
+    assert list(statuses.values()) == ["sent"]
+    assert [p.pk for p in results[1]] == list(statuses)
+
+
+def lock_waits() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]

@@ -360,6 +360,7 @@ def _attach(
     return referral
 
 
+@transaction.atomic
 def _refusal_record(
     *,
     program: ReferralProgram,

@@ -3,7 +3,7 @@ clicks, read the reward ledger, pay partners in batches, fetch a batch's payout 
 payouts sent or failed."""
 
 import django_filters
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.text import slugify
@@ -286,6 +286,16 @@ class PaymentOutput(serializers.Serializer):
     skipped = SkipOutput(many=True)
 
 
+def _named(choices: QuerySet, ids: list[int], field: str, refusal: str) -> list:
+    """The rows of `choices` with these ids; a 400 on `field` naming the ids that are not among
+    them, so a typo is never paid or marked as if it were not there."""
+    found = list(choices.filter(pk__in=ids))
+    unknown = set(ids) - {row.pk for row in found}
+    if unknown:
+        raise ValidationError({field: [f"{refusal}: {sorted(unknown)}"]})
+    return found
+
+
 class PayPermission(ModelPermissionsWithView):
     """Reading batches needs view_payoutbatch; paying needs the right to pay."""
 
@@ -325,7 +335,9 @@ class PayoutBatchListCreateApi(generics.ListAPIView):
         program = get_object_or_404(ReferralProgram, pk=data["program"])
         partners = selectors.partners(program)
         if "partners" in data:
-            partners = partners.filter(pk__in=data["partners"])
+            partners = _named(
+                partners, data["partners"], "partners", "Not partners of this program"
+            )
         made = service_call(
             lambda: services.payouts_create_many(
                 partners=[(program, p) for p in partners],
@@ -391,12 +403,9 @@ class PayoutBatchStatusApi(APIView):
         data = data.validated_data
         actor = api_actor(request, f"api.payout_{data['status']}")
         if "payouts" in data:
-            named = list(batch.payouts.filter(pk__in=data["payouts"]))
-            unknown = set(data["payouts"]) - {p.pk for p in named}
-            if unknown:
-                raise ValidationError(
-                    {"payouts": [f"Not payouts of this batch: {sorted(unknown)}"]}
-                )
+            named = _named(
+                batch.payouts.all(), data["payouts"], "payouts", "Not payouts of this batch"
+            )
             service_call(
                 lambda: services.payouts_mark_many(
                     payouts=named, status=data["status"], actor=actor

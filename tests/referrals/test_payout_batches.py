@@ -408,3 +408,24 @@ def lock_waits() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
         return cursor.fetchone()[0]
+
+
+def test_rest_refuses_to_pay_partners_the_program_does_not_have(api, referral):
+    # given a partner with a payable balance
+    spend(referral, "100", 0)
+    rewards_accrue()
+    stranger = ReferralFactory().partner
+    # when a payment names them and a client who is no partner of the program
+    answer = api.post(
+        "/api/v1/payout-batches",
+        {
+            "program": referral.program_id,
+            "partners": [referral.partner_id, stranger.pk],
+            "reference": "API-3",
+        },
+        content_type="application/json",
+    )
+    # then it is refused, naming the stranger, and nothing is paid
+    assert answer.status_code == 400, answer.content
+    assert answer.json() == {"partners": [f"Not partners of this program: [{stranger.pk}]"]}
+    assert not PayoutBatch.objects.exists()

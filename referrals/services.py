@@ -396,7 +396,10 @@ def program_for_code(*, provider_id: int, code: str) -> tuple[ReferralProgram, i
     for program in ReferralProgram.objects.filter(provider_id=provider_id).exclude(promocode=""):
         head, _, tail = program.promocode.upper().partition(PARTNER_PLACEHOLDER)
         middle = code[len(head) : len(code) - len(tail) if tail else None]
-        if code.startswith(head) and code.endswith(tail) and middle.isdigit() and len(middle) < 19:
+        # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and other
+        # scripts' digits (a second spelling of the same partner's code).
+        digits = middle.isascii() and middle.isdigit()
+        if code.startswith(head) and code.endswith(tail) and digits and len(middle) < 19:
             return program, int(middle)
     return None
 

@@ -418,7 +418,7 @@ class OrderPeriodsField(forms.Field):
     def to_python(self, value):
         text = (value or "").replace(" ", "")
         parts = [p for p in text.split(",") if p]
-        if not all(p.isdigit() and len(p) < 5 for p in parts):
+        if not all(p.isascii() and p.isdigit() and len(p) < 5 for p in parts):
             raise ValidationError("Order periods are months joined by commas, e.g. 1, 12.")
         return [int(p) for p in parts]
 

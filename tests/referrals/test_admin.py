@@ -348,3 +348,14 @@ def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
     assert response.status_code == 200
     assert b"A program with this title exists already." in response.content
     assert ReferralProgram.objects.count() == 1
+
+
+@pytest.mark.parametrize("typed", ["1, \u00b2", "\u0661\u0662", "12, x"])
+def test_order_periods_in_other_than_ascii_digits_are_refused_as_a_form_error(typed):
+    from django.core.exceptions import ValidationError
+
+    from referrals.admin import OrderPeriodsField
+
+    # when a rule condition's order periods are typed with other digits, then the form says so
+    with pytest.raises(ValidationError, match="Order periods are months joined by commas"):
+        OrderPeriodsField().clean(typed)

@@ -17,7 +17,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
-from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
+from common.admin_tools import (
+    KeptAdmin,
+    ListedOnlyAdmin,
+    ServiceSavedAdmin,
+    admin_actor,
+    csv_response,
+    group_arg,
+)
 from common.charts import bar_chart
 from common.groups import GroupedConditionInline
 from referrals import selectors, services
@@ -487,7 +494,7 @@ class RuleAdmin(ServiceSavedAdmin):
 
 
 @admin.register(Partnership)
-class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
+class PartnershipAdmin(MaskedDetails, ListedOnlyAdmin):
     """Partners enrolled; their payout details are masked here (the partner page sets them)."""
 
     list_display = [
@@ -505,19 +512,13 @@ class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
     fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="partner page")
     def page(self, obj):
         return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
 
 
 @admin.register(AttachmentRefusal)
-class AttachmentRefusalAdmin(admin.ModelAdmin):
+class AttachmentRefusalAdmin(KeptAdmin):
     """Attachments the fraud screens refused: history, listed only."""
 
     list_display = [
@@ -535,41 +536,20 @@ class AttachmentRefusalAdmin(admin.ModelAdmin):
     date_hierarchy = "refused_at"
     list_select_related = ["partner", "client", "program"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(LinkClick)
-class LinkClickAdmin(admin.ModelAdmin):
+class LinkClickAdmin(ListedOnlyAdmin):
     list_display = ["id", "visitor", "partner", "program", "clicked_at", "referral"]
     list_filter = ["program"]
     search_fields = ["visitor", "partner__name"]
     date_hierarchy = "clicked_at"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Referral)
-class ReferralAdmin(admin.ModelAdmin):
+class ReferralAdmin(ListedOnlyAdmin):
     list_display = ["id", "client", "partner", "program", "source", "joined_at"]
     list_filter = ["program", "source"]
     search_fields = ["client__name", "partner__name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PaidFilter(admin.SimpleListFilter):
@@ -598,18 +578,9 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class LedgerAdmin(admin.ModelAdmin):
+class LedgerAdmin(KeptAdmin):
     """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
     database refuses deletes and changes too); corrections are new rows."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Reward)

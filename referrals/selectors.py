@@ -112,16 +112,10 @@ class Balances:
 BALANCES = ("earned", "held", "payable", "paid", "reversed", "unpaid")
 
 
-@dataclass(frozen=True)
-class PartnerRow:
-    """One line of a program's partner list."""
+class ShowsBalances:
+    """What the partner lists and pages show of a row's `balances` at first sight."""
 
-    partner_id: int
-    name: str
-    code: str
-    referral_count: int
     balances: Balances
-    payout_details: str  # masked
 
     @property
     def earned(self) -> list[Money]:
@@ -130,6 +124,18 @@ class PartnerRow:
     @property
     def unpaid(self) -> list[Money]:
         return self.balances.unpaid
+
+
+@dataclass(frozen=True)
+class PartnerRow(ShowsBalances):
+    """One line of a program's partner list."""
+
+    partner_id: int
+    name: str
+    code: str
+    referral_count: int
+    balances: Balances
+    payout_details: str  # masked
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ class RewardDay:
 
 
 @dataclass(frozen=True)
-class PartnerSummary:
+class PartnerSummary(ShowsBalances):
     program: ReferralProgram
     partner: Client
     code: str
@@ -193,14 +199,6 @@ class PartnerSummary:
     payout_details: str  # masked
     refusals: list[AttachmentRefusal]  # the latest REFUSALS_SHOWN, newest first
     refusal_count: int
-
-    @property
-    def earned(self) -> list[Money]:
-        return self.balances.earned
-
-    @property
-    def unpaid(self) -> list[Money]:
-        return self.balances.unpaid
 
 
 REFERRALS_SHOWN = 200

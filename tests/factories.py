@@ -90,6 +90,11 @@ class ClientFactory(factory.django.DjangoModelFactory):
     registration_date = factory.LazyFunction(timezone.now)
 
 
+def client_of_the_program() -> factory.SubFactory:
+    """A client of the provider of the row's `program`."""
+    return factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
+
+
 class TariffFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Tariff
@@ -190,10 +195,8 @@ class ReferralFactory(factory.django.DjangoModelFactory):
         model = Referral
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
-    client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
+    partner = client_of_the_program()
+    client = client_of_the_program()
     source = Referral.Source.PROMOCODE
     # Joined when the program started, so that its expenses earn unless a test says otherwise.
     joined_at = factory.LazyAttribute(
@@ -242,9 +245,7 @@ class PartnershipFactory(factory.django.DjangoModelFactory):
         model = Partnership
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
+    partner = client_of_the_program()
 
 
 class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
@@ -332,9 +333,7 @@ class LinkClickFactory(factory.django.DjangoModelFactory):
         model = LinkClick
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
+    partner = client_of_the_program()
     visitor = factory.Sequence(lambda n: f"visitor-{n}")
     address = "192.0.2.1"
 
@@ -344,10 +343,8 @@ class AttachmentRefusalFactory(factory.django.DjangoModelFactory):
         model = AttachmentRefusal
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
-    client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
+    partner = client_of_the_program()
+    client = client_of_the_program()
     screen = AttachmentRefusal.Screen.SAME_EMAIL
     reason = "The client's e-mail is the partner's."
     source = Referral.Source.PROMOCODE
@@ -369,9 +366,7 @@ class PayoutFactory(factory.django.DjangoModelFactory):
 
     batch = factory.SubFactory(PayoutBatchFactory)
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
+    partner = client_of_the_program()
     amount = Decimal("10.00")
     currency = factory.SelfAttribute("program.provider.currency")
     paid_by = "operator"

@@ -12,13 +12,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Client
 from common.admin_tools import csv_response
-from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
+from common.apis import (
+    Conflict,
+    HasPerm,
+    ModelPermissionsWithView,
+    Pagination,
+    api_actor,
+    service_call,
+)
 from referrals import selectors, services
 from referrals.models import (
     LinkClick,
@@ -149,11 +155,6 @@ class LinkClickCreateApi(APIView):
 
 
 # The ledger, read-only --------------------------------------------------------------------------
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
 
 
 class RewardFilter(django_filters.FilterSet):

@@ -63,7 +63,8 @@ class Money:
     @property
     def shown(self) -> Decimal:
         """The amount to the currency's minor unit (SQLite and PostgreSQL sum to other scales),
-        never hiding a fraction below it (a fixed reward may carry one)."""
+        never hiding a fraction below it (a fixed reward accrued before they were rounded may
+        carry one)."""
         rounded = money_round(self.amount, minor_units=self.minor_units)
         return rounded if rounded == self.amount else self.amount.normalize()
 

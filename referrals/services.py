@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, ProtectedError, QuerySet
 from django.utils import timezone
 
 from billing.models import Client
@@ -111,12 +111,21 @@ def program_update(*, program: ReferralProgram, actor: Actor, **fields: Any) -> 
 def program_delete_many(*, programs: Iterable[ReferralProgram], actor: Actor) -> int:
     """All or none: a program with referrals keeps them; set it inactive instead."""
     programs = list(programs)
-    busy = sorted({p.name for p in programs if p.referrals.exists()})
-    if busy:
-        raise ValidationError(
-            {"elid": f"{', '.join(busy)} has referrals; make it inactive instead."}
+
+    def refused(names: Iterable[str]) -> ValidationError:
+        return ValidationError(
+            {"elid": f"{', '.join(sorted(names))} has referrals; make it inactive instead."}
         )
-    return model_delete_many(objects=programs, actor=actor)
+
+    busy = {p.name for p in programs if p.referrals.exists()}
+    if busy:
+        raise refused(busy)
+    try:
+        with transaction.atomic():
+            return model_delete_many(objects=programs, actor=actor)
+    except ProtectedError as exc:
+        # A referral attached since the check above (attachments do not lock the program).
+        raise refused({r.program.name for r in exc.protected_objects}) from None
 
 
 # Rules ------------------------------------------------------------------------------------------

@@ -192,3 +192,39 @@ def test_billing_does_not_import_referrals():
             elif isinstance(node, ast.Import):
                 imports |= {(path.name, alias.name.split(".")[0]) for alias in node.names}
     assert not {(name, module) for name, module in imports if module == "referrals"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_program_that_gains_a_referral_while_it_is_deleted_is_kept_with_the_reason(
+    monkeypatch,
+):
+    # given a running program without referrals, a partner and a new client
+    from tests.factories import ClientFactory
+
+    program = ReferralProgramFactory()
+    partner, newcomer = ClientFactory.create_batch(2, provider=program.provider)
+    deleting = services.model_delete_many
+
+    def attach_then_delete(**kwargs):
+        # another operator's attachment commits after the "no referrals" check, before the delete
+        run_in_threads(
+            lambda client: services.referral_attach(
+                client=client,
+                partner_id=partner.pk,
+                program=program,
+                source="manual",
+                actor=Actor.system("test"),
+            ),
+            [newcomer],
+        )
+        return deleting(**kwargs)
+
+    monkeypatch.setattr(services, "model_delete_many", attach_then_delete)
+    # when the program is deleted, then it is refused as one with referrals, and kept
+    with pytest.raises(ValidationError) as refused:
+        services.program_delete_many(programs=[program], actor=Actor.system("test"))
+    assert refused.value.message_dict == {
+        "elid": [f"{program.name} has referrals; make it inactive instead."]
+    }
+    assert ReferralProgram.objects.filter(pk=program.pk).exists()

@@ -107,25 +107,42 @@ def program_update(*, program: ReferralProgram, actor: Actor, **fields: Any) -> 
     return _program_saved(update)
 
 
+def _delete_unless_in_use(
+    *,
+    objects: Iterable[ReferralProgram | Rule],
+    actor: Actor,
+    has: str,
+    in_use: Callable[[Any], bool],
+    root_of: Callable[[Any], Any] = lambda obj: None,
+) -> int:
+    """Delete all of `objects` or none: any that `has` rows (`in_use`) is kept, saying so. Checked
+    first, and again when the delete meets rows written since the check (an attachment or an
+    accrual that committed meanwhile): refused the same way, never a 500."""
+    objects = list(objects)
+
+    def refusal() -> ValidationError | None:
+        busy = sorted({obj.name for obj in objects if in_use(obj)})
+        if not busy:
+            return None
+        return ValidationError({"elid": f"{', '.join(busy)} has {has}; make it inactive instead."})
+
+    if found := refusal():
+        raise found
+    try:
+        with transaction.atomic():
+            return model_delete_many(objects=objects, actor=actor, root_of=root_of)
+    except (ProtectedError, IntegrityError):
+        if found := refusal():
+            raise found from None
+        raise
+
+
 @transaction.atomic
 def program_delete_many(*, programs: Iterable[ReferralProgram], actor: Actor) -> int:
     """All or none: a program with referrals keeps them; set it inactive instead."""
-    programs = list(programs)
-
-    def refused(names: Iterable[str]) -> ValidationError:
-        return ValidationError(
-            {"elid": f"{', '.join(sorted(names))} has referrals; make it inactive instead."}
-        )
-
-    busy = {p.name for p in programs if p.referrals.exists()}
-    if busy:
-        raise refused(busy)
-    try:
-        with transaction.atomic():
-            return model_delete_many(objects=programs, actor=actor)
-    except ProtectedError as exc:
-        # A referral attached since the check above (attachments do not lock the program).
-        raise refused({r.program.name for r in exc.protected_objects}) from None
+    return _delete_unless_in_use(
+        objects=programs, actor=actor, has="referrals", in_use=lambda p: p.referrals.exists()
+    )
 
 
 # Rules ------------------------------------------------------------------------------------------
@@ -147,11 +164,13 @@ def rule_update(*, rule: Rule, actor: Actor, **fields: Any) -> Rule:
 
 @transaction.atomic
 def rule_delete_many(*, rules: Iterable[Rule], actor: Actor) -> int:
-    rules = list(rules)
-    paid = sorted({r.name for r in rules if r.rewards.exists()})
-    if paid:
-        raise ValidationError({"elid": f"{', '.join(paid)} has rewards; make it inactive instead."})
-    return model_delete_many(objects=rules, actor=actor, root_of=lambda r: r.program)
+    return _delete_unless_in_use(
+        objects=rules,
+        actor=actor,
+        has="rewards",
+        in_use=lambda r: r.rewards.exists(),
+        root_of=lambda r: r.program,
+    )
 
 
 # Rule conditions --------------------------------------------------------------------------------

@@ -228,3 +228,28 @@ def test_a_program_that_gains_a_referral_while_it_is_deleted_is_kept_with_the_re
         "elid": [f"{program.name} has referrals; make it inactive instead."]
     }
     assert ReferralProgram.objects.filter(pk=program.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rule_that_earns_a_reward_while_it_is_deleted_is_kept_with_the_reason(monkeypatch):
+    # given a rule without rewards yet, and a referral's purchase that it will reward
+    from referrals.accrual import rewards_accrue
+    from tests.factories import ExpenseFactory, ReferralFactory, RuleFactory
+
+    referral = ReferralFactory(program__start_date=datetime.date(2026, 1, 1))
+    rule = RuleFactory(program=referral.program, name="10%")
+    ExpenseFactory(client=referral.client)
+    deleting = services.model_delete_many
+
+    def accrue_then_delete(**kwargs):
+        # accrual commits the rule's first reward after the "no rewards" check, before the delete
+        run_in_threads(lambda _: rewards_accrue(), [None])
+        return deleting(**kwargs)
+
+    monkeypatch.setattr(services, "model_delete_many", accrue_then_delete)
+    # when the rule is deleted, then it is refused as one with rewards, and kept
+    with pytest.raises(ValidationError) as refused:
+        services.rule_delete_many(rules=[rule], actor=Actor.system("test"))
+    assert refused.value.message_dict == {"elid": ["10% has rewards; make it inactive instead."]}
+    assert rule.rewards.count() == 1

@@ -57,3 +57,25 @@ def test_bad_expenses_are_refused_with_the_field(api, change, field):
     response = api(body)
     assert response.status_code == 400 and field in response.json()
     assert not Expense.objects.exists()
+
+
+def test_a_currency_with_expenses_keeps_its_minor_unit():
+    # given a currency in which a client has been charged 12.50
+    from django.core.exceptions import ValidationError
+
+    from billing.services import substrate_update
+    from common.actors import Actor
+    from tests.factories import CurrencyFactory, ExpenseFactory
+
+    dollars = CurrencyFactory(iso="USD", minor_units=2)
+    ExpenseFactory(currency=dollars, amount=Decimal("12.50"))
+    # when its minor unit is changed to none (as for yen), then it is refused, saying why
+    with pytest.raises(ValidationError) as refused:
+        substrate_update(instance=dollars, actor=Actor.system("test"), minor_units=0)
+    assert refused.value.message_dict == {
+        "minor_units": ["USD has expenses: its minor unit stays 2 (money in it was rounded to it)."]
+    }
+    # and a change of its name is still taken
+    assert substrate_update(instance=dollars, actor=Actor.system("test"), name="Dollar").name == (
+        "Dollar"
+    )

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from common.admin_tools import ListedOnlyAdmin
+from common.admin_tools import ListedOnlyAdmin, ListedOnlyInline
 from common.jobs import job_done_so_far, jobs_sweep_lost
 from common.models import History, Job
 from common.signin import minutes_left
@@ -38,15 +38,10 @@ class HistoryAdmin(ListedOnlyAdmin):
     search_fields = ["desc", "username"]
 
 
-class JobAttemptInline(admin.TabularInline):
+class JobAttemptInline(ListedOnlyInline):
     model = JobAttempt
     fields = ["number", "worker", "started_at", "heartbeat_at", "finished_at", "outcome", "error"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Job)

@@ -30,6 +30,16 @@ class ListedOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ListedOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, never added or deleted there."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class KeptAdmin(ListedOnlyAdmin):
     """History: listed and viewed, never added, changed or deleted here; corrections are new
     rows."""

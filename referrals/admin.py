@@ -20,6 +20,7 @@ from django.utils.text import slugify
 from common.admin_tools import (
     KeptAdmin,
     ListedOnlyAdmin,
+    ListedOnlyInline,
     ServiceSavedAdmin,
     admin_actor,
     csv_response,
@@ -191,16 +192,11 @@ def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
     return format_html_join("", "{}", ((c,) for c in charts))
 
 
-class PartnershipInline(admin.TabularInline):
+class PartnershipInline(ListedOnlyInline):
     model = Partnership
     fields = ["partner", "code", "link", "enrolled_at", "page"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "partners enrolled (with the code and link they hand out)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         # The partner's name and the link (from the program's URL) on every row, without a query each.
@@ -743,15 +739,10 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
         )
 
 
-class PayoutInline(MaskedDetails, admin.TabularInline):
+class PayoutInline(MaskedDetails, ListedOnlyInline):
     model = Payout
     fields = ["partner", "program", "amount", "currency", "details", "status", "rewards_count"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class BatchChangeList(ChangeList):

@@ -285,6 +285,9 @@ class SkipOutput(serializers.Serializer):
 class PaymentOutput(serializers.Serializer):
     batch = BatchOutput(allow_null=True)
     skipped = SkipOutput(many=True)
+    detail = serializers.CharField(
+        required=False, help_text="With a 409 (nothing was paid): why, in words."
+    )
 
 
 def _named(choices: QuerySet, ids: list[int], field: str, refusal: str) -> list:
@@ -346,15 +349,15 @@ class PayoutBatchListCreateApi(generics.ListAPIView):
                 actor=api_actor(request, "api.payout_batch_create"),
             )
         )
-        answer = PaymentOutput(
-            {
-                "batch": PayoutBatch.objects.get(pk=made.batch.pk) if made.batch else None,
-                "skipped": made.skipped,
-            }
-        ).data
-        return Response(
-            answer, status=status.HTTP_201_CREATED if made.batch else status.HTTP_409_CONFLICT
+        if made.batch is not None:
+            answer = {"batch": PayoutBatch.objects.get(pk=made.batch.pk), "skipped": made.skipped}
+            return Response(PaymentOutput(answer).data, status=status.HTTP_201_CREATED)
+        why = "; ".join(str(skip) for skip in made.skipped) or (
+            "no partner has a payable balance (every reward has been paid already, or is still "
+            "held)"
         )
+        answer = {"batch": None, "skipped": made.skipped, "detail": f"Nothing was paid: {why}."}
+        return Response(PaymentOutput(answer).data, status=status.HTTP_409_CONFLICT)
 
 
 class PayoutBatchFileApi(APIView):

@@ -341,6 +341,10 @@ def test_rest_pays_fetches_the_file_and_marks_the_batch(api, referral):
         content_type="application/json",
     )
     assert nothing.status_code == 409 and nothing.json()["batch"] is None
+    assert nothing.json()["detail"] == (
+        "Nothing was paid: no partner has a payable balance (every reward has been paid "
+        "already, or is still held)."
+    )
     assert PayoutBatch.objects.count() == 1
 
 
@@ -429,3 +433,24 @@ def test_rest_refuses_to_pay_partners_the_program_does_not_have(api, referral):
     assert answer.status_code == 400, answer.content
     assert answer.json() == {"partners": [f"Not partners of this program: [{stranger.pk}]"]}
     assert not PayoutBatch.objects.exists()
+
+
+def test_rest_says_why_nothing_was_paid_when_every_balance_is_skipped(api, referral):
+    # given a partner whose 10.00 payable is below the program's payout minimum of 20
+    program = referral.program
+    program.payout_minimum = Decimal("20")
+    program.save()
+    spend(referral, "100", 0)
+    rewards_accrue()
+    # when the program's partners are paid through REST
+    answer = api.post(
+        "/api/v1/payout-batches",
+        {"program": program.pk, "reference": "API-4"},
+        content_type="application/json",
+    )
+    # then nothing is paid, and the answer says why in words
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["detail"] == (
+        f"Nothing was paid: Paula in {program.name}: the payable balance 10.00 USD is below the "
+        "payout minimum 20.00 USD."
+    )

@@ -4,7 +4,6 @@ from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,6 +12,7 @@ from common.apis import (
     HasPerm,
     ModelPermissionsWithView,
     MomentField,
+    Pagination,
     api_actor,
     service_call,
 )
@@ -234,11 +234,6 @@ class RedemptionReleaseApi(APIView):
             redemption=redemption, actor=api_actor(request, "api.release")
         )
         return Response(redemption_as_dict(redemption=redemption))
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
 
 
 class PromotionListApi(generics.ListAPIView):

@@ -14,6 +14,9 @@ from digipay_api.selectors import key_digest
 from ops.models import JobAttempt, JobTask, Schedule, WorkerBeat
 from promotions.engine.rules import rules_version_bump
 from promotions.models import (
+    BudgetCharge,
+    BudgetSpend,
+    ClientBudgetSpend,
     Condition,
     ConditionGroup,
     Discount,
@@ -400,6 +403,45 @@ class RedemptionFactory(factory.django.DjangoModelFactory):
     caller = "system"
     fingerprint = factory.Sequence(lambda n: f"{n:064x}")
     quote = factory.LazyFunction(lambda: {"lines": []})
+
+
+class BudgetSpendFactory(factory.django.DjangoModelFactory):
+    """What a budgeted promotion has given in one period (redemptions move the real ones)."""
+
+    class Meta:
+        model = BudgetSpend
+
+    promotion = factory.SubFactory(PromotionFactory, budget=Decimal("100.00"))
+    period = "total"
+    spent = Decimal("0.00")
+
+
+class ClientBudgetSpendFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ClientBudgetSpend
+
+    promotion = factory.SubFactory(PromotionFactory, client_budget=Decimal("20.00"))
+    client = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..promotion.provider")
+    )
+    period = "total"
+    spent = Decimal("0.00")
+
+
+class BudgetChargeFactory(factory.django.DjangoModelFactory):
+    """A redemption's reservation against its promotion's budget."""
+
+    class Meta:
+        model = BudgetCharge
+
+    redemption = factory.SubFactory(RedemptionFactory)
+    promotion = factory.SubFactory(
+        PromotionFactory,
+        provider=factory.SelfAttribute("..redemption.provider"),
+        budget=Decimal("100.00"),
+    )
+    period = "total"
+    amount = Decimal("10.00")
 
 
 class HistoryFactory(factory.django.DjangoModelFactory):

@@ -1,6 +1,7 @@
 """The compiled evaluator against a small, obviously correct reference written here: for generated
-catalogues, clients and orders, both agree on every line's winner and discount, in the default
-answer and the explained one, and the default answer keeps every near miss."""
+catalogues (every condition type), clients (services, expenses and refunds, groups, registration,
+referral) and orders, both agree on every line's winner and discount, in the default answer and
+the explained one, and the default answer keeps every near miss."""
 
 import datetime
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 import time_machine
 from django.db import transaction
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from billing.models import Service, Tariff
@@ -20,10 +21,14 @@ from tests.factories import (
     ClientGroupFactory,
     ConditionFactory,
     ConditionGroupFactory,
+    CurrencyFactory,
     DiscountFactory,
+    ExpenseFactory,
     PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
+    ReferralFactory,
+    ReferralProgramFactory,
     ServiceFactory,
     TariffFactory,
 )
@@ -40,6 +45,22 @@ COMPARE = {
     "ge": lambda a, b: a >= b,
     "gt": lambda a, b: a > b,
 }
+MICROSECOND = datetime.timedelta(microseconds=1)
+# The windows conditions look back over, with the first moment each counts (a window ends at NOW
+# and holds both its ends). Months and years are read off the calendar by hand.
+WINDOW_STARTS = {
+    ("day", 1): NOW - datetime.timedelta(days=1),
+    ("day", 7): NOW - datetime.timedelta(days=7),
+    ("day", 30): NOW - datetime.timedelta(days=30),
+    ("day", 365): NOW - datetime.timedelta(days=365),
+    ("month", 1): datetime.datetime(2026, 5, 15, 12, 0, tzinfo=datetime.UTC),
+    ("month", 4): datetime.datetime(2026, 2, 15, 12, 0, tzinfo=datetime.UTC),
+    ("month", 12): datetime.datetime(2025, 6, 15, 12, 0, tzinfo=datetime.UTC),
+    ("year", 1): datetime.datetime(2025, 6, 15, 12, 0, tzinfo=datetime.UTC),
+}
+CHARGES = [Decimal(a) for a in ("0.01", "5", "10", "50")]
+SUMS = [Decimal(a) for a in ("0", "5", "10", "15", "60")]
+STATUSES = [s.value for s in Service.Status]
 
 
 # What is generated: plain descriptions, built into the database by factories -------------------
@@ -56,11 +77,16 @@ class DiscountSpec:
 
 @dataclass
 class ConditionSpec:
-    kind: str  # service_count | account_group | registration
+    kind: str  # a Condition.Type value
     comparison: str = "ge"
     amount: int = 0
     group: int = 0  # client group index 0-1
-    days: int = 1
+    window: tuple[str, int] = ("day", 1)  # a key of WINDOW_STARTS
+    tariff: int = 0  # tariff index 0-2
+    periods: tuple[int, ...] = ()  # order periods counted, () = every period
+    currency: int = 0  # 0 = the provider's (USD), 1 = EUR
+    summa: Decimal = Decimal(0)
+    program: int = 0  # referral program index 0-1
     or_group: int | None = None  # conditions sharing a number are OR-ed
 
 
@@ -80,25 +106,51 @@ discounts = st.builds(
     percentage=st.sampled_from(PERCENTAGES),
     validity=st.one_of(st.none(), st.integers(1, 24)),
 )
+or_groups = st.one_of(st.none(), st.integers(0, 1))
+comparisons = st.sampled_from(sorted(COMPARE))
+windows = st.sampled_from(sorted(WINDOW_STARTS))
 conditions = st.one_of(
     st.builds(
         ConditionSpec,
         kind=st.just("service_count"),
-        comparison=st.sampled_from(sorted(COMPARE)),
+        comparison=comparisons,
         amount=st.integers(0, 3),
-        or_group=st.one_of(st.none(), st.integers(0, 1)),
+        or_group=or_groups,
+    ),
+    st.builds(
+        ConditionSpec,
+        kind=st.just("paid_services"),
+        comparison=comparisons,
+        amount=st.integers(0, 3),
+        or_group=or_groups,
+    ),
+    st.builds(
+        ConditionSpec,
+        kind=st.just("has_tariff"),
+        comparison=comparisons,
+        amount=st.integers(0, 3),
+        tariff=st.integers(0, 2),
+        periods=st.lists(st.sampled_from(PERIODS), unique=True, max_size=2).map(tuple),
+        or_group=or_groups,
+    ),
+    st.builds(
+        ConditionSpec,
+        kind=st.just("expense_sum"),
+        comparison=comparisons,
+        window=windows,
+        currency=st.integers(0, 1),
+        summa=st.sampled_from(SUMS),
+        or_group=or_groups,
     ),
     st.builds(
         ConditionSpec,
         kind=st.just("account_group"),
         group=st.integers(0, 1),
-        or_group=st.one_of(st.none(), st.integers(0, 1)),
+        or_group=or_groups,
     ),
+    st.builds(ConditionSpec, kind=st.just("registration"), window=windows, or_group=or_groups),
     st.builds(
-        ConditionSpec,
-        kind=st.just("registration"),
-        days=st.integers(1, 60),
-        or_group=st.one_of(st.none(), st.integers(0, 1)),
+        ConditionSpec, kind=st.just("affiliate"), program=st.integers(0, 1), or_group=or_groups
     ),
 )
 promotions = st.builds(
@@ -118,18 +170,72 @@ lines = st.tuples(
 )
 
 
+# Moments around NOW: each window's first moment and a microsecond either side, NOW and a
+# microsecond after it (not yet counted), and any hour in the last 400 days or the next 2.
+moments = st.one_of(
+    st.builds(
+        lambda start, jitter: start + jitter * MICROSECOND,
+        st.sampled_from([NOW, *WINDOW_STARTS.values()]),
+        st.integers(-1, 1),
+    ),
+    st.integers(-48, 400 * 24).map(lambda hours: NOW - datetime.timedelta(hours=hours)),
+)
+
+
+@dataclass
+class ServiceSpec:
+    tariff: int
+    period: int
+    status: str
+    paid: bool
+
+
+@dataclass
+class ExpenseSpec:
+    currency: int  # 0 = USD, 1 = EUR
+    amount: Decimal
+    at: datetime.datetime
+    refund: tuple[Decimal, datetime.datetime] | None  # a later refund: how much, when
+
+
+services = st.builds(
+    ServiceSpec,
+    tariff=st.integers(0, 2),
+    period=st.sampled_from(PERIODS),
+    status=st.sampled_from(STATUSES),
+    paid=st.booleans(),
+)
+
+
+@st.composite
+def expenses(draw) -> ExpenseSpec:
+    charged, refunded = sorted([draw(moments), draw(moments)])
+    amount = draw(st.sampled_from(CHARGES))
+    refund = draw(st.sampled_from([None, Decimal("0.01"), amount]))
+    return ExpenseSpec(
+        currency=draw(st.integers(0, 1)),
+        amount=amount,
+        at=charged,
+        refund=None if refund is None else (refund, refunded),
+    )
+
+
 @dataclass
 class Client:
-    active_services: int
     groups: frozenset[int]
-    registered_days_ago: int
+    registered_at: datetime.datetime
+    services: list[ServiceSpec]
+    expenses: list[ExpenseSpec]
+    referred_through: int | None  # referral program index 0-1
 
 
 clients = st.builds(
     Client,
-    active_services=st.integers(0, 3),
     groups=st.frozensets(st.integers(0, 1)),
-    registered_days_ago=st.integers(0, 90),
+    registered_at=moments,
+    services=st.lists(services, max_size=4),
+    expenses=st.lists(expenses(), max_size=4),
+    referred_through=st.one_of(st.none(), st.integers(0, 1)),
 )
 
 
@@ -161,18 +267,47 @@ def reference_offer(promotion: PromotionSpec, line, daily: set[int]) -> Decimal 
     return max(amounts) if amounts else None
 
 
-def reference_holds(promotion: PromotionSpec, client: Client) -> bool:
-    def holds(c: ConditionSpec) -> bool:
-        if c.kind == "service_count":
-            return COMPARE[c.comparison](client.active_services, c.amount)
-        if c.kind == "account_group":
-            return c.group in client.groups
-        return client.registered_days_ago < c.days  # registered a day and an hour before
+def reference_spent(client: Client, currency: int, since: datetime.datetime) -> Decimal:
+    """What the client spent in the currency from `since` to NOW: charges less refunds, each
+    counted when it was made."""
+    moves = [(e.currency, e.amount, e.at) for e in client.expenses]
+    moves += [(e.currency, -e.refund[0], e.refund[1]) for e in client.expenses if e.refund]
+    return sum((a for c, a, at in moves if c == currency and since <= at <= NOW), Decimal(0))
 
+
+def reference_condition(c: ConditionSpec, client: Client, order_lines) -> bool:
+    match c.kind:
+        case "service_count":
+            active = sum(s.status == "active" for s in client.services)
+            return COMPARE[c.comparison](active, c.amount)
+        case "paid_services":
+            return COMPARE[c.comparison](sum(s.paid for s in client.services), c.amount)
+        case "has_tariff":
+            held = [
+                s.period for s in client.services if s.tariff == c.tariff and s.status != "closed"
+            ]
+            added = [p for t, kind, p, _ in order_lines if t == c.tariff and kind == Kind.NEW]
+            counted = [p for p in held + added if not c.periods or p in c.periods]
+            return COMPARE[c.comparison](len(counted), c.amount)
+        case "expense_sum":
+            spent = reference_spent(client, c.currency, WINDOW_STARTS[c.window])
+            return COMPARE[c.comparison](spent, c.summa)
+        case "account_group":
+            return c.group in client.groups
+        case "registration":
+            return WINDOW_STARTS[c.window] <= client.registered_at <= NOW
+        case "affiliate":
+            return client.referred_through == c.program
+    raise AssertionError(c.kind)
+
+
+def reference_holds(promotion: PromotionSpec, client: Client, order_lines) -> bool:
     terms: dict = {}
     for i, c in enumerate(promotion.conditions):
         terms.setdefault(("g", c.or_group) if c.or_group is not None else ("c", i), []).append(c)
-    return all(any(holds(c) for c in term) for term in terms.values())
+    return all(
+        any(reference_condition(c, client, order_lines) for c in term) for term in terms.values()
+    )
 
 
 def reference_code_valid(code: tuple[int | None, int]) -> bool:
@@ -202,13 +337,33 @@ def build(catalogue: list[PromotionSpec], client: Client, daily: set[int]):
         for i in range(3)
     ]
     groups = [ClientGroupFactory() for _ in range(2)]
-    customer = ClientFactory(
-        provider=provider,
-        registration_date=NOW - datetime.timedelta(days=client.registered_days_ago, hours=1),
-    )
+    currencies = [provider.currency, CurrencyFactory(iso="EUR", name="Euro")]
+    programs = [ReferralProgramFactory(provider=provider) for _ in range(2)]
+    customer = ClientFactory(provider=provider, registration_date=client.registered_at)
     customer.groups.set(groups[i] for i in client.groups)
-    for _ in range(client.active_services):
-        ServiceFactory(client=customer, tariff=tariffs[0], status=Service.Status.ACTIVE)
+    for s in client.services:
+        ServiceFactory(
+            client=customer, tariff=tariffs[s.tariff], period=s.period, status=s.status, paid=s.paid
+        )
+    for e in client.expenses:
+        charge = ExpenseFactory(
+            client=customer,
+            currency=currencies[e.currency],
+            amount=e.amount,
+            created_at=e.at,
+            refunded=e.refund[0] if e.refund else Decimal(0),
+        )
+        if e.refund:
+            amount, at = e.refund
+            ExpenseFactory(
+                client=customer,
+                currency=charge.currency,
+                amount=-amount,
+                created_at=at,
+                refunds=charge,
+            )
+    if client.referred_through is not None:
+        ReferralFactory(program=programs[client.referred_through], client=customer)
     ids, codes = [], {}
     for n, spec in enumerate(catalogue):
         promotion = PromotionFactory(provider=provider, **WINDOWS[spec.window])
@@ -232,10 +387,26 @@ def build(catalogue: list[PromotionSpec], client: Client, daily: set[int]):
                 if c.or_group not in or_groups:
                     or_groups[c.or_group] = ConditionGroupFactory(promotion=promotion)
                 group = or_groups[c.or_group]
+            periodtype, periodlength = c.window
             fields = {
                 "service_count": dict(comparison=c.comparison, amount=c.amount),
+                "paid_services": dict(comparison=c.comparison, amount=c.amount),
+                "has_tariff": dict(
+                    comparison=c.comparison,
+                    amount=c.amount,
+                    pricelist=tariffs[c.tariff],
+                    period=list(c.periods),
+                ),
+                "expense_sum": dict(
+                    comparison=c.comparison,
+                    currency=currencies[c.currency],
+                    summa=c.summa,
+                    periodtype=periodtype,
+                    periodlength=periodlength,
+                ),
                 "account_group": dict(account_group=groups[c.group]),
-                "registration": dict(periodtype="day", periodlength=c.days),
+                "registration": dict(periodtype=periodtype, periodlength=periodlength),
+                "affiliate": dict(affiliate=programs[c.program]),
             }[c.kind]
             ConditionFactory(promotion=promotion, ctype=c.kind, group=group, **fields)
         for k, (uselimit, use_count) in enumerate(spec.codes):
@@ -298,8 +469,13 @@ def test_the_compiled_evaluator_agrees_with_the_reference(
     eligible = {
         n
         for n in live
-        if (not catalogue[n].codes or n in valid_codes) and reference_holds(catalogue[n], client)
+        if (not catalogue[n].codes or n in valid_codes)
+        and reference_holds(catalogue[n], client, order_lines)
     }
+    for promotion in catalogue:
+        for c in promotion.conditions:
+            holds = reference_condition(c, client, order_lines)
+            event(f"{c.kind} {'holds' if holds else 'fails'}")
     for line, got_explained, got_default in zip(
         order_lines, explained.lines, default.lines, strict=True
     ):

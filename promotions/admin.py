@@ -1,10 +1,14 @@
 """Operators' admin: every save goes through promotions.services, so history and rules hold."""
 
+import copy
 import csv
+import datetime
 import io
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Sum
@@ -14,14 +18,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billing.models import Client, Service, Tariff
+from billing.selectors import money_shown, order_periods
 from common.admin_tools import (
+    MonthsField,
     ServiceSavedAdmin,
     admin_actor,
     csv_response,
     group_arg,
 )
 from common.charts import bar_chart
-from common.groups import GroupedConditionInline
+from common.groups import GroupedConditionForm, GroupedConditionInline
+from common.money import moment_format
 from common.selectors import history_of
 from common.throttle import Throttled
 from promotions import codegen, selectors, services
@@ -52,10 +59,39 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DiscountForm(forms.ModelForm):
+    period = MonthsField(
+        required=False,
+        label="order periods",
+        help_text="Tick periods or type months (e.g. 1, 12); none: every period.",
+    )
+
+    class Meta:
+        model = Discount
+        fields = [
+            "type",
+            "pricelist",
+            "percentage",
+            "actiontype",
+            "period",
+            "validity",
+            "validitylength",
+        ]
+
+
 class DiscountInline(admin.TabularInline):
     model = Discount
+    form = DiscountForm
     extra = 0
     filter_horizontal = ["pricelist"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        """The period boxes are the tariffs' periods, read once per page."""
+        formset = super().get_formset(request, obj, **kwargs)
+        field = copy.deepcopy(formset.form.base_fields["period"])
+        field.widget.choices = [(months, f"{months} mo") for months in order_periods()]
+        formset.form.base_fields["period"] = field
+        return formset
 
 
 class ConditionGroupInline(admin.TabularInline):
@@ -64,8 +100,26 @@ class ConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
+class ConditionForm(GroupedConditionForm):
+    class Meta:
+        model = Condition
+        fields = [
+            "ctype",
+            "comparison",
+            "pricelist",
+            "amount",
+            "summa",
+            "currency",
+            "periodtype",
+            "periodlength",
+            "account_group",
+            "affiliate",
+        ]
+
+
 class ConditionInline(GroupedConditionInline, admin.TabularInline):
     model = Condition
+    form = ConditionForm
     extra = 0
     fields = [
         "ctype",
@@ -78,7 +132,7 @@ class ConditionInline(GroupedConditionInline, admin.TabularInline):
         "periodlength",
         "account_group",
         "affiliate",
-        "group",
+        "group_name",
     ]
 
 
@@ -97,12 +151,34 @@ class PromoCodeInline(admin.TabularInline):
         return super().get_queryset(request).none()
 
 
+def searched(field_name: str) -> AutocompleteSelect:
+    """A picker that searches as one types (the admin's autocomplete, by the client's or the
+    tariff's admin search fields), for the field of an ordered service."""
+    return AutocompleteSelect(Service._meta.get_field(field_name), admin.site)
+
+
 class TryOrderForm(forms.Form):
-    client = forms.ModelChoiceField(queryset=Client.objects.select_related("provider"))
-    codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
-    at = forms.DateTimeField(
-        required=False, help_text="When the order is placed (YYYY-MM-DD HH:MM); empty is now."
+    client = forms.ModelChoiceField(
+        queryset=Client.objects.select_related("provider"), widget=searched("client")
     )
+    codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
+    at = forms.DateTimeField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        zone = timezone.get_current_timezone_name()
+        self.fields[
+            "at"
+        ].help_text = f"When the order is placed (YYYY-MM-DD HH:MM, {zone} time); empty is now."
+
+    def clean(self):
+        data = super().clean()
+        data["at"] = data.get("at") or timezone.now()
+        return data
+
+    @property
+    def moment(self) -> datetime.datetime:
+        return self.cleaned_data["at"]
 
     def order(self, lines: forms.BaseFormSet) -> Order:
         """The form's values as the order contract takes them; its rules are the services'."""
@@ -111,7 +187,7 @@ class TryOrderForm(forms.Form):
         return services.order_build(
             client=client.pk,
             provider=client.provider_id,
-            at=self.cleaned_data["at"],
+            at=self.moment,
             codes=self.cleaned_data["codes"].split(","),
             lines=[
                 {
@@ -142,7 +218,9 @@ def order_messages(exc: ValidationError) -> list[str]:
 
 
 class TryLineForm(forms.Form):
-    tariff = forms.ModelChoiceField(queryset=Tariff.objects.all(), required=False)
+    tariff = forms.ModelChoiceField(
+        queryset=Tariff.objects.all(), required=False, widget=searched("tariff")
+    )
     period = forms.IntegerField(initial=1, help_text="months")
     price = forms.DecimalField(
         required=False, help_text="empty: the tariff's price times the period"
@@ -157,24 +235,6 @@ class TryLineForm(forms.Form):
 
 
 TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
-
-
-def present_quote(quote) -> dict:
-    """The quote as the API answers it, with tariff and promotion names for the page."""
-    data = quote_as_dict(quote)
-    names = dict(
-        Promotion.objects.filter(
-            pk__in={v["promotion"] for line in data["lines"] for v in line["verdicts"]}
-        ).values_list("pk", "name")
-    )
-    tariffs = Tariff.objects.in_bulk({line["tariff"] for line in data["lines"]})
-    for line in data["lines"]:
-        line["tariff"] = tariffs[line["tariff"]].name
-        line["promotion"] = names.get(line["promotion"], "")
-        line["code"] = line["code"] or ""
-        for verdict in line["verdicts"]:
-            verdict["promotion"] = names[verdict["promotion"]]
-    return data
 
 
 class ImportCodesForm(forms.Form):
@@ -222,10 +282,30 @@ class GenerateCodesForm(forms.Form):
     )
 
 
+class PromotionChangeList(ChangeList):
+    """What the page's promotions discounted, summed in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        given = selectors.discount_given(promotions=list(self.result_list))
+        for promotion in self.result_list:
+            promotion.discount_given = given.get(promotion.pk, {})
+
+
 @admin.register(Promotion)
 class PromotionAdmin(ServiceSavedAdmin):
     change_list_template = "admin/promotions/promotion/change_list.html"
-    list_display = ["id", "name", "provider", "fromdate", "todate", "status_display", "code_count"]
+    list_display = [
+        "id",
+        "name",
+        "provider",
+        "fromdate",
+        "todate",
+        "status_display",
+        "code_count",
+        "uses",
+        "given",
+    ]
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
     date_hierarchy = "fromdate"
@@ -244,15 +324,29 @@ class PromotionAdmin(ServiceSavedAdmin):
     actions = ["archive", "restore", "generate_codes"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("provider")
+        return selectors.promotions_with_uses(super().get_queryset(request)).select_related(
+            "provider"
+        )
+
+    def get_changelist(self, request, **kwargs):
+        return PromotionChangeList
 
     @admin.display(description="status")
     def status_display(self, obj: Promotion) -> str:
         return obj.status
 
-    @admin.display(description="codes")
+    @admin.display(description="codes", ordering="code_total")
     def code_count(self, obj: Promotion) -> int:
-        return obj.promocodes.count()
+        return obj.code_total
+
+    @admin.display(description="uses", ordering="use_total")
+    def uses(self, obj: Promotion) -> int:
+        return obj.use_total
+
+    @admin.display(description="discount given")
+    def given(self, obj: Promotion) -> str:
+        amounts = getattr(obj, "discount_given", {})
+        return ", ".join(money_shown(amounts[c], c) for c in sorted(amounts)) or "-"
 
     @admin.display(description="at a glance")
     def at_a_glance(self, obj: Promotion) -> str:
@@ -375,8 +469,9 @@ class PromotionAdmin(ServiceSavedAdmin):
             raise PermissionDenied
         form = TryOrderForm(request.POST or None)
         lines = TryLineFormSet(request.POST or None, prefix="lines")
-        result, errors = None, []
+        result, errors, moment = None, [], ""
         if request.method == "POST" and form.is_valid() and lines.is_valid():
+            moment = moment_format(form.moment)
             try:
                 quote = services.order_quote(
                     order=form.order(lines),
@@ -390,7 +485,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                     f"Too many unknown promo codes lately; try again in {exc.retry_after} seconds."
                 ]
             else:
-                result = present_quote(quote)
+                result = selectors.quote_for_people(quote_as_dict(quote))
         return render(
             request,
             "admin/promotions/try_order.html",
@@ -400,6 +495,8 @@ class PromotionAdmin(ServiceSavedAdmin):
                 "form": form,
                 "lines": lines,
                 "result": result,
+                "moment": moment,
+                "media": self.media + form.media + lines.media,
                 "errors": errors,
                 "opts": self.model._meta,
             },
@@ -429,7 +526,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (
-                        timezone.localtime(h.changedate).strftime("%Y-%m-%d %H:%M:%S"),
+                        moment_format(h.changedate),
                         h.desc,
                         h.username,
                         h.ip or "",
@@ -457,12 +554,17 @@ class PromotionAdmin(ServiceSavedAdmin):
                 lambda obj, data: services.discount_update(discount=obj, actor=actor, **data),
                 lambda objs: services.discount_delete_many(discounts=objs, actor=actor),
             ),
+            ConditionGroup: (
+                lambda data: services.condition_group_create(promotion=parent, actor=actor, **data),
+                lambda obj, data: services.condition_group_update(group=obj, actor=actor, **data),
+                lambda objs: services.condition_group_delete_many(groups=objs, actor=actor),
+            ),
             Condition: (
                 lambda data: services.condition_create(
-                    promotion=parent, actor=actor, **group_arg(data)
+                    promotion=parent, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda obj, data: services.condition_update(
-                    condition=obj, actor=actor, **group_arg(data)
+                    condition=obj, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda objs: services.condition_delete_many(conditions=objs, actor=actor),
             ),
@@ -519,6 +621,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                             back=reverse(
                                 "admin:promotions_promotion_change", args=[promotions[0].pk]
                             ),
+                            links=generated_links(promotions),
                         )
                         return redirect("admin:common_job_progress", job.pk)
                     made = sum(
@@ -551,6 +654,22 @@ class PromotionAdmin(ServiceSavedAdmin):
         )
 
 
+def generated_links(promotions: list[Promotion]) -> list[tuple[str, str]]:
+    """Where generated codes are read: each promotion's codes and their CSV export."""
+    codes = reverse("admin:promotions_promocode_changelist")
+    links = []
+    for promotion in promotions:
+        name = f" of {promotion.name}" if len(promotions) > 1 else ""
+        links += [
+            (f"The codes{name}", f"{codes}?promotion__id__exact={promotion.pk}"),
+            (
+                f"Export the codes{name} as CSV",
+                reverse("admin:promotions_promotion_export_codes", args=[promotion.pk]),
+            ),
+        ]
+    return links
+
+
 class PromoCodeForm(forms.ModelForm):
     def clean_code(self):
         code = self.cleaned_data["code"]
@@ -567,16 +686,24 @@ class PromoCodeAdmin(ServiceSavedAdmin):
         "id",
         "code",
         "promotion",
-        "uselimit",
-        "account_uselimit",
         "use_count",
+        "uselimit",
+        "left",
+        "account_uselimit",
         "active_time_type",
     ]
+    list_select_related = ["promotion"]
     list_filter = ["promotion", "active_time_type", "expiretype"]
     search_fields = ["code"]
     readonly_fields = ["use_count"]
     raw_id_fields = ["promotion"]
     form = PromoCodeForm
+
+    @admin.display(description="uses left")
+    def left(self, obj: PromoCode) -> str:
+        if obj.uselimit is None:
+            return "no limit"
+        return f"{obj.uselimit - obj.use_count} of {obj.uselimit}"
 
     @staticmethod
     def create(actor, data):

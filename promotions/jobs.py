@@ -29,6 +29,7 @@ def generate_codes_start(
     actor: Actor,
     code_settings: dict[str, Any],
     back: str = "",
+    links: list[tuple[str, str]] = (),
 ) -> Job:
     """Check the generation now (a refusal is the caller's to show), then run it in the
     background once the caller's transaction commits."""
@@ -51,6 +52,8 @@ def generate_codes_start(
             for k, v in code_settings.items()
         },
         "back": back,
+        # Where the result is read once the job is done: (text, address) pairs.
+        "links": [list(link) for link in links],
         "title": f"Generating {total} promo codes from {template}",
     }
     return job_start(kind=GENERATE_CODES, params=params, total=total, actor=actor)

@@ -141,7 +141,16 @@ class Discount(models.Model):
     def __str__(self) -> str:
         pct = format(self.percentage.normalize(), "f")
         scope = "all tariffs" if self.type == self.Type.ALL else "selected tariffs"
-        return f"{pct}% on {scope}, {self.get_actiontype_display()}"
+        return f"{pct}% on {scope}, {self.get_actiontype_display()}{self.periods_text}"
+
+    @property
+    def periods_text(self) -> str:
+        """`, on orders of 1 or 12 months`; empty when every period qualifies."""
+        months = [str(m) for m in sorted(self.period or []) if isinstance(m, int)]
+        if not months:
+            return ""
+        named = months[0] if len(months) == 1 else f"{', '.join(months[:-1])} or {months[-1]}"
+        return f", on orders of {named} month{'s' if months != ['1'] else ''}"
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError

@@ -1,14 +1,18 @@
 """Reads for promotions."""
 
 import datetime
+import re
 from decimal import Decimal
 
-from django.db import models
+from django.db import connection, models
 from django.db.models import Count
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from billing.models import Tariff
+from billing.selectors import money_shown
 from common.groups import ConditionGroups
+from common.money import MONEY_DECIMAL_PLACES
 from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
 
 
@@ -37,7 +41,7 @@ def usage_charge(usage: PromoCodeUsage) -> str:
     if not lines:
         return ""
     charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))
-    return f"{charged} {lines[0]['currency']}"
+    return money_shown(charged, lines[0]["currency"])
 
 
 def redemption_as_dict(*, redemption: Redemption) -> dict:
@@ -87,3 +91,139 @@ def redemptions_per_day(
         (first + datetime.timedelta(days=i), counts.get(first + datetime.timedelta(days=i), 0))
         for i in range(days)
     ]
+
+
+# Figures ----------------------------------------------------------------------------------------
+
+# What each redeemed line gave, per promotion and currency: the lines live in the redemption's
+# stored quote (JSON), so the database unnests them (json_each / jsonb_array_elements) and sums.
+_DISCOUNT_GIVEN_SQL = {
+    "sqlite": """
+        SELECT CAST(json_extract(line.value, '$.promotion') AS INTEGER),
+               json_extract(line.value, '$.currency'),
+               SUM(CAST(json_extract(line.value, '$.discount') AS REAL))
+        FROM {table} AS r, json_each(r.quote, '$.lines') AS line
+        WHERE r.status = 'active' AND r.provider_id IN ({providers})
+          AND CAST(json_extract(line.value, '$.promotion') AS INTEGER) IN ({promotions})
+        GROUP BY 1, 2
+    """,
+    "postgresql": """
+        SELECT (line->>'promotion')::bigint, line->>'currency', SUM((line->>'discount')::numeric)
+        FROM {table} AS r, jsonb_array_elements(r.quote->'lines') AS line
+        WHERE r.status = 'active' AND r.provider_id IN ({providers})
+          AND (line->>'promotion')::bigint IN ({promotions})
+        GROUP BY 1, 2
+    """,
+}
+
+
+def discount_given(*, promotions: list[Promotion]) -> dict[int, dict[str, Decimal]]:
+    """What each promotion's live (not released) redemptions discounted, per currency, in one
+    query; a promotion that gave nothing is absent."""
+    if not promotions:
+        return {}
+    sql = _DISCOUNT_GIVEN_SQL[connection.vendor].format(
+        table=connection.ops.quote_name(Redemption._meta.db_table),
+        providers=", ".join(["%s"] * len({p.provider_id for p in promotions})),
+        promotions=", ".join(["%s"] * len(promotions)),
+    )
+    params = [*sorted({p.provider_id for p in promotions}), *(p.pk for p in promotions)]
+    given: dict[int, dict[str, Decimal]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for promotion_id, currency, total in cursor.fetchall():
+            # SQLite sums in floating point: back to the ledger's places.
+            amount = Decimal(str(total)).quantize(Decimal(1).scaleb(-MONEY_DECIMAL_PLACES))
+            if amount:
+                given.setdefault(promotion_id, {})[currency] = amount
+    return given
+
+
+def promotions_with_uses(queryset: models.QuerySet[Promotion]) -> models.QuerySet[Promotion]:
+    """Promotions annotated with their codes' count and live uses (one query with the page)."""
+    live = PromoCodeUsage.objects.filter(
+        promocode__promotion=models.OuterRef("pk"), status=PromoCodeUsage.Status.ACTIVE
+    )
+    codes = PromoCode.objects.filter(promotion=models.OuterRef("pk"))
+    return queryset.annotate(
+        use_total=Coalesce(
+            models.Subquery(
+                live.order_by().values("promocode__promotion").annotate(n=Count("id")).values("n"),
+                output_field=models.IntegerField(),
+            ),
+            0,
+        ),
+        code_total=Coalesce(
+            models.Subquery(
+                codes.order_by().values("promotion").annotate(n=Count("id")).values("n"),
+                output_field=models.IntegerField(),
+            ),
+            0,
+        ),
+    )
+
+
+# A quote for people ------------------------------------------------------------------------------
+
+# The engine's reasons name promotions by id ("not chosen: promotion 7 gives 36.00, ...") and
+# amounts without their currency, as the API answers them; people read names and currencies.
+_PROMOTION_ID = re.compile(r"\bpromotion (\d+)\b")
+# A decimal amount, not a percentage and not already followed by its currency's code.
+_AMOUNT = re.compile(r"(?<![\w.,])(-?\d+\.\d+)(?![\d.]|\s*%|\s+[A-Z]{3}\b)")
+
+
+def reason_for_people(reason: str, *, names: dict[int, str], currency: str) -> str:
+    """`promotion 7 gives 36.00` -> `Black Friday gives 36.00 USD`."""
+    named = _PROMOTION_ID.sub(lambda m: names.get(int(m.group(1)), m.group(0)), reason)
+    return _AMOUNT.sub(lambda m: money_shown(Decimal(m.group(1)), currency), named)
+
+
+def quote_for_people(data: dict) -> dict:
+    """A quote as `quote_as_dict` answers it, with names for ids (tariffs, promotions, in every
+    reason too) and every amount in the one money format with its currency (two queries)."""
+    currency = data["lines"][0]["currency"] if data["lines"] else ""
+    reasons = [v["reason"] for line in data["lines"] for v in line["verdicts"]]
+    reasons += [c["reason"] for c in data["codes"]]
+    ids = {v["promotion"] for line in data["lines"] for v in line["verdicts"]}
+    ids |= {line["promotion"] for line in data["lines"] if line["promotion"]}
+    ids |= {int(m) for reason in reasons for m in _PROMOTION_ID.findall(reason)}
+    names = dict(Promotion.objects.filter(pk__in=ids).values_list("pk", "name"))
+    tariffs = dict(
+        Tariff.objects.filter(pk__in={line["tariff"] for line in data["lines"]}).values_list(
+            "pk", "name"
+        )
+    )
+
+    def said(reason: str) -> str:
+        return reason_for_people(reason, names=names, currency=currency)
+
+    def shown(amount: str) -> str:
+        return money_shown(Decimal(amount), currency)
+
+    return {
+        **data,
+        "currency": currency,
+        "total": shown(data["total"]),
+        "discount_total": shown(data["discount_total"]),
+        "codes": [{**c, "reason": said(c["reason"])} for c in data["codes"]],
+        "lines": [
+            {
+                **line,
+                "tariff": tariffs.get(line["tariff"], line["tariff"]),
+                "promotion": names.get(line["promotion"], ""),
+                "code": line["code"] or "",
+                "price": shown(line["price"]),
+                "discount": shown(line["discount"]),
+                "final_price": shown(line["final_price"]),
+                "verdicts": [
+                    {
+                        **v,
+                        "promotion": names.get(v["promotion"], v["promotion"]),
+                        "reason": said(v["reason"]),
+                    }
+                    for v in line["verdicts"]
+                ],
+            }
+            for line in data["lines"]
+        ],
+    }

@@ -1,4 +1,5 @@
 import datetime
+import functools
 from decimal import Decimal, InvalidOperation
 
 from django import forms
@@ -19,7 +20,8 @@ from django.utils.text import slugify
 
 from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
 from common.charts import bar_chart
-from common.groups import GroupedConditionInline
+from common.groups import GroupedConditionForm, GroupedConditionInline
+from common.money import money_format
 from referrals import selectors, services
 from referrals.models import (
     AttachmentRefusal,
@@ -173,11 +175,14 @@ def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
         return bar_chart([], title=title)
     labels = sorted({m.month: m.label for m in months}.items())
     by_key = {(m.month, m.currency): m.amount.shown for m in months}
+    minor_units = {m.currency: m.amount.minor_units for m in months}
     charts = [
         bar_chart(
             [(label, by_key.get((month, currency), 0)) for month, label in labels],
             title=f"{title} ({currency})",
-            unit=f" {currency}",
+            shown=functools.partial(
+                money_format, currency=currency, minor_units=minor_units[currency]
+            ),
         )
         for currency in sorted({m.currency for m in months})
     ]
@@ -426,7 +431,7 @@ class OrderPeriodsField(forms.Field):
         return (initial or []) != self.to_python(data)
 
 
-class RuleConditionForm(forms.ModelForm):
+class RuleConditionForm(GroupedConditionForm):
     orderperiods = OrderPeriodsField(
         required=False, label="order periods", help_text="Months, e.g. 1, 12; empty: any."
     )
@@ -441,7 +446,7 @@ class RuleConditionForm(forms.ModelForm):
             "item_count",
             "referral_count",
             "orderperiods",
-            "group",
+            "group_name",
         ]
 
 
@@ -472,18 +477,37 @@ class RuleAdmin(ServiceSavedAdmin):
     def inline_writers(self, request, parent):
         actor = admin_actor(request, "referralprogram.rule.condition")
         return {
+            RuleConditionGroup: (
+                lambda data: services.rule_condition_group_create(rule=parent, actor=actor, **data),
+                lambda group, data: services.rule_condition_group_update(
+                    group=group, actor=actor, **data
+                ),
+                lambda groups: services.rule_condition_group_delete_many(
+                    groups=groups, actor=actor
+                ),
+            ),
             RuleCondition: (
                 lambda data: services.rule_condition_create(
-                    rule=parent, actor=actor, **group_arg(data)
+                    rule=parent, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda condition, data: services.rule_condition_update(
-                    condition=condition, actor=actor, **group_arg(data)
+                    condition=condition, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda conditions: services.rule_condition_delete_many(
                     conditions=conditions, actor=actor
                 ),
-            )
+            ),
         }
+
+
+class PartnershipChangeList(ChangeList):
+    """The page's partners' balances summed in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        balances = selectors.partnership_balances(self.result_list)
+        for partnership in self.result_list:
+            partnership.balances = balances[(partnership.program_id, partnership.partner_id)]
 
 
 @admin.register(Partnership)
@@ -495,11 +519,14 @@ class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
         "partner",
         "program",
         "code",
-        "link",
+        "earned",
+        "payable",
+        "paid",
         "details",
         "enrolled_at",
         "page",
     ]
+    list_select_related = ["partner", "program"]
     list_filter = ["program"]
     search_fields = ["partner__name", "code"]
     fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
@@ -514,6 +541,21 @@ class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
     @admin.display(description="partner page")
     def page(self, obj):
         return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
+
+    def get_changelist(self, request, **kwargs):
+        return PartnershipChangeList
+
+    @admin.display(description="earned")
+    def earned(self, obj):
+        return selectors.money_text(obj.balances.earned) or "-"
+
+    @admin.display(description="payable")
+    def payable(self, obj):
+        return selectors.money_text(obj.balances.payable) or "-"
+
+    @admin.display(description="paid")
+    def paid(self, obj):
+        return selectors.money_text(obj.balances.paid) or "-"
 
 
 @admin.register(AttachmentRefusal)

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
+from common.models import Job
 from digipay_api.models import ApiToken, Company, CompanyCurrency
 from digipay_api.selectors import key_digest
 from promotions.engine.rules import rules_version_bump
@@ -16,8 +17,18 @@ from promotions.models import (
     PromoCode,
     PromoCodeUsage,
     Promotion,
+    Redemption,
 )
-from referrals.models import Partnership, Referral, ReferralProgram, Reward, Rule, RuleCondition
+from referrals.models import (
+    Partnership,
+    Payout,
+    PayoutBatch,
+    Referral,
+    ReferralProgram,
+    Reward,
+    Rule,
+    RuleCondition,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -237,6 +248,80 @@ class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
         ClientFactory, provider=factory.SelfAttribute("..promocode.promotion.provider")
     )
     created_at = factory.LazyFunction(timezone.now)
+
+
+class RedemptionFactory(factory.django.DjangoModelFactory):
+    """A redemption as the redeem service stores it: the quote it answered, here one line of
+    `price` discounted by `discount` by `promotion` (traits of the factory, not fields)."""
+
+    class Meta:
+        model = Redemption
+
+    class Params:
+        promotion = factory.SubFactory(PromotionFactory)
+        price = Decimal("100.00")
+        discount = Decimal("10.00")
+        currency = "USD"
+
+    idempotency_key = factory.Sequence(lambda n: f"key-{n}")
+    caller = "system"
+    fingerprint = factory.Sequence(lambda n: f"{n:064d}")
+    provider = factory.SelfAttribute("promotion.provider")
+    client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..provider"))
+    created_at = factory.LazyFunction(timezone.now)
+    quote = factory.LazyAttribute(
+        lambda o: {
+            "lines": [
+                {
+                    "tariff": 1,
+                    "period": 1,
+                    "kind": "new",
+                    "currency": o.currency,
+                    "price": str(o.price),
+                    "discount": str(o.discount),
+                    "final_price": str(o.price - o.discount),
+                    "promotion": o.promotion.pk,
+                    "code": None,
+                    "verdicts": [],
+                }
+            ],
+            "codes": [],
+            "total": str(o.price - o.discount),
+            "discount_total": str(o.discount),
+            "explained": False,
+        }
+    )
+
+
+class PayoutBatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PayoutBatch
+
+    reference = factory.Sequence(lambda n: f"PAY-{n}")
+    created_by = "operator"
+
+
+class PayoutFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Payout
+
+    batch = factory.SubFactory(PayoutBatchFactory)
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..program.provider")
+    )
+    amount = Decimal("10.00")
+    currency = factory.SubFactory(CurrencyFactory)
+    paid_by = "operator"
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    kind = "test"
+    total = 1
+    username = "operator"
 
 
 class CompanyFactory(factory.django.DjangoModelFactory):

@@ -18,6 +18,7 @@ from referrals.models import (
 )
 from tests.factories import (
     ExpenseFactory,
+    PartnershipFactory,
     ProviderFactory,
     ReferralFactory,
     ReferralProgramFactory,
@@ -264,7 +265,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
         "conditions-0-ctype": "2",
         "conditions-0-comparison": "ge",
         "conditions-0-item_count": "2",
-        "conditions-0-group": group.pk,
+        "conditions-0-group_name": group.name,
         "conditions-0-rule": rule.pk,
         "conditions-1-ctype": "1",
         "conditions-1-comparison": "gt",
@@ -347,3 +348,28 @@ def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
     assert response.status_code == 200
     assert b"A program with this title exists already." in response.content
     assert ReferralProgram.objects.count() == 1
+
+
+def test_the_partner_list_shows_earned_payable_and_paid_in_bounded_queries(
+    admin_client, django_assert_max_num_queries
+):
+    program = ReferralProgramFactory()
+    for i in range(6):
+        referral = ReferralFactory(program=program)
+        PartnershipFactory(program=program, partner=referral.partner)
+        for _ in range(i):
+            RewardFactory(referral=referral, amount=Decimal("1000.50"))
+
+    with django_assert_max_num_queries(9):
+        page = admin_client.get("/admin/referrals/partnership/?o=1").content.decode()
+
+    cells = {
+        column: [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(rf'<td class="field-{column}[^"]*">(.*?)</td>', page, re.S)
+        ]
+        for column in ("earned", "payable", "paid")
+    }
+    assert cells["earned"] == ["-"] + [f"{1000.50 * i:,.2f} USD" for i in range(1, 6)]
+    assert cells["payable"] == cells["earned"]
+    assert cells["paid"] == ["-"] * 6

@@ -1,6 +1,7 @@
 """What every admin shares: who acted, and which fields a form changed."""
 
 import csv
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.utils.html import format_html
 
 from common.actors import Actor
 from common.groups import group_choice
+from common.money import money_format
 from common.net import client_ip
 from common.spreadsheet import safe_cell
 
@@ -175,3 +177,19 @@ class MonthsField(forms.Field):
             return sorted(set(initial or [])) != self.to_python(data)
         except ValidationError:
             return True
+
+
+def money_column(amount: str, currency: str, description: str):
+    """A list column showing the `amount` attribute in the one money format; `currency` is the
+    dotted path to its currency row (anything with `iso` and `minor_units`)."""
+    read_currency = operator.attrgetter(currency)
+
+    @admin.display(description=description, ordering=amount)
+    def column(self, obj) -> str:
+        value = getattr(obj, amount)
+        if value is None:
+            return "-"
+        row = read_currency(obj)
+        return money_format(value, row.iso, minor_units=row.minor_units)
+
+    return column

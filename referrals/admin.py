@@ -18,10 +18,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
-from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
+from common.admin_tools import (
+    ServiceSavedAdmin,
+    admin_actor,
+    csv_response,
+    group_arg,
+    money_column,
+)
 from common.charts import bar_chart
 from common.groups import GroupedConditionForm, GroupedConditionInline
-from common.money import money_format
+from common.money import moment_format, money_format
 from referrals import selectors, services
 from referrals.models import (
     AttachmentRefusal,
@@ -661,7 +667,7 @@ class RewardAdmin(LedgerAdmin):
         "beneficiary",
         "referral",
         "rule",
-        "amount",
+        "amount_shown",
         "currency",
         "kind",
         "created_at",
@@ -681,6 +687,8 @@ class RewardAdmin(LedgerAdmin):
     search_fields = ["beneficiary__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]
+    list_select_related = ["beneficiary", "referral__client", "rule", "currency"]
+    amount_shown = money_column("amount", "currency", "amount")
 
     def get_queryset(self, request):
         return selectors.with_states(super().get_queryset(request))
@@ -747,11 +755,11 @@ class RewardAdmin(LedgerAdmin):
                 r.rule.program.name,
                 r.rule.name,
                 r.expense_id,
-                r.amount,
+                money_format(r.amount, r.currency.iso, minor_units=r.currency.minor_units),
                 r.currency.iso,
                 r.kind,
-                r.created_at.isoformat(),
-                r.payable_at.isoformat(),
+                moment_format(r.created_at),
+                moment_format(r.payable_at),
                 r.state,
                 r.reverses_id or "",
                 r.payout_id or "",
@@ -791,7 +799,7 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
         "id",
         "partner",
         "program",
-        "amount",
+        "amount_shown",
         "currency",
         "created_at",
         "paid_by",
@@ -804,6 +812,7 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
     search_fields = ["batch__reference", "partner__name", "paid_by"]
     date_hierarchy = "created_at"
     list_select_related = ["partner", "program", "currency", "batch"]
+    amount_shown = money_column("amount", "currency", "amount")
     exclude = ["payout_details"]
     readonly_fields = ["details"]
     actions = ["mark_sent", "mark_failed"]

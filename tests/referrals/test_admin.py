@@ -113,7 +113,9 @@ def test_rewards_export_as_csv(admin_client):
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:4] == ["id", "beneficiary", "role", "referral_client"]
     assert rows[1][1:4] == [referral.partner.name, "referrer", "'" + referral.client.name]
-    assert Decimal(rows[1][7]) == Decimal("5.00")
+    # and money and moments read as on every page: minor units, code after; the zone named
+    assert rows[1][7:9] == ["5.00 USD", "USD"]
+    assert rows[1][10] == "2026-03-01 00:00 UTC"
 
 
 def unpaid_rewards(referral, *amounts) -> list[Reward]:

@@ -283,13 +283,13 @@ class GenerateCodesForm(forms.Form):
 
 
 class PromotionChangeList(ChangeList):
-    """What the page's promotions discounted, summed in one query, not one per row."""
+    """What the page's promotions discounted and how often, in one query, not one per row."""
 
     def get_results(self, request):
         super().get_results(request)
-        given = selectors.discount_given(promotions=list(self.result_list))
+        figures = selectors.promotion_figures(promotions=list(self.result_list))
         for promotion in self.result_list:
-            promotion.discount_given = given.get(promotion.pk, {})
+            promotion.figures = figures.get(promotion.pk, selectors.PromotionFigures())
 
 
 @admin.register(Promotion)
@@ -324,7 +324,7 @@ class PromotionAdmin(ServiceSavedAdmin):
     actions = ["archive", "restore", "generate_codes"]
 
     def get_queryset(self, request):
-        return selectors.promotions_with_uses(super().get_queryset(request)).select_related(
+        return selectors.promotions_with_code_counts(super().get_queryset(request)).select_related(
             "provider"
         )
 
@@ -339,13 +339,14 @@ class PromotionAdmin(ServiceSavedAdmin):
     def code_count(self, obj: Promotion) -> int:
         return obj.code_total
 
-    @admin.display(description="uses", ordering="use_total")
+    @admin.display(description="uses")
     def uses(self, obj: Promotion) -> int:
-        return obj.use_total
+        """Orders it discounted (live redemptions), with a code or without."""
+        return obj.figures.uses
 
     @admin.display(description="discount given")
     def given(self, obj: Promotion) -> str:
-        amounts = getattr(obj, "discount_given", {})
+        amounts = obj.figures.given
         return ", ".join(money_shown(amounts[c], c) for c in sorted(amounts)) or "-"
 
     @admin.display(description="at a glance")

@@ -2,6 +2,7 @@
 
 import datetime
 import re
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, models
@@ -101,14 +102,16 @@ _DISCOUNT_GIVEN_SQL = {
     "sqlite": """
         SELECT CAST(json_extract(line.value, '$.promotion') AS INTEGER),
                json_extract(line.value, '$.currency'),
-               SUM(CAST(json_extract(line.value, '$.discount') AS REAL))
+               SUM(CAST(json_extract(line.value, '$.discount') AS REAL)),
+               COUNT(DISTINCT r.id)
         FROM {table} AS r, json_each(r.quote, '$.lines') AS line
         WHERE r.status = 'active' AND r.provider_id IN ({providers})
           AND CAST(json_extract(line.value, '$.promotion') AS INTEGER) IN ({promotions})
         GROUP BY 1, 2
     """,
     "postgresql": """
-        SELECT (line->>'promotion')::bigint, line->>'currency', SUM((line->>'discount')::numeric)
+        SELECT (line->>'promotion')::bigint, line->>'currency', SUM((line->>'discount')::numeric),
+               COUNT(DISTINCT r.id)
         FROM {table} AS r, jsonb_array_elements(r.quote->'lines') AS line
         WHERE r.status = 'active' AND r.provider_id IN ({providers})
           AND (line->>'promotion')::bigint IN ({promotions})
@@ -117,9 +120,17 @@ _DISCOUNT_GIVEN_SQL = {
 }
 
 
-def discount_given(*, promotions: list[Promotion]) -> dict[int, dict[str, Decimal]]:
-    """What each promotion's live (not released) redemptions discounted, per currency, in one
-    query; a promotion that gave nothing is absent."""
+@dataclass(frozen=True)
+class PromotionFigures:
+    """What a promotion's live (not released) redemptions got from it: how many orders it
+    discounted, and the discount given per currency."""
+
+    uses: int = 0
+    given: dict[str, Decimal] = field(default_factory=dict)
+
+
+def promotion_figures(*, promotions: list[Promotion]) -> dict[int, PromotionFigures]:
+    """Each promotion's figures, in one query; a promotion never redeemed is absent."""
     if not promotions:
         return {}
     sql = _DISCOUNT_GIVEN_SQL[connection.vendor].format(
@@ -128,31 +139,25 @@ def discount_given(*, promotions: list[Promotion]) -> dict[int, dict[str, Decima
         promotions=", ".join(["%s"] * len(promotions)),
     )
     params = [*sorted({p.provider_id for p in promotions}), *(p.pk for p in promotions)]
+    uses: dict[int, int] = {}
     given: dict[int, dict[str, Decimal]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        for promotion_id, currency, total in cursor.fetchall():
+        for promotion_id, currency, total, redemptions in cursor.fetchall():
             # SQLite sums in floating point: back to the ledger's places.
             amount = Decimal(str(total)).quantize(Decimal(1).scaleb(-MONEY_DECIMAL_PLACES))
+            uses[promotion_id] = uses.get(promotion_id, 0) + redemptions
             if amount:
                 given.setdefault(promotion_id, {})[currency] = amount
-    return given
+    return {pid: PromotionFigures(uses[pid], given.get(pid, {})) for pid in uses}
 
 
-def promotions_with_uses(queryset: models.QuerySet[Promotion]) -> models.QuerySet[Promotion]:
-    """Promotions annotated with their codes' count and live uses (one query with the page)."""
-    live = PromoCodeUsage.objects.filter(
-        promocode__promotion=models.OuterRef("pk"), status=PromoCodeUsage.Status.ACTIVE
-    )
+def promotions_with_code_counts(
+    queryset: models.QuerySet[Promotion],
+) -> models.QuerySet[Promotion]:
+    """Promotions annotated with their codes' count (one query with the page)."""
     codes = PromoCode.objects.filter(promotion=models.OuterRef("pk"))
     return queryset.annotate(
-        use_total=Coalesce(
-            models.Subquery(
-                live.order_by().values("promocode__promotion").annotate(n=Count("id")).values("n"),
-                output_field=models.IntegerField(),
-            ),
-            0,
-        ),
         code_total=Coalesce(
             models.Subquery(
                 codes.order_by().values("promotion").annotate(n=Count("id")).values("n"),

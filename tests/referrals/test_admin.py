@@ -375,3 +375,45 @@ def test_the_partner_list_shows_earned_payable_and_paid_in_bounded_queries(
     assert cells["earned"] == ["-"] + [f"{1000.50 * i:,.2f} USD" for i in range(1, 6)]
     assert cells["payable"] == cells["earned"]
     assert cells["paid"] == ["-"] * 6
+
+
+def test_a_rule_condition_group_added_and_deleted_inline_is_in_the_programs_history(
+    admin_client,
+):
+    # given a rule with a group
+    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    doomed = RuleConditionGroup.objects.create(rule=rule, name="doomed")
+    rule_form = {
+        "program": rule.program_id,
+        "name": "r",
+        "reward_type": "percent",
+        "amount": "5",
+        "schedule": "month",
+        "active": "on",
+        "conditions-TOTAL_FORMS": "0",
+        "conditions-INITIAL_FORMS": "0",
+    }
+    # when the group is deleted and another added on the rule page
+    response = admin_client.post(
+        f"/admin/referrals/rule/{rule.pk}/change/",
+        {
+            **rule_form,
+            "groups-TOTAL_FORMS": "2",
+            "groups-INITIAL_FORMS": "1",
+            "groups-0-id": doomed.pk,
+            "groups-0-name": "doomed",
+            "groups-0-rule": rule.pk,
+            "groups-0-DELETE": "on",
+            "groups-1-name": "fresh",
+            "groups-1-rule": rule.pk,
+        },
+    )
+    # then both went through the services, each with its line in the program's history
+    assert response.status_code == 302, response.content[:3000]
+    assert list(RuleConditionGroup.objects.values_list("name", flat=True)) == ["fresh"]
+    assert sorted(
+        History.objects.filter(object_id=rule.program_id).values_list("desc", "action")
+    ) == [
+        ('Rule condition group "doomed" has been deleted', "admin:referralprogram.rule.condition"),
+        ('Rule condition group "fresh" has been created', "admin:referralprogram.rule.condition"),
+    ]

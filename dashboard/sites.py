@@ -26,6 +26,12 @@ PLUMBING_APPS = {
 }
 PLUMBING_MODELS = {("digipay_api", "ApiToken")}
 PLUMBING = "Plumbing: sign-in, tokens, sessions, jobs, history, operations"
+# The dashboard's parts and the permission that shows each.
+DASHBOARD_PARTS = {
+    "promotions": "promotions.view_promotion",
+    "referrals": "referrals.view_reward",
+    "jobs": "common.view_job",
+}
 
 
 class CockpitSite(admin.AdminSite):
@@ -65,6 +71,12 @@ class CockpitSite(admin.AdminSite):
         return domain
 
     def index(self, request, extra_context=None):
+        # Each part of the dashboard is shown to those who may read its lists.
+        shown = {
+            part: request.user.has_perm(permission) for part, permission in DASHBOARD_PARTS.items()
+        }
+        if not any(shown.values()):
+            return super().index(request, extra_context)
         figures = selectors.dashboard()
         charts = [
             bar_chart(
@@ -76,5 +88,10 @@ class CockpitSite(admin.AdminSite):
             )
             for given in figures.given
         ]
-        extra_context = {**(extra_context or {}), "dashboard": figures, "charts": charts}
+        extra_context = {
+            **(extra_context or {}),
+            "dashboard": figures,
+            "charts": charts if shown["promotions"] else [],
+            "shown": shown,
+        }
         return super().index(request, extra_context)

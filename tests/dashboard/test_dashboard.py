@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from common.models import Job
@@ -20,6 +21,7 @@ from tests.factories import (
     ProviderFactory,
     RedemptionFactory,
     RewardFactory,
+    UserFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -156,3 +158,25 @@ def test_the_index_shows_the_dashboard_in_bounded_queries_domain_first(
     assert labels[-1] == "plumbing"
     plumbing = [m["object_name"] for m in response.context["app_list"][-1]["models"]]
     assert {"User", "Job", "History", "ApiToken", "BillmgrSession"} <= set(plumbing)
+
+
+def test_each_part_is_shown_to_those_who_may_read_its_lists(shop, client):
+    RedemptionFactory(promotion=shop["promotion"], created_at=timezone.now())
+    clerk = UserFactory(is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_job"))
+    client.force_login(clerk)
+
+    page = client.get("/admin/").content.decode()
+
+    assert 'id="dash-jobs"' in page
+    assert 'id="dash-promotions"' not in page and "10.00 USD" not in page
+    assert 'id="dash-rewards"' not in page
+
+
+def test_staff_without_any_of_its_permissions_gets_no_dashboard(shop, client):
+    client.force_login(UserFactory(is_staff=True))
+
+    response = client.get("/admin/")
+
+    assert response.status_code == 200
+    assert 'id="dashboard"' not in response.content.decode()

@@ -206,6 +206,9 @@ class PartnershipInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # shown only: partners enrol through the doors (referrals.services)
+
     def get_queryset(self, request):
         # The partner's name and the link (from the program's URL) on every row, without a query each.
         return super().get_queryset(request).select_related("partner", "program")

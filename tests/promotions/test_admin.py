@@ -823,3 +823,7 @@ def test_history_rows_link_to_their_objects(staff):
 
     link = url(Promotion, "change", promotion.pk)
     assert f'<a href="{link}">#{promotion.pk}</a>' in page
+    # and its moment reads as every moment does: local time, the zone named
+    assert re.search(
+        r'<th class="field-changedate[^"]*"><a [^>]*>\d{4}-\d\d-\d\d \d\d:\d\d UTC</a>', page
+    ), page[page.find("field-changedate") - 20 :][:300]

@@ -151,15 +151,16 @@ class PromoCodeInline(admin.TabularInline):
         return super().get_queryset(request).none()
 
 
-def searched(field_name: str) -> AutocompleteSelect:
-    """A picker that searches as one types (the admin's autocomplete, by the client's or the
-    tariff's admin search fields), for the field of an ordered service."""
-    return AutocompleteSelect(Service._meta.get_field(field_name), admin.site)
+def searched(field) -> AutocompleteSelect:
+    """A picker that searches as one types: the admin's autocomplete, by the search fields of the
+    admin of the model `field` (a foreign key) points to."""
+    return AutocompleteSelect(field, admin.site)
 
 
 class TryOrderForm(forms.Form):
     client = forms.ModelChoiceField(
-        queryset=Client.objects.select_related("provider"), widget=searched("client")
+        queryset=Client.objects.select_related("provider"),
+        widget=searched(Service._meta.get_field("client")),
     )
     codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
     at = forms.DateTimeField(required=False)
@@ -219,7 +220,9 @@ def order_messages(exc: ValidationError) -> list[str]:
 
 class TryLineForm(forms.Form):
     tariff = forms.ModelChoiceField(
-        queryset=Tariff.objects.all(), required=False, widget=searched("tariff")
+        queryset=Tariff.objects.all(),
+        required=False,
+        widget=searched(Service._meta.get_field("tariff")),
     )
     period = forms.IntegerField(initial=1, help_text="months")
     price = forms.DecimalField(
@@ -229,8 +232,8 @@ class TryLineForm(forms.Form):
     service = forms.ModelChoiceField(
         queryset=Service.objects.all(),
         required=False,
-        widget=forms.NumberInput,
-        help_text="renewals: the renewed service's id",
+        widget=searched(PromoCodeUsage._meta.get_field("service")),
+        help_text="renewals: the renewed service (search by client or tariff)",
     )
 
 

@@ -217,3 +217,25 @@ def test_a_reason_is_said_with_names_and_currencies(reason, said):
     from promotions.selectors import reason_for_people
 
     assert reason_for_people(reason, names={7: "Black Friday"}, currency="USD") == said
+
+
+@pytest.mark.parametrize(
+    ("model_name", "field_name", "make", "term"),
+    [
+        ("service", "client", lambda: ClientFactory(name="Ann Example"), "Ann"),
+        ("service", "tariff", lambda: TariffFactory(name="VPS S"), "VPS"),
+        ("promocodeusage", "service", lambda: ServiceFactory(tariff__name="VPS S"), "VPS"),
+    ],
+)
+def test_the_pickers_find_clients_tariffs_and_services_as_one_types(
+    staff, model_name, field_name, make, term
+):
+    found = make()
+    app_label = "promotions" if model_name == "promocodeusage" else "billing"
+
+    answer = staff.get(
+        "/admin/autocomplete/",
+        {"app_label": app_label, "model_name": model_name, "field_name": field_name, "term": term},
+    ).json()
+
+    assert answer["results"] == [{"id": str(found.pk), "text": str(found)}]

@@ -46,7 +46,7 @@ class CurrencyAdmin(SubstrateAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(SubstrateAdmin):
-    list_display = ["id", "name", "currency"]
+    list_display = ["id", "name", "currency", "max_discount"]
     search_fields = ["name"]
 
 

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -17,6 +18,13 @@ from common.throttle import Throttled as BrakeThrottled
 
 def api_actor(request, action: str) -> Actor:
     return Actor(user=request.user, ip=client_ip(request), action=action)
+
+
+class Pagination(LimitOffsetPagination):
+    """Every REST list: `limit` (100 unless asked, 1,000 at most) and `offset`."""
+
+    default_limit = 100
+    max_limit = 1000
 
 
 class ModelPermissionsWithView(DjangoModelPermissions):

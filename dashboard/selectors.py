@@ -8,18 +8,20 @@ import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import Count, DecimalField, F, FloatField, Q, Sum, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, TruncDate
+from django.db.models.functions import Cast, Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Currency
+from billing.selectors import money_shown
 from common.models import Job
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_format
 from ops.models import Schedule
 from ops.schedule import ACCRUAL
 from promotions.models import PromoCode, Promotion, Redemption
+from promotions.selectors import with_budget_spent
 from referrals.models import Payout, Reward
 
 DAYS_CHARTED = 30
@@ -27,6 +29,7 @@ DAYS_CHARTED = 30
 NEAR_LIMIT = Decimal("0.8")
 ROWS = 10
 MONEY = DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
+FLOAT = FloatField()
 
 
 def _amount(value) -> Decimal:
@@ -80,6 +83,7 @@ class NearLimit:
 @dataclass(frozen=True)
 class BudgetBurn:
     promotion: str
+    period: str
     spent: str
     budget: str
     share: int  # percent of the period's budget spent
@@ -165,7 +169,7 @@ def codes_near_limit(*, rows: int = ROWS) -> list[NearLimit]:
             promotion__archived=False,
             use_count__gte=Cast(F("uselimit"), MONEY) * NEAR_LIMIT,
         )
-        .annotate(share=Cast(F("use_count"), MONEY) / Cast(F("uselimit"), MONEY))
+        .annotate(share=Cast(F("use_count"), FLOAT) / Cast(F("uselimit"), FLOAT))
         .select_related("promotion")
         .order_by("-share", "-use_count", "code")[:rows]
     )
@@ -181,23 +185,31 @@ def codes_near_limit(*, rows: int = ROWS) -> list[NearLimit]:
     ]
 
 
-def budgets_burning(*, today: datetime.date, rows: int = ROWS) -> list[BudgetBurn]:
-    """The promotions' budgets that are spent the most this period, when promotions have
-    budgets (promotions.selectors.budget_burn_rows); none before."""
-    from promotions import selectors as promotion_selectors
-
-    burn = getattr(promotion_selectors, "budget_burn_rows", None)
-    if burn is None:
-        return []
+def budgets_burning(*, at: datetime.datetime, rows: int = ROWS) -> list[BudgetBurn]:
+    """The live promotions with a budget that have spent the most of it this budget period
+    (a day, a month or in total), fullest first."""
+    promotions = (
+        with_budget_spent(
+            Promotion.objects.live(timezone.localdate(at)).filter(budget__gt=0), at=at
+        )
+        # A share only ranks, so floating point serves (SQLite divides decimals as text).
+        .annotate(
+            share=Cast(Coalesce(F("budget_spent"), Value(Decimal(0)), output_field=MONEY), FLOAT)
+            / Cast(F("budget"), FLOAT)
+        )
+        .select_related("provider__currency")
+        .order_by("-share", "pk")[:rows]
+    )
     return [
         BudgetBurn(
-            promotion=row.promotion.name,
-            spent=row.spent_text,
-            budget=row.budget_text,
-            share=row.percent,
-            url=reverse("admin:promotions_promotion_change", args=[row.promotion.pk]),
+            promotion=p.name,
+            period=p.get_budget_period_display(),
+            spent=money_shown(p.budget_spent or Decimal(0), p.provider.currency),
+            budget=money_shown(p.budget, p.provider.currency),
+            share=int((p.budget_spent or 0) * 100 / p.budget),
+            url=reverse("admin:promotions_promotion_change", args=[p.pk]),
         )
-        for row in burn(day=today, rows=rows)
+        for p in promotions
     ]
 
 
@@ -260,7 +272,7 @@ def dashboard(*, at: datetime.datetime | None = None) -> Dashboard:
         given=given_per_currency(today=today, minor_units=minor_units),
         days=[today - datetime.timedelta(days=i) for i in range(DAYS_CHARTED - 1, -1, -1)],
         codes_near_limit=codes_near_limit(),
-        budgets=budgets_burning(today=today),
+        budgets=budgets_burning(at=at),
         held=_amounts(ledger, minor_units, "held"),
         payable=_amounts(ledger, minor_units, "payable"),
         paid_this_month=_amounts(paid, minor_units, "total"),

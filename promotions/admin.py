@@ -305,9 +305,12 @@ class PromotionAdmin(ServiceSavedAdmin):
         "fromdate",
         "todate",
         "status_display",
+        "priority",
+        "combine",
         "code_count",
         "uses",
         "given",
+        "budget_burn",
     ]
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
@@ -319,17 +322,28 @@ class PromotionAdmin(ServiceSavedAdmin):
         "provider",
         "fromdate",
         "todate",
+        "priority",
+        "combine",
+        "budget",
+        "budget_period",
+        "client_budget",
+        "budget_chart",
         "archived",
         "history_table",
     ]
-    readonly_fields = ["at_a_glance", "redemptions_chart", "archived", "history_table"]
+    readonly_fields = [
+        "at_a_glance",
+        "redemptions_chart",
+        "budget_chart",
+        "archived",
+        "history_table",
+    ]
     inlines = [DiscountInline, ConditionGroupInline, ConditionInline, PromoCodeInline]
     actions = ["archive", "restore", "generate_codes"]
 
     def get_queryset(self, request):
-        return selectors.promotions_with_code_counts(super().get_queryset(request)).select_related(
-            "provider"
-        )
+        queryset = super().get_queryset(request).select_related("provider__currency")
+        return selectors.with_budget_spent(selectors.promotions_with_code_counts(queryset))
 
     def get_changelist(self, request, **kwargs):
         return PromotionChangeList
@@ -517,6 +531,32 @@ class PromotionAdmin(ServiceSavedAdmin):
         if not any(n for _, n in points):
             points = []
         return bar_chart(points, title="Code uses per day, last 30 days")
+
+    @admin.display(description="budget (this period)")
+    def budget_burn(self, obj: Promotion) -> str:
+        return selectors.budget_burn(promotion=obj) or "-"
+
+    @admin.display(description="budget spent per period")
+    def budget_chart(self, obj: Promotion) -> str:
+        if not obj.pk or (obj.budget is None and obj.client_budget is None):
+            return "-"
+        spends = selectors.budget_spends(promotion=obj)
+        currency = obj.provider.currency
+        budget = f" of {money_shown(obj.budget, currency)}" if obj.budget is not None else ""
+        table = format_html(
+            "<table><tr><th>period</th><th>spent / budget</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}{}</td></tr>",
+                ((period, money_shown(spent, currency), budget) for period, spent in spends),
+            ),
+        )
+        chart = bar_chart(
+            [(period, spent) for period, spent in spends],
+            title=f"Discount given per budget period ({obj.get_budget_period_display()}){budget}",
+            shown=lambda amount: money_shown(amount, currency),
+        )
+        return format_html("{}{}", chart, table if spends else "")
 
     @admin.display(description="history")
     def history_table(self, obj: Promotion) -> str:

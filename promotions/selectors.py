@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, models
-from django.db.models import Count
+from django.db.models import Case, Count, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -14,7 +14,8 @@ from billing.models import Tariff
 from billing.selectors import money_shown
 from common.groups import ConditionGroups
 from common.money import MONEY_DECIMAL_PLACES
-from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
+from promotions.engine.budgets import budget_period_key
+from promotions.models import BudgetSpend, PromoCode, PromoCodeUsage, Promotion, Redemption
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
@@ -38,7 +39,13 @@ def usage_charge(usage: PromoCodeUsage) -> str:
     redemption's quote says; empty for a use without a redemption."""
     if usage.redemption is None:
         return ""
-    lines = [ln for ln in usage.redemption.quote["lines"] if ln["code"] == usage.promocode.code]
+    code = usage.promocode.code
+    lines = [
+        ln
+        for ln in usage.redemption.quote["lines"]
+        # A line names its first promotion's code; stacked ones are in `applied`.
+        if ln["code"] == code or any(a["code"] == code for a in ln.get("applied", ()))
+    ]
     if not lines:
         return ""
     charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))
@@ -190,7 +197,7 @@ def quote_for_people(data: dict) -> dict:
     reasons = [v["reason"] for line in data["lines"] for v in line["verdicts"]]
     reasons += [c["reason"] for c in data["codes"]]
     ids = {v["promotion"] for line in data["lines"] for v in line["verdicts"]}
-    ids |= {line["promotion"] for line in data["lines"] if line["promotion"]}
+    ids |= {a["promotion"] for line in data["lines"] for a in line["applied"]}
     ids |= {int(m) for reason in reasons for m in _PROMOTION_ID.findall(reason)}
     names = dict(Promotion.objects.filter(pk__in=ids).values_list("pk", "name"))
     tariffs = dict(
@@ -215,8 +222,9 @@ def quote_for_people(data: dict) -> dict:
             {
                 **line,
                 "tariff": tariffs.get(line["tariff"], line["tariff"]),
-                "promotion": names.get(line["promotion"], ""),
-                "code": line["code"] or "",
+                # Stacked promotions are named in their order: "Stack 5% + Loyalty 10 off".
+                "promotion": " + ".join(names[a["promotion"]] for a in line["applied"]),
+                "code": " + ".join(a["code"] for a in line["applied"] if a["code"]),
                 "price": shown(line["price"]),
                 "discount": shown(line["discount"]),
                 "final_price": shown(line["final_price"]),
@@ -232,3 +240,40 @@ def quote_for_people(data: dict) -> dict:
             for line in data["lines"]
         ],
     }
+
+
+def budget_spends(*, promotion: Promotion, periods: int = 30) -> list[tuple[str, Decimal]]:
+    """What the promotion gave in each of its last budget periods (oldest first), as the guarded
+    budget rows hold it."""
+    rows = BudgetSpend.objects.filter(promotion=promotion).order_by("-period")[:periods]
+    return [(row.period, row.spent) for row in reversed(rows)]
+
+
+def with_budget_spent(
+    promotions: models.QuerySet[Promotion], *, at: datetime.datetime | None = None
+) -> models.QuerySet[Promotion]:
+    """Each promotion with `budget_spent`: what it gave in its current budget period (one
+    subquery, not a query per promotion)."""
+    at = at or timezone.now()
+    current = Case(
+        *(
+            When(budget_period=kind, then=Value(budget_period_key(kind, at)))
+            for kind in Promotion.BudgetPeriod.values
+        ),
+        output_field=models.CharField(),
+    )
+    spent = BudgetSpend.objects.filter(
+        promotion=OuterRef("pk"), period=OuterRef("budget_key")
+    ).values("spent")[:1]
+    return promotions.annotate(budget_key=current).annotate(budget_spent=Subquery(spent))
+
+
+def budget_burn(*, promotion: Promotion) -> str:
+    """ "40.00 USD of 100.00 USD (40%)" in the current budget period (`with_budget_spent`);
+    empty without a budget. A budget is in the provider's currency."""
+    if promotion.budget is None:
+        return ""
+    spent = getattr(promotion, "budget_spent", None) or Decimal(0)
+    share = f" ({spent * 100 / promotion.budget:.0f}%)" if promotion.budget else ""
+    currency = promotion.provider.currency
+    return f"{money_shown(spent, currency)} of {money_shown(promotion.budget, currency)}{share}"

@@ -47,6 +47,7 @@ from referrals.models import (
     Referral,
     ReferralProgram,
     Reward,
+    RewardKind,
     RewardState,
     Rule,
     partner_code,
@@ -63,7 +64,8 @@ class Money:
     @property
     def shown(self) -> Decimal:
         """The amount to the currency's minor unit (SQLite and PostgreSQL sum to other scales),
-        never hiding a fraction below it (a fixed reward may carry one)."""
+        never hiding a fraction below it (a fixed reward accrued before they were rounded may
+        carry one)."""
         rounded = money_round(self.amount, minor_units=self.minor_units)
         return rounded if rounded == self.amount else self.amount.normalize()
 
@@ -112,16 +114,10 @@ class Balances:
 BALANCES = ("earned", "held", "payable", "paid", "reversed", "unpaid")
 
 
-@dataclass(frozen=True)
-class PartnerRow:
-    """One line of a program's partner list."""
+class ShowsBalances:
+    """What the partner lists and pages show of a row's `balances` at first sight."""
 
-    partner_id: int
-    name: str
-    code: str
-    referral_count: int
     balances: Balances
-    payout_details: str  # masked
 
     @property
     def earned(self) -> list[Money]:
@@ -130,6 +126,18 @@ class PartnerRow:
     @property
     def unpaid(self) -> list[Money]:
         return self.balances.unpaid
+
+
+@dataclass(frozen=True)
+class PartnerRow(ShowsBalances):
+    """One line of a program's partner list."""
+
+    partner_id: int
+    name: str
+    code: str
+    referral_count: int
+    balances: Balances
+    payout_details: str  # masked
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ class RewardDay:
 
 
 @dataclass(frozen=True)
-class PartnerSummary:
+class PartnerSummary(ShowsBalances):
     program: ReferralProgram
     partner: Client
     code: str
@@ -193,14 +201,6 @@ class PartnerSummary:
     payout_details: str  # masked
     refusals: list[AttachmentRefusal]  # the latest REFUSALS_SHOWN, newest first
     refusal_count: int
-
-    @property
-    def earned(self) -> list[Money]:
-        return self.balances.earned
-
-    @property
-    def unpaid(self) -> list[Money]:
-        return self.balances.unpaid
 
 
 REFERRALS_SHOWN = 200
@@ -251,7 +251,9 @@ def _code(program: ReferralProgram, partner_id: int, enrolled_code: str | None) 
 
 def _sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> QuerySet:
     """Every balance per currency (and per `keys`), in one GROUP BY."""
-    unpaid = Q(payout__isnull=True)
+    # Points are credited to the client's account, never transferred: only cash is paid out,
+    # so only cash is unpaid, held or payable.
+    unpaid = Q(payout__isnull=True, kind=RewardKind.CASH)
     return (
         rewards.order_by()
         .values(*keys, "currency__iso", "currency__minor_units")
@@ -680,7 +682,7 @@ def payable_rows(
     (now), reversing rows included (a deduction when the reward they reverse was paid); up to row
     `through` when given."""
     due = credited_rewards(program=program, partner=partner).filter(
-        payout__isnull=True, payable_at__lte=at or timezone.now()
+        payout__isnull=True, payable_at__lte=at or timezone.now(), kind=RewardKind.CASH
     )
     return due.filter(pk__lte=through) if through is not None else due
 

@@ -15,7 +15,7 @@ from tests.factories import (
     JobFactory,
     PromoCodeFactory,
     PromotionFactory,
-    RedemptionFactory,
+    redemption_of,
 )
 
 try:
@@ -33,9 +33,9 @@ def test_the_admin_opens_on_the_dashboard(tour, substrate):  # noqa: F811
     provider = substrate["provider"]
     black_friday = PromotionFactory(name="Black Friday", provider=provider)
     for discount in ("36.00", "1200.50"):
-        RedemptionFactory(promotion=black_friday, discount=Decimal(discount))
-    RedemptionFactory(
-        promotion=black_friday,
+        redemption_of(black_friday, discount=Decimal(discount))
+    redemption_of(
+        black_friday,
         discount=Decimal("5.00"),
         created_at=timezone.now() - datetime.timedelta(days=3),
     )
@@ -119,7 +119,8 @@ def test_try_an_order_explains_with_names_and_currencies(tour, substrate):  # no
     expect(verdicts).to_have_text(
         [
             "Black Friday: applied: 30% off (36.00 USD)",
-            "Loyalty: not chosen: Black Friday gives 36.00 USD, this one 12.00 USD",
+            "Loyalty: not applied: Black Friday is exclusive and goes first "
+            "(it gives 36.00 USD, this one 12.00 USD)",
         ]
     )
     expect(page.locator("#quote-lines tbody tr").first.locator("td")).to_have_text(

@@ -13,15 +13,16 @@ from dashboard.selectors import dashboard
 from promotions.models import Promotion
 from referrals.models import Payout
 from tests.factories import (
+    BudgetSpendFactory,
     CurrencyFactory,
     JobFactory,
     PayoutFactory,
     PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
-    RedemptionFactory,
     RewardFactory,
     UserFactory,
+    redemption_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -49,17 +50,15 @@ def at(day: int, hour: int = 10) -> datetime.datetime:
 
 def test_redemptions_and_discount_are_counted_today_this_month_and_per_day(shop):
     promotion = shop["promotion"]
-    RedemptionFactory(promotion=promotion, discount=Decimal("36.00"), created_at=at(20))
-    RedemptionFactory(promotion=promotion, discount=Decimal("1000.50"), created_at=at(20, 8))
-    RedemptionFactory(promotion=promotion, discount=Decimal("5.00"), created_at=at(2))
+    redemption_of(promotion, discount=Decimal("36.00"), created_at=at(20))
+    redemption_of(promotion, discount=Decimal("1000.50"), created_at=at(20, 8))
+    redemption_of(promotion, discount=Decimal("5.00"), created_at=at(2))
     # Last month: in the 30-day chart, not in this month's figures.
-    RedemptionFactory(
-        promotion=promotion, discount=Decimal("7.00"), created_at=at(1) - datetime.timedelta(days=3)
+    redemption_of(
+        promotion, discount=Decimal("7.00"), created_at=at(1) - datetime.timedelta(days=3)
     )
-    RedemptionFactory(
-        promotion=promotion, discount=Decimal("300"), currency="JPY", created_at=at(19)
-    )
-    released = RedemptionFactory(promotion=promotion, discount=Decimal("99"), created_at=at(20))
+    redemption_of(promotion, discount=Decimal("300"), currency="JPY", created_at=at(19))
+    released = redemption_of(promotion, discount=Decimal("99"), created_at=at(20))
     released.status, released.released_at = "released", at(20, 11)
     released.save()
 
@@ -140,7 +139,7 @@ def test_the_index_shows_the_dashboard_in_bounded_queries_domain_first(
 ):
     promotion = shop["promotion"]
     for _ in range(20):
-        RedemptionFactory(promotion=promotion, created_at=timezone.now())
+        redemption_of(promotion, created_at=timezone.now())
         PromoCodeFactory(promotion=promotion, uselimit=10, use_count=9)
         RewardFactory(amount=Decimal("1.00"), expense__currency=shop["usd"])
 
@@ -161,7 +160,7 @@ def test_the_index_shows_the_dashboard_in_bounded_queries_domain_first(
 
 
 def test_each_part_is_shown_to_those_who_may_read_its_lists(shop, client):
-    RedemptionFactory(promotion=shop["promotion"], created_at=timezone.now())
+    redemption_of(shop["promotion"], created_at=timezone.now())
     clerk = UserFactory(is_staff=True)
     clerk.user_permissions.add(Permission.objects.get(codename="view_job"))
     client.force_login(clerk)
@@ -180,3 +179,27 @@ def test_staff_without_any_of_its_permissions_gets_no_dashboard(shop, client):
 
     assert response.status_code == 200
     assert 'id="dashboard"' not in response.content.decode()
+
+
+def test_budgets_burning_fastest_are_this_periods_fullest_first(shop):
+    provider = shop["promotion"].provider
+    with time_machine.travel(NOW, tick=False):
+        daily = PromotionFactory(
+            name="Daily", provider=provider, budget=Decimal("100"), budget_period="day"
+        )
+        total = PromotionFactory(
+            name="Total", provider=provider, budget=Decimal("5000"), budget_period="total"
+        )
+        PromotionFactory(name="Idle", provider=provider, budget=Decimal("10"))
+    BudgetSpendFactory(promotion=daily, period="2026-03-19", spent=Decimal("99"))
+    BudgetSpendFactory(promotion=daily, period="2026-03-20", spent=Decimal("40"))
+    BudgetSpendFactory(promotion=total, period="total", spent=Decimal("4500"))
+
+    burning = dashboard(at=NOW).budgets
+
+    assert [(b.promotion, b.spent, b.budget, b.share, b.period) for b in burning] == [
+        ("Total", "4,500.00 USD", "5,000.00 USD", 90, "in total"),
+        ("Daily", "40.00 USD", "100.00 USD", 40, "per day"),
+        ("Idle", "0.00 USD", "10.00 USD", 0, "in total"),
+    ]
+    assert burning[0].url.endswith(f"/promotion/{total.pk}/change/")

@@ -184,8 +184,8 @@ def test_every_reason_names_the_promotions_and_every_amount_its_currency(staff, 
     # then the reasons say names and amounts with their currency, never an id
     assert "<strong>Black Friday</strong>: applied: 30% off (360.00 USD)" in page
     assert (
-        "<strong>Small one</strong>: not chosen: Black Friday gives 360.00 USD, "
-        "this one 120.00 USD" in page
+        "<strong>Small one</strong>: not applied: Black Friday is exclusive and goes first "
+        "(it gives 360.00 USD, this one 120.00 USD)" in page
     )
     assert "OLD: code OLD belongs to Last spring, which is not active now" in page
     assert f"promotion {black_friday.pk}" not in page
@@ -239,3 +239,39 @@ def test_the_pickers_find_clients_tariffs_and_services_as_one_types(
     ).json()
 
     assert answer["results"] == [{"id": str(found.pk), "text": str(found)}]
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_stacked_promotions_are_named_in_their_order_with_their_codes(staff):
+    # given a combinable 10% first (priority 1) and a combinable 5.00 off with a code
+    tariff = TariffFactory(price=Decimal("100.00"))
+    provider = tariff.provider
+    first = PromotionFactory(
+        name="Ten",
+        provider=provider,
+        fromdate=datetime.date(2026, 6, 1),
+        priority=1,
+        combine="combinable",
+    )
+    DiscountFactory(promotion=first, percentage=Decimal("10"))
+    second = PromotionFactory(
+        name="Five off",
+        provider=provider,
+        fromdate=datetime.date(2026, 6, 1),
+        combine="combinable",
+    )
+    DiscountFactory(promotion=second, valuetype="amount", percentage=None, amount=Decimal("5"))
+    PromoCodeFactory(promotion=second, code="FIVE")
+    # when a line is tried with the code
+    page = staff.post(
+        URL,
+        {
+            "client": ClientFactory(provider=provider).pk,
+            "codes": "five",
+            **lines({"tariff": tariff.pk, "period": 1, "kind": "new"}),
+        },
+    ).content.decode()
+    # then both apply, named in their order, 10.00 then 5.00 off the 90.00 left
+    assert "<td>15.00 USD</td>" in page and "<td>85.00 USD</td>" in page
+    assert "<td>Ten + Five off</td><td>FIVE</td>" in page
+    assert "<strong>Five off</strong>: combined with Ten: 5 off (5.00 USD)" in page

@@ -23,6 +23,8 @@ from tests.factories import (
     ReferralFactory,
     ReferralProgramFactory,
     RewardFactory,
+    RuleConditionGroupFactory,
+    RuleFactory,
     UserFactory,
 )
 
@@ -96,7 +98,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
 def test_rewards_export_as_csv(admin_client):
     # a client named as a spreadsheet formula is exported as text (every export neutralises)
     referral = ReferralFactory(client__name='=HYPERLINK("http://evil.example","x")')
-    rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
+    rule = RuleFactory(program=referral.program, name="10%", amount=Decimal("10"))
     expense = ExpenseFactory(client=referral.client, amount=Decimal("50"))
     reward = RewardFactory(
         beneficiary=referral.partner,
@@ -119,7 +121,7 @@ def test_rewards_export_as_csv(admin_client):
 
 
 def unpaid_rewards(referral, *amounts) -> list[Reward]:
-    rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
+    rule = RuleFactory(program=referral.program, name="10%", amount=Decimal("10"))
     return [
         RewardFactory(
             beneficiary=referral.partner,
@@ -215,8 +217,8 @@ def program_form(program, **changes) -> dict:
 def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client):
     # given a program with one rule
     program = ReferralProgramFactory()
-    kept = Rule.objects.create(program=program, name="old", amount=Decimal("5"))
-    doomed = Rule.objects.create(program=program, name="doomed", amount=Decimal("1"))
+    kept = RuleFactory(program=program, name="old", amount=Decimal("5"))
+    doomed = RuleFactory(program=program, name="doomed", amount=Decimal("1"))
     rule_row = {"reward_type": "percent", "schedule": "month", "active": "on"}
 
     def save(added_amount: str):
@@ -260,8 +262,8 @@ def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client
 
 def test_conditions_added_inline_land_in_their_group(admin_client):
     # given a rule with a condition group
-    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
-    group = RuleConditionGroup.objects.create(rule=rule, name="either")
+    rule = RuleFactory(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    group = RuleConditionGroupFactory(rule=rule, name="either")
     # when two conditions are added on the rule page, one in the group
     rows = {
         "conditions-0-ctype": "2",
@@ -382,7 +384,7 @@ def test_a_rule_condition_group_added_and_deleted_inline_is_in_the_programs_hist
 ):
     # given a rule with a group
     rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
-    doomed = RuleConditionGroup.objects.create(rule=rule, name="doomed")
+    doomed = RuleConditionGroupFactory(rule=rule, name="doomed")
     rule_form = {
         "program": rule.program_id,
         "name": "r",
@@ -417,3 +419,14 @@ def test_a_rule_condition_group_added_and_deleted_inline_is_in_the_programs_hist
         ('Rule condition group "doomed" has been deleted', "admin:referralprogram.rule.condition"),
         ('Rule condition group "fresh" has been created', "admin:referralprogram.rule.condition"),
     ]
+
+
+@pytest.mark.parametrize("typed", ["1, \u00b2", "\u0661\u0662", "12, x"])
+def test_order_periods_in_other_than_ascii_digits_are_refused_as_a_form_error(typed):
+    from django.core.exceptions import ValidationError
+
+    from referrals.admin import OrderPeriodsField
+
+    # when a rule condition's order periods are typed with other digits, then the form says so
+    with pytest.raises(ValidationError, match="Order periods are months joined by commas"):
+        OrderPeriodsField().clean(typed)

@@ -1,16 +1,26 @@
 """Promotion work run in the background: big code generations from the admin and the func door."""
 
 import datetime
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from billing.models import Tariff
 from common.actors import Actor
-from common.jobs import job_kind, job_start
+from common.jobs import Finished, job_kind, job_start
 from common.models import Job
 from promotions import services
-from promotions.models import PromoCode, Promotion
+from promotions.backtest import (
+    CHUNK,
+    Replayed,
+    Tally,
+    backtest_replay,
+    backtest_window_clean,
+    charges_in,
+)
+from promotions.models import BacktestOrder, PromoCode, Promotion
 
 GENERATE_CODES = "promotion.promocode.generate"
 
@@ -79,3 +89,80 @@ def generate_codes(params: dict[str, Any], actor: Actor, progress) -> str:
             )
             progress(total)
     return f"{total} promo code(s) generated."
+
+
+BACKTEST = "promotion.backtest"
+
+
+def backtest_start(
+    *, promotion: Promotion, start: datetime.date, end: datetime.date, actor: Actor, back: str = ""
+) -> Job:
+    """Check the window now (a refusal is the caller's to show: `from`/`to` errors), then replay
+    it in the background once the caller's transaction commits."""
+    backtest_window_clean(start=start, end=end)
+    total = charges_in(provider_id=promotion.provider_id, start=start, end=end).count()
+    params = {
+        "promotion": promotion.pk,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "run": str(uuid.uuid4()),
+        "back": back,
+        "title": f"Backtest of {promotion.name}, {start} to {end}",
+    }
+    # A window without orders still runs: its result says so (a job's total is at least 1).
+    return job_start(kind=BACKTEST, params=params, total=max(total, 1), actor=actor)
+
+
+@job_kind(BACKTEST)
+def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
+    """Replays the window and keeps the qualifying orders (the CSV) under the run's id; the
+    figures are the job's result."""
+    promotion = Promotion.objects.get(pk=params["promotion"])
+    start = datetime.date.fromisoformat(params["from"])
+    end = datetime.date.fromisoformat(params["to"])
+    tally = Tally(promotion_id=promotion.pk)
+    rows: list[BacktestOrder] = []
+    with transaction.atomic():
+        for replayed in backtest_replay(
+            promotion=promotion, start=start, end=end, progress=progress
+        ):
+            tally.add(replayed)
+            if replayed.qualified:
+                rows.append(_row(params["run"], replayed))
+                if len(rows) >= CHUNK:
+                    BacktestOrder.objects.bulk_create(rows)
+                    rows.clear()
+        BacktestOrder.objects.bulk_create(rows)
+    names = dict(
+        Promotion.objects.filter(
+            pk__in=[*tally.lost_to, *tally.won_from, promotion.pk]
+        ).values_list("id", "name")
+    )
+    tariff_names = dict(
+        Tariff.objects.filter(pk__in=list(tally.per_tariff)).values_list("id", "name")
+    )
+    result = tally.as_dict(names=names, tariff_names=tariff_names)
+    result |= {"from": params["from"], "to": params["to"], "name": promotion.name}
+    message = (
+        f"{tally.orders} order(s) replayed: {tally.orders_qualified} qualified, "
+        f"{tally.won} won, {tally.lost} lost."
+    )
+    return Finished(message, result)
+
+
+def _row(run: str, replayed: Replayed) -> BacktestOrder:
+    line = replayed.line
+    return BacktestOrder(
+        run=run,
+        expense_id=replayed.expense_id,
+        charged_at=replayed.charged_at,
+        client_id=replayed.order.client_id,
+        tariff_id=line.tariff_id,
+        kind=line.kind,
+        period=line.period,
+        price=line.price,
+        currency_id=replayed.currency_id,
+        discount_alone=replayed.discount_alone,
+        discount=replayed.discount,
+        winner_id=replayed.winner,
+    )

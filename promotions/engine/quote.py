@@ -305,15 +305,6 @@ def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = 
     runner-up's, the near misses' and those of the promotions of the codes named.
     """
     client, tariffs, currencies = _resolve(order)
-    order = replace(
-        order,
-        lines=tuple(
-            replace(
-                ln, price=money_round(ln.price, minor_units=currencies[ln.currency].minor_units)
-            )
-            for ln in order.lines
-        ),
-    )
     rules = rules or rules_for(order.provider_id, timezone.localdate(order.at))
     codes = _codes(order)
     needs = rules.needs
@@ -333,7 +324,40 @@ def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = 
             and (c.account_uselimit is not None or c.expiretype == "period")
         ],
     )
-    evaluation = _Evaluation(rules, order, facts, codes)
+    return quote_evaluate(
+        order=order,
+        rules=rules,
+        facts=facts,
+        tariffs=tariffs,
+        currencies=currencies,
+        codes=codes,
+        explain=explain,
+    )
+
+
+def quote_evaluate(
+    *,
+    order: Order,
+    rules: RuleSet,
+    facts: ClientFacts,
+    tariffs: dict[int, Tariff],
+    currencies: dict[str, Currency],
+    codes: dict[str, CodeRow] | None = None,
+    explain: bool = False,
+) -> Quote:
+    """The quote of an order whose client, tariffs, currencies, codes and facts are already
+    read: no queries. `quote_order` reads them for one order; a backtest reads them for many
+    orders at once and replays each through here, so both decide alike."""
+    order = replace(
+        order,
+        lines=tuple(
+            replace(
+                ln, price=money_round(ln.price, minor_units=currencies[ln.currency].minor_units)
+            )
+            for ln in order.lines
+        ),
+    )
+    evaluation = _Evaluation(rules, order, facts, codes or {})
     lines = [
         evaluation.line(
             line, tariffs[line.tariff_id], currencies[line.currency].minor_units, explain

@@ -31,6 +31,7 @@ from promotions.engine.quote import quote_evaluate
 from promotions.engine.rules import RuleSet, compile_rules, rules_version
 from promotions.models import Promotion
 
+BACKTEST = "promotion.backtest"  # its job's kind
 CHUNK = 2000
 # Orders begin no earlier (it keeps every moment a window names far from the calendar's edges).
 EARLIEST = datetime.date(1970, 1, 1)

@@ -5,7 +5,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from billing.models import Tariff
 from common.actors import Actor
@@ -13,6 +13,7 @@ from common.jobs import Finished, job_kind, job_start
 from common.models import Job
 from promotions import services
 from promotions.backtest import (
+    BACKTEST,
     CHUNK,
     Replayed,
     Tally,
@@ -91,9 +92,6 @@ def generate_codes(params: dict[str, Any], actor: Actor, progress) -> str:
     return f"{total} promo code(s) generated."
 
 
-BACKTEST = "promotion.backtest"
-
-
 def backtest_start(
     *, promotion: Promotion, start: datetime.date, end: datetime.date, actor: Actor, back: str = ""
 ) -> Job:
@@ -121,7 +119,7 @@ def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
     start = datetime.date.fromisoformat(params["from"])
     end = datetime.date.fromisoformat(params["to"])
     tally = Tally(promotion_id=promotion.pk)
-    rows: list[BacktestOrder] = []
+    rows: list[tuple] = []
     with transaction.atomic():
         for replayed in backtest_replay(
             promotion=promotion, start=start, end=end, progress=progress
@@ -130,9 +128,9 @@ def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
             if replayed.qualified:
                 rows.append(_row(params["run"], replayed))
                 if len(rows) >= CHUNK:
-                    BacktestOrder.objects.bulk_create(rows)
+                    _insert_rows(rows)
                     rows.clear()
-        BacktestOrder.objects.bulk_create(rows)
+        _insert_rows(rows)
     names = dict(
         Promotion.objects.filter(
             pk__in=[*tally.lost_to, *tally.won_from, promotion.pk]
@@ -150,19 +148,55 @@ def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
     return Finished(message, result)
 
 
-def _row(run: str, replayed: Replayed) -> BacktestOrder:
+_ROW_COLUMNS = (
+    "run",
+    "expense_id",
+    "charged_at",
+    "client_id",
+    "tariff_id",
+    "kind",
+    "period",
+    "price",
+    "currency_id",
+    "discount_alone",
+    "discount",
+    "winner_id",
+)
+
+
+def _row(run: str, replayed: Replayed) -> tuple:
     line = replayed.line
-    return BacktestOrder(
-        run=run,
-        expense_id=replayed.expense_id,
-        charged_at=replayed.charged_at,
-        client_id=replayed.order.client_id,
-        tariff_id=line.tariff_id,
-        kind=line.kind,
-        period=line.period,
-        price=line.price,
-        currency_id=replayed.currency_id,
-        discount_alone=replayed.discount_alone,
-        discount=replayed.discount,
-        winner_id=replayed.winner,
+    return (
+        uuid.UUID(run),
+        replayed.expense_id,
+        replayed.charged_at,
+        replayed.order.client_id,
+        line.tariff_id,
+        line.kind,
+        line.period,
+        line.price,
+        replayed.currency_id,
+        replayed.discount_alone,
+        replayed.discount,
+        replayed.winner,
     )
+
+
+def _insert_rows(rows: list[tuple]) -> None:
+    """One INSERT run over many rows (psycopg pipelines them): bulk_create spent a third of a
+    100,000-order backtest building its SQL, one parameter at a time."""
+    if not rows:
+        return
+    fields = [BacktestOrder._meta.get_field(name) for name in _ROW_COLUMNS]
+    values = [
+        tuple(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))
+        for row in rows
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {quote(BacktestOrder._meta.db_table)} ({columns}) VALUES ({marks})",
+            values,
+        )

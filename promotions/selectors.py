@@ -9,7 +9,9 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from common.groups import ConditionGroups
-from promotions.models import PromoCode, PromoCodeUsage, Promotion, Redemption
+from common.models import Job
+from promotions.backtest import BACKTEST
+from promotions.models import BacktestOrder, PromoCode, PromoCodeUsage, Promotion, Redemption
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
@@ -87,3 +89,51 @@ def redemptions_per_day(
         (first + datetime.timedelta(days=i), counts.get(first + datetime.timedelta(days=i), 0))
         for i in range(days)
     ]
+
+
+BACKTEST_CSV_COLUMNS = [
+    "charged_at",
+    "expense",
+    "client",
+    "client_name",
+    "tariff",
+    "tariff_name",
+    "kind",
+    "period",
+    "price",
+    "currency",
+    "discount_alone",
+    "discount",
+    "winner",
+    "winner_name",
+]
+
+
+def backtest_rows(*, run: str):
+    """A backtest's qualifying orders in the order they were charged, as CSV rows (streamed)."""
+    return (
+        BacktestOrder.objects.filter(run=run)
+        .order_by("charged_at", "id")
+        .values_list(
+            "charged_at",
+            "expense_id",
+            "client_id",
+            "client__name",
+            "tariff_id",
+            "tariff__name",
+            "kind",
+            "period",
+            "price",
+            "currency__iso",
+            "discount_alone",
+            "discount",
+            "winner_id",
+            "winner__name",
+        )
+        .iterator(chunk_size=2000)
+    )
+
+
+def backtests_of(*, promotion: Promotion) -> list[Job]:
+    """The promotion's latest backtests, newest first."""
+    return list(Job.objects.filter(kind=BACKTEST, params__promotion=promotion.pk)[:20])

@@ -183,20 +183,21 @@ def _row(run: str, replayed: Replayed) -> tuple:
 
 
 def _insert_rows(rows: list[tuple]) -> None:
-    """One INSERT run over many rows (psycopg pipelines them): bulk_create spent a third of a
-    100,000-order backtest building its SQL, one parameter at a time."""
+    """PostgreSQL takes the rows by COPY; other databases by bulk_create. Measured on 70,000
+    qualifying orders: bulk_create spent a third of the backtest building its SQL."""
     if not rows:
         return
-    fields = [BacktestOrder._meta.get_field(name) for name in _ROW_COLUMNS]
-    values = [
-        tuple(f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True))
-        for row in rows
-    ]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {quote(BacktestOrder._meta.db_table)} ({columns}) VALUES ({marks})",
-            values,
+    if connection.vendor == "postgresql":
+        quote = connection.ops.quote_name
+        columns = ", ".join(
+            quote(BacktestOrder._meta.get_field(name).column) for name in _ROW_COLUMNS
         )
+        with connection.cursor() as cursor:
+            table = quote(BacktestOrder._meta.db_table)
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    BacktestOrder.objects.bulk_create(
+        BacktestOrder(**dict(zip(_ROW_COLUMNS, row, strict=True))) for row in rows
+    )

@@ -8,7 +8,11 @@ against the promotions live that day plus this one (would it have won, and again
 
 The rule set of a past day is compiled for the backtest alone (`compile_rules(..., also=...)`),
 never through the live rules' caches, from the rules as they are now (the database keeps no past
-versions of them). Orders are read in chunks in (charged at, id) order (keyset), with one query
+versions of them). A promotion with codes is tested as if each order had entered one of them
+(the others live then still need theirs: past orders named none); code limits are not replayed.
+
+A new order is replayed just before its service opened (the service it orders is not yet the
+client's), a renewal just before its charge (the charge itself is not yet spent). Orders are read in chunks in (charged at, id) order (keyset), with one query
 per kind of fact per chunk, so memory stays flat however long the window.
 """
 
@@ -35,8 +39,8 @@ BACKTEST = "promotion.backtest"  # its job's kind
 CHUNK = 2000
 # Orders begin no earlier (it keeps every moment a window names far from the calendar's edges).
 EARLIEST = datetime.date(1970, 1, 1)
-# A past order is replayed this long before its charge: the charge itself is not yet a fact.
-BEFORE_THE_CHARGE = datetime.timedelta(microseconds=1)
+# A past order is replayed this long before its charge (or its service's opening, a new order).
+BEFORE = datetime.timedelta(microseconds=1)
 TOP = 10
 
 
@@ -127,7 +131,7 @@ class _Rules:
             if found is None:
                 found = self._by_ids[live] = compile_rules(
                     self.provider_id, self.version, day, also=[self.promotion.pk]
-                )
+                ).without_codes({self.promotion.pk})
             self._days[day] = found
         return found
 
@@ -168,6 +172,7 @@ def backtest_replay(
         "service_id",
         "service__tariff_id",
         "service__period",
+        "service__opened_at",
         "amount",
         "currency_id",
     )
@@ -201,13 +206,16 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso, charges) ->
         .distinct()
     )
     day_rules = {}
-    asked = []
-    for _, created_at, client_id, registered_at, *_rest in chunk:
-        at = created_at - BEFORE_THE_CHARGE
+    asked, new_orders = [], []
+    for _, created_at, client_id, registered_at, service_id, *_, opened_at, _, _ in chunk:
+        new = service_id not in renewed
+        renewed.add(service_id)
+        at = (min(created_at, opened_at) if new else created_at) - BEFORE
         day = timezone.localdate(at)
         if day not in day_rules:
             day_rules[day] = rules.day(day)
         asked.append(FactsAsked(client_id, registered_at, at))
+        new_orders.append(new)
     sets = list({id(r): r for r in day_rules.values()}.values())
     needs = frozenset().union(*(r.needs for r in sets))
     if any(r.validity_discounts for r in sets):
@@ -215,10 +223,9 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso, charges) ->
     windows = tuple(sorted({w for r in sets for w in r.windows}))
     facts = load_facts_many(asked=asked, needs=needs, windows=windows)
     pid = rules.promotion.pk
-    for row, a, client_facts in zip(chunk, asked, facts, strict=True):
-        expense_id, created_at, client_id, _, service_id, tariff_id, period, amount, cur = row
-        kind = Kind.RENEWAL if service_id in renewed else Kind.NEW
-        renewed.add(service_id)
+    for row, a, client_facts, new in zip(chunk, asked, facts, new_orders, strict=True):
+        expense_id, created_at, client_id, _, service_id, tariff_id, period, _, amount, cur = row
+        kind = Kind.NEW if new else Kind.RENEWAL
         if tariff_id not in tariffs:
             continue  # a service of another provider's tariff: not an order of this provider
         currency = currencies[cur]

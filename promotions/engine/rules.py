@@ -19,7 +19,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.core.cache import cache
@@ -106,6 +106,19 @@ class RuleSet:
             version=self.version,
             day=self.day,
             promotions=tuple(self.promotions[pid] for pid in self.order if pid in ids),
+            price_slots=self.price_slots,
+        )
+
+    def without_codes(self, ids: Collection[int]) -> "RuleSet":
+        """The same rules where the promotions `ids` need none of their codes (a backtest asks
+        who would have got a coded promotion had they entered one of its codes)."""
+        return RuleSet(
+            provider_id=self.provider_id,
+            version=self.version,
+            day=self.day,
+            promotions=tuple(
+                replace(p, needs_code=False) if p.id in ids else p for p in self.promotions.values()
+            ),
             price_slots=self.price_slots,
         )
 

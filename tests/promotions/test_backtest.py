@@ -20,6 +20,7 @@ from tests.factories import (
     ConditionFactory,
     DiscountFactory,
     ExpenseFactory,
+    PromoCodeFactory,
     PromotionFactory,
     ProviderFactory,
     ServiceFactory,
@@ -279,3 +280,41 @@ def test_the_rules_set_of_a_past_day_leaves_the_live_rules_cache_alone(shop):
     replay(promotion)
     # then no compiled set was remembered for live quotes
     assert dict(_process_sets) == before
+
+
+def test_a_coded_promotion_is_tested_as_if_its_code_were_entered(shop):
+    # given a draft with a promo code, and a live promotion with a code no past order named
+    promotion = draft(shop, "10")
+    PromoCodeFactory(promotion=promotion)
+    PromoCodeFactory(promotion=live(shop, "50"))
+    charge(shop, service_of(shop, moment(2026, 3, 1)), moment(2026, 3, 2))
+    # when March is replayed
+    (replayed,) = replay(promotion)
+    # then the draft applies, and the live coded one does not take the order from it
+    assert (replayed.qualified, replayed.winner, replayed.discount) == (
+        True,
+        promotion.pk,
+        Decimal("10.00"),
+    )
+
+
+def test_a_new_order_is_replayed_before_its_service_was_the_clients(shop):
+    # given a draft for clients holding at least one service of the tariff, counting the order
+    promotion = draft(shop)
+    ConditionFactory(
+        promotion=promotion,
+        ctype=Condition.Type.HAS_TARIFF,
+        pricelist=shop.tariff,
+        comparison="ge",
+        amount=2,
+    )
+    # and a client's first service, opened an hour before its first charge, then a second one
+    first = service_of(shop, moment(2026, 3, 1, 11))
+    charge(shop, first, moment(2026, 3, 1, 12))
+    second = service_of(shop, moment(2026, 3, 5, 11))
+    charge(shop, second, moment(2026, 3, 5, 12))
+    # when March is replayed
+    replayed = replay(promotion)
+    # then the first order counts itself only (1 < 2), the second the first service and itself
+    assert [r.qualified for r in replayed] == [False, True]
+    assert replayed[0].order.at == moment(2026, 3, 1, 11) - datetime.timedelta(microseconds=1)

@@ -20,6 +20,7 @@ from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
     ExpenseFactory,
+    PromoCodeFactory,
     ProviderFactory,
     ServiceFactory,
     TariffFactory,
@@ -106,11 +107,14 @@ def promotion(provider, spec, name, currency, tariff, group) -> Promotion:
     history=st.lists(services, min_size=1, max_size=5),
     registered_days_ago=st.lists(st.integers(20, 150), min_size=3, max_size=3),
     grouped=st.sets(st.integers(0, 2)),
+    coded=st.booleans(),
+    coded_others=st.sets(st.integers(0, 1)),
 )
 def test_a_replayed_order_is_decided_as_a_quote_at_its_moment(
-    tested, others, history, registered_days_ago, grouped
+    tested, others, history, registered_days_ago, grouped, coded, coded_others
 ):
     note(f"{tested=}\n{others=}\n{history=}\n{registered_days_ago=}\n{grouped=}")
+    note(f"{coded=} {coded_others=}")
     with transaction.atomic():
         provider = ProviderFactory()
         usd = provider.currency
@@ -145,8 +149,12 @@ def test_a_replayed_order_is_decided_as_a_quote_at_its_moment(
                     created_at=charged,
                 )
         draft = promotion(provider, tested, "tested", usd, tariffs[0], group)
+        if coded:
+            PromoCodeFactory(promotion=draft)
         for n, spec in enumerate(others):
-            promotion(provider, spec, f"live {n}", usd, tariffs[1], group)
+            live = promotion(provider, spec, f"live {n}", usd, tariffs[1], group)
+            if n in coded_others:
+                PromoCodeFactory(promotion=live)
 
         replayed = list(
             backtest_replay(promotion=draft, start=MARCH, end=datetime.date(2026, 3, 31))
@@ -155,7 +163,7 @@ def test_a_replayed_order_is_decided_as_a_quote_at_its_moment(
         for r in replayed:
             rules = compile_rules(
                 provider.pk, version, timezone.localdate(r.order.at), also=[draft.pk]
-            )
+            ).without_codes({draft.pk})
             alone = quote_order(order=r.order, rules=rules.restricted({draft.pk})).lines[0]
             assert (alone.promotion_id == draft.pk) is r.qualified
             assert alone.discount == r.discount_alone

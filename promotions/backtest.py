@@ -46,7 +46,7 @@ TOP = 10
 
 def backtest_max_days() -> int:
     """The longest window a backtest replays (setting BACKTEST_MAX_DAYS)."""
-    return int(getattr(settings, "BACKTEST_MAX_DAYS", 366))
+    return settings.BACKTEST_MAX_DAYS
 
 
 def backtest_window_clean(*, start: datetime.date, end: datetime.date) -> None:

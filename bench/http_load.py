@@ -197,6 +197,7 @@ def main() -> None:
             server.terminate()
             server.wait(10)
         ceiling_rps = results["ceiling"]["rps"] or 1
+        redemption_ratio = round(results["redemption"]["rps"] / ceiling_rps, 3)
         _common.emit(
             {
                 "bench": "http_load",
@@ -205,10 +206,10 @@ def main() -> None:
                 "clients": CLIENTS,
                 "gunicorn_workers": WORKERS,
                 **results,
-                "redemption_ratio": round(results["redemption"]["rps"] / ceiling_rps, 3),
+                "redemption_ratio": redemption_ratio,
                 "promocode_list_ratio": round(results["promocode_list"]["rps"] / ceiling_rps, 3),
-                "targets": {"errors": "== 0"},
-                "ok": all(r["errors"] == 0 for r in results.values()),
+                "targets": {"errors": "== 0", "redemption_ratio": ">= 0.2"},
+                "ok": all(r["errors"] == 0 for r in results.values()) and redemption_ratio >= 0.2,
             }
         )
 

@@ -27,7 +27,7 @@ DB_NAME = "bench_quote"
 
 def build_promotions(count, provider, tariffs, group):
     from promotions.engine.rules import rules_version_bump
-    from promotions.models import Condition, Discount, Promotion
+    from promotions.models import Condition, Discount
     from tests.factories import PromotionFactory
 
     promotions = PromotionFactory.create_batch(count, provider=provider)
@@ -54,7 +54,6 @@ def build_promotions(count, provider, tariffs, group):
     )
     # Written in bulk, around the services: the provider's rules version moves as theirs would.
     rules_version_bump(provider_id=provider.pk)
-    return Promotion.objects.count()
 
 
 def main() -> None:
@@ -75,23 +74,24 @@ def main() -> None:
             TariffFactory,
         )
 
-        provider = ProviderFactory()
-        tariffs = TariffFactory.create_batch(5, provider=provider)
-        group = ClientGroupFactory()
-        client = ClientFactory(provider=provider)
-        client.groups.add(group)
-        ServiceFactory.create_batch(3, client=client, tariff=tariffs[0], status="active")
-        ExpenseFactory.create_batch(5, client=client, currency=provider.currency)
-        order = Order(
-            client_id=client.pk,
-            provider_id=provider.pk,
-            at=timezone.now(),
-            lines=tuple(Line(t.pk, 12, Decimal("100.00"), "USD") for t in tariffs),
-        )
-        queries, latency, compile_ms = {}, {}, {}
-        built = 0
+        def catalogue(size: int) -> Order:
+            """A provider of its own with `size` promotions and the same client and order shape."""
+            provider = ProviderFactory()
+            tariffs = TariffFactory.create_batch(5, provider=provider)
+            group = ClientGroupFactory()
+            client = ClientFactory(provider=provider)
+            client.groups.add(group)
+            ServiceFactory.create_batch(3, client=client, tariff=tariffs[0], status="active")
+            ExpenseFactory.create_batch(5, client=client, currency=provider.currency)
+            build_promotions(size, provider, tariffs, group)
+            return Order(
+                client_id=client.pk,
+                provider_id=provider.pk,
+                at=timezone.now(),
+                lines=tuple(Line(t.pk, 12, Decimal("100.00"), "USD") for t in tariffs),
+            )
 
-        def timed(explain: bool, runs: int) -> dict[str, float]:
+        def timed(order: Order, explain: bool, runs: int) -> dict[str, float]:
             timings = []
             for _ in range(runs):
                 started = time.perf_counter()
@@ -103,29 +103,35 @@ def main() -> None:
                 "p99_ms": round(timings[max(0, int(len(timings) * 0.99) - 1)] * 1000, 2),
             }
 
-        for size in SIZES:
-            built = build_promotions(size - built, provider, tariffs, group)
+        orders = {size: catalogue(size) for size in SIZES}
+        queries, compile_ms = {}, {}
+        for size, order in orders.items():
             started = time.perf_counter()
-            quote_order(order=order)  # compiles the new rule set
+            quote_order(order=order)  # compiles the provider's rule set
             compile_ms[str(size)] = round((time.perf_counter() - started) * 1000, 1)
             with CaptureQueriesContext(connection) as ctx:
                 quote = quote_order(order=order)
             assert all(lq.promotion_id for lq in quote.lines)
             assert len(quote_order(order=order, explain=True).lines[0].verdicts) == size
             queries[str(size)] = len(ctx.captured_queries)
-            # Side by side, interleaved, so the machine's noise falls on both alike.
-            default, explained = [], []
-            for _ in range(TIMED_QUOTES // 10):
-                default.append(timed(False, 10))
-                explained.append(timed(True, 10))
-            latency[str(size)] = {
-                "default": {
-                    k: round(statistics.median(r[k] for r in default), 2) for k in default[0]
-                },
-                "explain": {
-                    k: round(statistics.median(r[k] for r in explained), 2) for k in explained[0]
-                },
+        # Blocks of 10 quotes alternate across the sizes and the two modes, so the machine's noise
+        # falls on every size alike; each figure is the median of its blocks.
+        blocks = {(size, explain): [] for size in SIZES for explain in (False, True)}
+        for _ in range(TIMED_QUOTES // 10):
+            for size, order in orders.items():
+                for explain in (False, True):
+                    blocks[size, explain].append(timed(order, explain, 10))
+        latency = {
+            str(size): {
+                mode: {
+                    k: round(statistics.median(r[k] for r in blocks[size, explain]), 2)
+                    for k in ("p50_ms", "p99_ms")
+                }
+                for mode, explain in (("default", False), ("explain", True))
             }
+            for size in SIZES
+        }
+        for size in SIZES:
             _common.log(
                 f"{size} promotions: {queries[str(size)]} queries, compile "
                 f"{compile_ms[str(size)]} ms, {latency[str(size)]}"

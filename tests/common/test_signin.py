@@ -505,6 +505,23 @@ def test_a_session_ends_after_its_absolute_lifetime_however_busy(
     assert expired["error"]["type"] == "auth" and "expired" in expired["error"]["msg"]
 
 
+def test_an_admin_session_ends_after_its_absolute_lifetime_however_busy(client, operator, settings):
+    settings.SESSION_MAX_SECONDS = settings.SESSION_COOKIE_AGE = 8 * 3600
+    signed_in_at = datetime.datetime(2026, 11, 23, 8, tzinfo=datetime.UTC)
+    with time_machine.travel(signed_in_at, tick=False) as clock:
+        # given an operator signed in to the admin at 08:00
+        response = client.post("/admin/login/", {"username": "operator", "password": "secret"})
+        assert response.status_code == 302
+        # when the admin is used every half hour for eight hours, it keeps answering
+        for step in range(1, 16):
+            clock.move_to(signed_in_at + step * datetime.timedelta(minutes=30))
+            assert client.get("/admin/").status_code == 200
+        # then one second past the lifetime, the next page asks to sign in again
+        clock.move_to(signed_in_at + datetime.timedelta(hours=8, seconds=1))
+        expired = client.get("/admin/")
+    assert expired.status_code == 302 and expired["Location"].startswith("/admin/login/")
+
+
 def test_one_setting_names_the_absolute_lifetime_of_every_session():
     # given SESSION_MAX_SECONDS in the environment
     env = {**os.environ, "SESSION_MAX_SECONDS": "7200"}

@@ -2,6 +2,7 @@
 
 import base64
 import datetime
+import re
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -811,10 +812,26 @@ def test_the_openapi_schema_documents_the_endpoints(db):
     assert "Idempotency-Key" in body
 
 
-def test_the_api_docs_page_is_served(db):
-    response = APIClient().get("/api/docs/")
+@pytest.mark.parametrize(
+    ("path", "asset"),
+    [
+        ("/api/docs/", "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"),
+        ("/api/redoc/", "/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js"),
+    ],
+)
+def test_the_api_docs_pages_load_their_assets_from_this_server(db, path, asset):
+    # when a docs page is fetched
+    response = APIClient().get(path)
+    # then it is served and its scripts come from the sidecar's static files, never a CDN
     assert response.status_code == 200
-    assert b"swagger" in response.content.lower()
+    body = response.content.decode()
+    assert asset in body
+    assert not re.search(r"""(src|href)=["']https?://""", body)
+
+
+def test_the_site_root_sends_to_the_admin(db):
+    response = APIClient().get("/")
+    assert (response.status_code, response["Location"]) == (302, "/admin/")
 
 
 def test_explain_asks_for_every_promotions_verdict(api, shop):

@@ -3,6 +3,8 @@ compiles once per version, every process sees a change at its next quote, and no
 depends on the cache."""
 
 import datetime
+import os
+import time
 from decimal import Decimal
 
 import pytest
@@ -173,6 +175,47 @@ def test_another_process_takes_the_compiled_rules_from_the_cache(shop):
         assert discount_of(shop) == Decimal("10.00")
     # then it read them from Django's cache, not from the database
     assert not reads_rules(ctx)
+
+
+@pytest.fixture
+def redis_cache(settings):
+    """Django's cache on the machine's Redis (as with REDIS_URL), under a key prefix of this test's
+    own, cleared after; skipped without a Redis, except in CI."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.RedisError:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"needs Redis at {url}")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"promo-test-{os.getpid()}-{time.monotonic_ns()}",
+        }
+    }
+    rules_forget()
+    yield
+    cache.clear()
+
+
+def test_app_servers_share_compiled_rules_through_redis_and_see_a_change_at_once(shop, redis_cache):
+    # given rules compiled by one app server, which put them in Redis
+    discount_of(shop)
+    # when another server (its own memory empty) quotes, then it takes them from Redis
+    rules_forget()
+    with CaptureQueriesContext(connection) as shared:
+        assert discount_of(shop) == Decimal("10.00")
+    assert not reads_rules(shared)
+    # when a rule changes through one server, then the other's next quote compiles the new rules
+    services.discount_update(discount=shop["discount"], actor=ACTOR, percentage=Decimal("25"))
+    rules_forget()
+    with CaptureQueriesContext(connection) as changed:
+        assert discount_of(shop) == Decimal("25.00")
+    assert reads_rules(changed)
 
 
 def test_quotes_are_right_without_a_cache(shop, settings):

@@ -116,6 +116,7 @@ class _Rules:
         self.version = rules_version(self.provider_id)
         self._days: dict[datetime.date, RuleSet] = {}
         self._by_ids: dict[frozenset[int], RuleSet] = {}
+        # Keyed by the day's set (kept in _by_ids for the whole run, so its id stays its own).
         self._alone: dict[int, RuleSet] = {}
         self._without: dict[int, RuleSet] = {}
 
@@ -185,14 +186,14 @@ def backtest_replay(
         chunk = list(page.values_list(*columns)[:CHUNK])
         if not chunk:
             return
-        yield from _replay_chunk(chunk, rules, tariffs, currencies, by_iso, charges)
+        yield from _replay_chunk(chunk, rules, tariffs, currencies, by_iso)
         after = (chunk[-1][1], chunk[-1][0])
         done += len(chunk)
         if progress is not None:
             progress(done)
 
 
-def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso, charges) -> Iterator[Replayed]:
+def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso) -> Iterator[Replayed]:
     first_at, first_id = chunk[0][1], chunk[0][0]
     # Services charged before this chunk: their charges here are renewals.
     renewed = set(

@@ -434,6 +434,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                     start=form.cleaned_data["start"],
                     end=form.cleaned_data["end"],
                     actor=admin_actor(request, "promotion.backtest"),
+                    back=reverse("admin:promotions_promotion_backtest", args=[promotion.pk]),
                 )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():

@@ -2,6 +2,9 @@
 Then, with 1,000 live promotions, 16 processes redeem one hot code with a large uselimit:
 `hot_code_rps` (target >= 100) and `lock_ms_p50`, how long a redemption holds the code's row lock
 (from its guarded update to the commit).
+Budgets: 16 processes redeem one promotion with a money budget, alternating with the same run
+against a promotion without one: `budget_rps`, `budget_ratio` (target >= 0.8); then 16 processes
+race for a budget of 100.00 with orders worth 10.00 each: `budget_overspend` (must be 0.00).
 
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/redeem_contention.py
 """
@@ -22,6 +25,9 @@ USELIMIT = 100
 HOT_WORKERS = int(os.environ.get("BENCH_HOT_WORKERS", "16"))
 HOT_ATTEMPTS = int(os.environ.get("BENCH_HOT_ATTEMPTS", "25"))
 CATALOGUE = 1000
+BUDGET_WORKERS = int(os.environ.get("BENCH_BUDGET_WORKERS", "16"))
+BUDGET_ATTEMPTS = int(os.environ.get("BENCH_BUDGET_ATTEMPTS", "25"))
+BUDGET_PAIRS = int(os.environ.get("BENCH_BUDGET_PAIRS", "3"))
 DB_NAME = "bench_redeem_contention"
 
 
@@ -131,6 +137,7 @@ def main() -> None:
         shared.refresh_from_db()
         live = PromoCodeUsage.objects.filter(promocode=shared, status="active").count()
         exhausted = PromoCode.objects.filter(code__startswith="OWN", use_count=1).count()
+        budget = _budgets()
         hot, hot_code = _hot_code(provider, tariff)
         hot_ok = (
             hot_code.use_count
@@ -138,6 +145,7 @@ def main() -> None:
             == hot["attempts"] + hot["alone"]["attempts"]
         )
         ok = shared.use_count == live == USELIMIT and exhausted == total and hot_ok
+        budget_ok = budget["budget_overspend"] == "0.00" and budget["budget_ratio"] >= 0.8
         _common.emit(
             {
                 "bench": "redeem_contention",
@@ -158,15 +166,102 @@ def main() -> None:
                 "hot_code_rps": hot["succeeded_per_s"],
                 "lock_ms_p50": hot["lock_ms_p50"],
                 "lock_ms_p50_alone": hot["alone"]["lock_ms_p50"],
+                **budget,
                 "targets": {
                     "use_count_equals_limit": True,
                     "hot_code_rps": {"target": ">= 100", "ok": hot["succeeded_per_s"] >= 100},
                     "hot_code_use_count_equals_redemptions": hot_ok,
+                    "budget_ratio": {"target": ">= 0.8", "ok": budget["budget_ratio"] >= 0.8},
+                    "budget_overspend": {
+                        "target": "0.00",
+                        "ok": budget["budget_overspend"] == "0.00",
+                    },
                 },
-                "ok": ok and hot["succeeded_per_s"] >= 100,
+                "ok": ok and hot["succeeded_per_s"] >= 100 and budget_ok,
             }
         )
         connections.close_all()
+
+
+def _budgets() -> dict:
+    """One promotion with a money budget and one without, each with an unlimited code, on their
+    own provider: BUDGET_WORKERS processes redeem orders worth 10.00 against each in turn
+    (alternating, BUDGET_PAIRS times, so the machine's drift falls on both); then the same
+    processes race for a budget of 100.00."""
+    from decimal import Decimal
+
+    from django.db import connections
+    from django.db.models import Sum
+
+    from billing.models import Client
+    from promotions.models import BudgetCharge, BudgetSpend, Redemption
+    from tests.factories import (
+        DiscountFactory,
+        PromoCodeFactory,
+        PromotionFactory,
+        ProviderFactory,
+        TariffFactory,
+    )
+
+    provider = ProviderFactory()
+    tariff = TariffFactory(provider=provider)
+    budgeted = PromotionFactory(provider=provider, budget=Decimal("1000000000"))
+    plain = PromotionFactory(provider=provider)
+    race = PromotionFactory(provider=provider, budget=Decimal("100"))
+    for promotion, code in ((budgeted, "BUDGET"), (plain, "PLAIN"), (race, "RACE")):
+        DiscountFactory(promotion=promotion, percentage=Decimal("10"))  # 10.00 of 100.00
+        PromoCodeFactory(promotion=promotion, code=code)
+    per_run = BUDGET_WORKERS * BUDGET_ATTEMPTS
+    clients = [
+        c.pk
+        for c in Client.objects.bulk_create(
+            Client(name=f"Budget {i}", provider=provider)
+            for i in range(per_run * (2 * BUDGET_PAIRS + 1))
+        )
+    ]
+    connections.close_all()
+
+    def jobs(code: str, run: int):
+        mine = clients[run * per_run : (run + 1) * per_run]
+        attempts = [(c, code, f"{code}-{run}-{c}") for c in mine]
+        return [
+            (provider.pk, tariff.pk, attempts[w::BUDGET_WORKERS]) for w in range(BUDGET_WORKERS)
+        ]
+
+    _common.log(f"budgets: {BUDGET_WORKERS} workers x {BUDGET_ATTEMPTS}, {BUDGET_PAIRS} pairs")
+    runs = {"PLAIN": [], "BUDGET": []}
+    with multiprocessing.get_context("fork").Pool(BUDGET_WORKERS) as pool:
+        for pair in range(BUDGET_PAIRS):
+            for code in ("PLAIN", "BUDGET") if pair % 2 == 0 else ("BUDGET", "PLAIN"):
+                result = _run(pool, jobs(code, len(runs["PLAIN"]) + len(runs["BUDGET"])))
+                _common.log(f"  {code}: {result['succeeded_per_s']}/s")
+                runs[code].append(result)
+        racing = _run(pool, jobs("RACE", 2 * BUDGET_PAIRS))
+
+    def rate(results):
+        return round(sum(r["succeeded"] for r in results) / sum(r["seconds"] for r in results), 1)
+
+    spent = BudgetSpend.objects.get(promotion=race, period="total").spent
+    charged = BudgetCharge.objects.filter(
+        promotion=race, redemption__status=Redemption.Status.ACTIVE
+    ).aggregate(s=Sum("amount"))["s"]
+    budget_spent = BudgetSpend.objects.get(promotion=budgeted, period="total").spent
+    return {
+        "budget_workers": BUDGET_WORKERS,
+        "budget_rps": rate(runs["BUDGET"]),
+        "no_budget_rps": rate(runs["PLAIN"]),
+        "budget_ratio": round(rate(runs["BUDGET"]) / rate(runs["PLAIN"]), 3),
+        "budget_spent_equals_redemptions": budget_spent
+        == Decimal("10.00") * sum(r["succeeded"] for r in runs["BUDGET"]),
+        "budget_race": {
+            "budget": "100.00",
+            "attempts": racing["attempts"],
+            "redeemed": racing["succeeded"],
+            "spent": f"{spent:.2f}",
+            "spent_equals_live_charges": spent == charged,
+        },
+        "budget_overspend": f"{max(spent - race.budget, Decimal(0)):.2f}",
+    }
 
 
 def _hot_code(provider, tariff):

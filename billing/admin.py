@@ -45,7 +45,7 @@ class CurrencyAdmin(SubstrateAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(SubstrateAdmin):
-    list_display = ["id", "name", "currency"]
+    list_display = ["id", "name", "currency", "max_discount"]
     search_fields = ["name"]
 
 

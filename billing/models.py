@@ -30,9 +30,22 @@ class Provider(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     currency = models.ForeignKey(Currency, on_delete=models.PROTECT)
+    max_discount = models.DecimalField(
+        "maximum discount, %",
+        max_digits=7,
+        decimal_places=4,
+        default=100,
+        help_text="The most all promotions together take off a line, in percent of its price.",
+    )
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_discount__gte=0) & Q(max_discount__lte=100),
+                name="provider_max_discount_0_100",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -57,6 +57,21 @@ def _check_substrate(model: type[models.Model], instance: Any, fields: dict[str,
     )
     if moves_provider and instance.services.exists():
         raise ValidationError({"provider": "A client with services cannot change provider."})
+    # Rewards, refunds' shares and payouts in a currency are rounded to its minor unit: another
+    # unit afterwards would leave them finer or coarser than the currency.
+    changes_unit = (
+        model is Currency
+        and instance is not None
+        and "minor_units" in fields
+        and fields["minor_units"] != instance.minor_units
+    )
+    if changes_unit and Expense.objects.filter(currency=instance).exists():
+        raise ValidationError(
+            {
+                "minor_units": f"{instance.iso} has expenses: its minor unit stays "
+                f"{instance.minor_units} (money in it was rounded to it)."
+            }
+        )
 
 
 SUBSTRATE_MODELS = (Currency, Provider, ClientGroup, Client, Tariff)

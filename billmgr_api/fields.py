@@ -118,10 +118,21 @@ class Switch(Param):
 
 
 class Number(Param):
-    def __init__(self, *args, minimum: int | None = 0, maximum: int = 2**31 - 1, **kw):
+    def __init__(
+        self,
+        *args,
+        minimum: int | None = 0,
+        maximum: int = 2**31 - 1,
+        default: int | None = None,
+        **kw,
+    ):
         super().__init__(*args, **kw)
         self.minimum = minimum
         self.maximum = maximum
+        self.default = default
+
+    def empty_value(self) -> int | None:
+        return self.default
 
     def parse_value(self, raw: str) -> int:
         digits = raw[1:] if raw[:1] in "+-" else raw
@@ -136,10 +147,21 @@ class Number(Param):
 
 
 class Amount(Param):
-    def __init__(self, *args, minimum: Decimal | None = Decimal(0), maximum=None, **kw):
+    def __init__(
+        self,
+        *args,
+        minimum: Decimal | None = Decimal(0),
+        maximum=None,
+        default: Decimal | None = None,
+        **kw,
+    ):
         super().__init__(*args, **kw)
         self.minimum = minimum
         self.maximum = maximum
+        self.default = default
+
+    def empty_value(self) -> Decimal | None:
+        return self.default
 
     def parse_value(self, raw: str) -> Decimal:
         try:

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from common.admin_tools import ListedOnlyAdmin, ListedOnlyInline
 from common.jobs import job_done_so_far, jobs_sweep_lost
 from common.models import History, Job
 from common.signin import minutes_left
@@ -31,42 +32,25 @@ admin.site.login_form = BrakedAdminLoginForm
 
 
 @admin.register(History)
-class HistoryAdmin(admin.ModelAdmin):
+class HistoryAdmin(ListedOnlyAdmin):
     list_display = ["changedate", "content_type", "object_id", "desc", "username", "ip", "action"]
     list_filter = ["content_type", "action"]
     search_fields = ["desc", "username"]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-class JobAttemptInline(admin.TabularInline):
+class JobAttemptInline(ListedOnlyInline):
     model = JobAttempt
     fields = ["number", "worker", "started_at", "heartbeat_at", "finished_at", "outcome", "error"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ListedOnlyAdmin):
     """Background jobs, each with a page that follows its progress, and their attempts."""
 
     inlines = [JobAttemptInline]
     list_display = ["id", "kind", "status", "done", "total", "username", "created_at", "progress"]
     list_filter = ["kind", "status"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="progress")
     def progress(self, job: Job) -> str:

@@ -19,6 +19,35 @@ from common.spreadsheet import safe_cell
 InlineWriters = tuple[Callable[[dict], Any], Callable[[Any, dict], Any], Callable[[list], Any]]
 
 
+class ListedOnlyAdmin(admin.ModelAdmin):
+    """Rows the services (or the traffic) write: listed and viewed here, never added or changed
+    by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ListedOnlyInline(admin.TabularInline):
+    """Rows shown under their parent, never added or deleted there."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class KeptAdmin(ListedOnlyAdmin):
+    """History: listed and viewed, never added, changed or deleted here; corrections are new
+    rows."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 def admin_actor(request: HttpRequest, action: str) -> Actor:
     return Actor(user=request.user, ip=client_ip(request), action=f"admin:{action}")
 

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import NotFound, Throttled, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, DjangoModelPermissions, IsAuthenticated
 from rest_framework.response import Response
@@ -21,6 +22,13 @@ from common.throttle import Throttled as BrakeThrottled
 
 def api_actor(request, action: str) -> Actor:
     return Actor(user=request.user, ip=client_ip(request), action=action)
+
+
+class Pagination(LimitOffsetPagination):
+    """Every REST list: `limit` (100 unless asked, 1,000 at most) and `offset`."""
+
+    default_limit = 100
+    max_limit = 1000
 
 
 class ModelPermissionsWithView(DjangoModelPermissions):

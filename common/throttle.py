@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
@@ -163,14 +163,19 @@ def brake_take(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None
     at = at or timezone.now()
     keys = _scoped(keys)
     throttle_purge(at=at)
-    over = [
-        (scope, key)
-        for (scope, key), total in zip(keys, _count(keys, 1, at), strict=True)
-        if total > budget(scope).failures
-    ]
-    if over:
-        brake_give_back(keys=keys, at=at)
-        raise _refused(over[0][0], max(_window(scope, at)[1] for scope, _ in over))
+    # One transaction: each upsert keeps its key's row locked until the end, taken in one order
+    # by every attempt (keys sorted by digest, so no deadlock), and a refusal rolls its counts
+    # back. Attempts sharing a key are counted one after another, so an attempt refused by one
+    # scope never holds a slot of another that a parallel attempt then finds full.
+    with transaction.atomic():
+        totals = _count(keys, 1, at)
+        over = [
+            (scope, key)
+            for (scope, key), total in zip(keys, totals, strict=True)
+            if total > budget(scope).failures
+        ]
+        if over:
+            raise _refused(over[0][0], max(_window(scope, at)[1] for scope, _ in over))
 
 
 def brake_give_back(*, keys: Iterable[ScopedKey], at: datetime.datetime | None = None) -> None:

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from billing.models import Currency
-from common.admin_tools import admin_actor
+from common.admin_tools import ListedOnlyInline, admin_actor
 from digipay_api import services
 from digipay_api.models import ApiToken, Company, CompanyCurrency, DigiPayProgram
 
@@ -19,13 +19,8 @@ def _adopt(obj, saved) -> None:
     obj._state.adding = False
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
+class ReadOnlyInline(ListedOnlyInline):
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -184,13 +184,18 @@ class DatabaseCollector:
 def database_figures() -> list[tuple]:
     from common.models import Job
     from ops.models import JobAttempt
-    from promotions.models import PromoCode, PromoCodeUsage
+    from promotions.models import BudgetSpend, PromoCode, PromoCodeUsage
     from referrals.models import Reward
 
     codes = PromoCode.objects.count()
     uses = list(PromoCodeUsage.objects.values_list("status").annotate(n=Count("id")))
     rewards = list(
         Reward.objects.values_list("currency__iso").annotate(n=Count("id"), total=Sum("amount"))
+    )
+    budgets = list(
+        BudgetSpend.objects.values_list("promotion__provider__currency__iso")
+        .annotate(total=Sum("spent"))
+        .order_by()
     )
     jobs = list(Job.objects.values_list("kind", "status").annotate(n=Count("id")))
     attempts = list(JobAttempt.objects.values_list("outcome").annotate(n=Count("id")))
@@ -222,6 +227,13 @@ def database_figures() -> list[tuple]:
             "Sum of the reward ledger, by currency.",
             ["currency"],
             [([c], float(t or 0)) for c, _, t in rewards],
+        ),
+        (
+            "promo_budget_spent",
+            "gauge",
+            "Discount given against promotions' budgets (every period, releases given back), by currency.",
+            ["currency"],
+            [([c], float(t or 0)) for c, t in budgets],
         ),
         (
             "promo_task_queue_depth",

@@ -192,8 +192,9 @@ def present_quote(quote) -> dict:
     tariffs = Tariff.objects.in_bulk({line["tariff"] for line in data["lines"]})
     for line in data["lines"]:
         line["tariff"] = tariffs[line["tariff"]].name
-        line["promotion"] = names.get(line["promotion"], "")
-        line["code"] = line["code"] or ""
+        # Stacked promotions are named in their order: "Stack 5% + Loyalty 10 off".
+        line["promotion"] = " + ".join(names[a["promotion"]] for a in line["applied"])
+        line["code"] = " + ".join(a["code"] for a in line["applied"] if a["code"])
         for verdict in line["verdicts"]:
             verdict["promotion"] = names[verdict["promotion"]]
     return data
@@ -253,7 +254,18 @@ class GenerateCodesForm(forms.Form):
 class PromotionAdmin(ServiceSavedAdmin):
     change_list_template = "admin/promotions/promotion/change_list.html"
     change_form_template = "admin/promotions/promotion/change_form.html"
-    list_display = ["id", "name", "provider", "fromdate", "todate", "status_display", "code_count"]
+    list_display = [
+        "id",
+        "name",
+        "provider",
+        "fromdate",
+        "todate",
+        "status_display",
+        "priority",
+        "combine",
+        "budget_burn",
+        "code_count",
+    ]
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
     date_hierarchy = "fromdate"
@@ -264,15 +276,28 @@ class PromotionAdmin(ServiceSavedAdmin):
         "provider",
         "fromdate",
         "todate",
+        "priority",
+        "combine",
+        "budget",
+        "budget_period",
+        "client_budget",
+        "budget_chart",
         "archived",
         "history_table",
     ]
-    readonly_fields = ["at_a_glance", "redemptions_chart", "archived", "history_table"]
+    readonly_fields = [
+        "at_a_glance",
+        "redemptions_chart",
+        "budget_chart",
+        "archived",
+        "history_table",
+    ]
     inlines = [DiscountInline, ConditionGroupInline, ConditionInline, PromoCodeInline]
     actions = ["archive", "restore", "generate_codes"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("provider")
+        queryset = super().get_queryset(request).select_related("provider")
+        return selectors.with_budget_spent(queryset)
 
     @admin.display(description="status")
     def status_display(self, obj: Promotion) -> str:
@@ -542,6 +567,30 @@ class PromotionAdmin(ServiceSavedAdmin):
         if not any(n for _, n in points):
             points = []
         return bar_chart(points, title="Code uses per day, last 30 days")
+
+    @admin.display(description="budget (this period)")
+    def budget_burn(self, obj: Promotion) -> str:
+        return selectors.budget_burn(promotion=obj) or "-"
+
+    @admin.display(description="budget spent per period")
+    def budget_chart(self, obj: Promotion) -> str:
+        if not obj.pk or (obj.budget is None and obj.client_budget is None):
+            return "-"
+        spends = selectors.budget_spends(promotion=obj)
+        budget = f" of {obj.budget:.2f}" if obj.budget is not None else ""
+        table = format_html(
+            "<table><tr><th>period</th><th>spent / budget</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}{}</td></tr>",
+                ((period, f"{spent:.2f}", budget) for period, spent in spends),
+            ),
+        )
+        chart = bar_chart(
+            [(period, spent) for period, spent in spends],
+            title=f"Discount given per budget period ({obj.get_budget_period_display()}){budget}",
+        )
+        return format_html("{}{}", chart, table if spends else "")
 
     @admin.display(description="history")
     def history_table(self, obj: Promotion) -> str:

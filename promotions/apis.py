@@ -4,7 +4,6 @@ from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,6 +12,7 @@ from common.apis import (
     HasPerm,
     ModelPermissionsWithView,
     MomentField,
+    Pagination,
     api_actor,
     service_call,
 )
@@ -93,8 +93,21 @@ class QuoteOutput(serializers.Serializer):
         price = serializers.CharField()
         discount = serializers.CharField()
         final_price = serializers.CharField()
-        promotion = serializers.IntegerField(allow_null=True)
+
+        class AppliedOutput(serializers.Serializer):
+            promotion = serializers.IntegerField()
+            code = serializers.CharField(allow_null=True)
+            discount = serializers.CharField()
+
+        promotion = serializers.IntegerField(
+            allow_null=True, help_text="The promotion that applied first."
+        )
         code = serializers.CharField(allow_null=True)
+        applied = AppliedOutput(
+            many=True,
+            help_text="Each promotion's part of the discount: the first, then the combinable "
+            "ones stacked on the price it left.",
+        )
         verdicts = VerdictOutput(
             many=True,
             help_text="Why each promotion did or did not discount the line: all of them with "
@@ -107,8 +120,22 @@ class QuoteOutput(serializers.Serializer):
         promotion = serializers.IntegerField(allow_null=True)
         reason = serializers.CharField()
 
+    class BudgetOutput(serializers.Serializer):
+        promotion = serializers.IntegerField()
+        period = serializers.CharField(
+            help_text='"total", a day "2026-11-29" or a month "2026-11".'
+        )
+        needs = serializers.CharField(help_text="What this order takes from the budget.")
+        left = serializers.CharField(allow_null=True, help_text="Left in the period; null: none.")
+        client_left = serializers.CharField(allow_null=True)
+
     lines = LineOutput(many=True)
     codes = CodeOutput(many=True)
+    budgets = BudgetOutput(
+        many=True,
+        help_text="The budgeted promotions the order uses: what is left (a quote reserves "
+        "nothing; a redemption reserves what it needs).",
+    )
     total = serializers.CharField()
     discount_total = serializers.CharField()
     explained = serializers.BooleanField(
@@ -210,18 +237,26 @@ class RedemptionReleaseApi(APIView):
         return Response(redemption_as_dict(redemption=redemption))
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
-
-
 class PromotionListApi(generics.ListAPIView):
     class PromotionOutput(serializers.ModelSerializer):
         status = serializers.CharField()
 
         class Meta:
             model = Promotion
-            fields = ["id", "name", "provider", "fromdate", "todate", "archived", "status"]
+            fields = [
+                "id",
+                "name",
+                "provider",
+                "fromdate",
+                "todate",
+                "archived",
+                "status",
+                "priority",
+                "combine",
+                "budget",
+                "budget_period",
+                "client_budget",
+            ]
 
     queryset = Promotion.objects.order_by("id")
     serializer_class = PromotionOutput

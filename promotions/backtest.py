@@ -21,18 +21,21 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import Currency, Expense, Tariff
+from billing.models import Currency, Expense, Provider, Tariff
+from common.money import money_round
 from promotions.engine import Kind, Line, Order
+from promotions.engine.budgets import budget_period_key
 from promotions.engine.facts import Fact, FactsAsked, load_facts_many
 from promotions.engine.quote import quote_evaluate
 from promotions.engine.rules import RuleSet, compile_rules, rules_version
+from promotions.engine.types import BudgetView, LineQuote
 from promotions.models import Promotion
 
 BACKTEST = "promotion.backtest"  # its job's kind
@@ -100,6 +103,7 @@ class Replayed:
     winner: int | None  # the promotion that discounts it beside the live ones
     discount: Decimal  # what this promotion gives beside them (0 where another wins)
     displaced: int | None  # the promotion that would have won without this one, where it wins
+    first: int | None = None  # the promotion applied first on the line (another where stacked)
 
     @property
     def line(self) -> Line:
@@ -110,10 +114,13 @@ class _Rules:
     """The backtest's rule sets: per day, the promotions live then plus the one tested, compiled
     once per distinct set of promotions (most days share one)."""
 
-    def __init__(self, promotion: Promotion):
+    def __init__(self, promotion: Promotion, budget: "BudgetReplay"):
         self.promotion = promotion
         self.provider_id = promotion.provider_id
         self.version = rules_version(self.provider_id)
+        provider = Provider.objects.select_related("currency").get(pk=self.provider_id)
+        self.currency, self.max_discount = provider.currency.iso, provider.max_discount
+        self.budget = budget
         self._days: dict[datetime.date, RuleSet] = {}
         self._by_ids: dict[frozenset[int], RuleSet] = {}
         # Keyed by the day's set (kept in _by_ids for the whole run, so its id stays its own).
@@ -156,9 +163,11 @@ def backtest_replay(
     start: datetime.date,
     end: datetime.date,
     progress: Callable[[int], None] | None = None,
+    budget: "BudgetReplay | None" = None,
 ) -> Iterator[Replayed]:
-    """Every charge in the window replayed, in the order they were charged."""
-    rules = _Rules(promotion)
+    """Every charge in the window replayed, in the order they were charged; `budget` keeps what
+    the tested promotion spent of its budgets (and when they ran short)."""
+    rules = _Rules(promotion, budget or BudgetReplay(promotion))
     tariffs = Tariff.objects.filter(provider_id=promotion.provider_id).in_bulk()
     currencies = Currency.objects.in_bulk()
     by_iso = {c.iso: c for c in currencies.values()}
@@ -254,7 +263,10 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso) -> Iterator
                 facts=facts,
                 tariffs=tariffs,
                 currencies=by_iso,
+                currency=rules.currency,
+                max_discount=rules.max_discount,
                 explain=explain,
+                budgets_left=rules.budget.left,
             ).lines[0]
 
         alone = quote(rules.alone(full), explain=True)
@@ -274,8 +286,12 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso) -> Iterator
             )
             continue
         line = quote(full)
-        won = line.promotion_id == pid
-        displaced = quote(rules.without(full)).promotion_id if won else None
+        given = _given(line, pid)
+        # Where it applies first: who would have applied first without it.
+        displaced = None
+        if line.promotion_id == pid:
+            displaced = quote(rules.without(full)).promotion_id
+        rules.budget.spend(order, given)
         yield Replayed(
             expense_id=expense_id,
             charged_at=created_at,
@@ -284,10 +300,85 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso) -> Iterator
             qualified=True,
             discount_alone=alone.discount,
             reason="",
-            winner=line.promotion_id,
-            discount=line.discount if won else Decimal(0),
+            winner=pid if given is not None else line.promotion_id,
+            discount=given or Decimal(0),
             displaced=displaced,
+            first=line.promotion_id,
         )
+
+
+def _given(line: LineQuote, pid: int) -> Decimal | None:
+    """What the promotion gives on the line (first or stacked), None where it does not apply."""
+    return next((a.discount for a in line.applied if a.promotion_id == pid), None)
+
+
+class BudgetReplay:
+    """The tested promotion's budgets as the replay spends them, order by order from the window's
+    first day (what it gave before is not counted: a draft gave nothing). The live promotions'
+    budgets are not replayed: the database keeps only what they have spent by now."""
+
+    def __init__(self, promotion: Promotion):
+        self.pid = promotion.pk
+        self.budget, self.client_budget = promotion.budget, promotion.client_budget
+        self.period = promotion.budget_period
+        self.spent: Counter = Counter()
+        self.client_spent: Counter = Counter()
+        self.exhausted_on: datetime.date | None = None
+        self.refused = 0
+
+    @property
+    def set(self) -> bool:
+        return self.budget is not None or self.client_budget is not None
+
+    def left(self, rules: RuleSet, order: Order, lines: list, minor_units: int) -> list:
+        """quote_evaluate's budgets_left: what this order needs of the tested promotion's budgets
+        and what the replay has left of them (the others' are not replayed)."""
+        need = sum(
+            (a.discount for lq in lines for a in lq.applied if a.promotion_id == self.pid),
+            Decimal(0),
+        )
+        if not self.set or not need:
+            return []
+        period = budget_period_key(self.period, order.at)
+
+        def left_of(limit, used) -> Decimal | None:
+            if limit is None:
+                return None
+            return money_round(
+                max(limit - used, Decimal(0)), minor_units=minor_units, rounding=ROUND_DOWN
+            )
+
+        view = BudgetView(
+            self.pid,
+            period,
+            need,
+            left_of(self.budget, self.spent[period]),
+            left_of(self.client_budget, self.client_spent[order.client_id, period]),
+        )
+        if view.left is not None and need > view.left:
+            self.refused += 1
+            if self.exhausted_on is None:
+                self.exhausted_on = timezone.localdate(order.at)
+        return [view]
+
+    def spend(self, order: Order, amount: Decimal | None) -> None:
+        if not self.set or not amount:
+            return
+        period = budget_period_key(self.period, order.at)
+        self.spent[period] += amount
+        self.client_spent[order.client_id, period] += amount
+
+    def as_dict(self) -> dict | None:
+        if not self.set:
+            return None
+        return {
+            "amount": None if self.budget is None else str(self.budget),
+            "per_client": None if self.client_budget is None else str(self.client_budget),
+            "period": self.period,
+            "spent": {period: str(amount) for period, amount in sorted(self.spent.items())},
+            "exhausted_on": self.exhausted_on.isoformat() if self.exhausted_on else None,
+            "orders_refused": self.refused,
+        }
 
 
 # The results --------------------------------------------------------------------------------------
@@ -297,8 +388,13 @@ def _replay_chunk(chunk, rules: _Rules, tariffs, currencies, by_iso) -> Iterator
 _DETAIL = re.compile(r"(holds|fails): [^;]*?(?= OR |; |$)")
 
 
+# A budget's refusal names the amounts ("budget: 3.20 left, this order needs 8.00").
+_BUDGET = re.compile(r"\b(client budget|budget): \S+ left, this order needs \S+")
+
+
 def reason_kind(reason: str) -> str:
-    return _DETAIL.sub(r"\1", reason) or "no reason given"
+    reason = _BUDGET.sub(r"\1 too short", _DETAIL.sub(r"\1", reason))
+    return reason or "no reason given"
 
 
 def _money(amounts: dict[str, Decimal]) -> dict[str, str]:
@@ -323,6 +419,7 @@ class Tally:
     lost: int = 0
     lost_to: Counter = field(default_factory=Counter)
     won_from: Counter = field(default_factory=Counter)
+    combined_with: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
 
     def add(self, r: Replayed) -> None:
@@ -355,9 +452,11 @@ class Tally:
                 bucket["discount"][line.currency] += r.discount
             if r.displaced is not None:
                 self.won_from[r.displaced] += 1
+            if r.first not in (None, self.promotion_id):
+                self.combined_with[r.first] += 1
         else:
             self.lost += 1
-            self.lost_to[r.winner] += 1
+            self.lost_to[r.first] += 1
 
     def as_dict(self, *, names: dict[int, str], tariff_names: dict[int, str]) -> dict:
         def against(counts: Counter) -> list[dict]:
@@ -382,6 +481,7 @@ class Tally:
             "lost": self.lost,
             "won_against": against(self.won_from),
             "lost_to": against(self.lost_to),
+            "combined_with": against(self.combined_with),
             "per_month": {m: bucket(v) for m, v in sorted(self.per_month.items())},
             "per_tariff": [
                 {"tariff": tid, "name": tariff_names.get(tid, ""), **bucket(v)}

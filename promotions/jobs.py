@@ -15,6 +15,7 @@ from promotions import services
 from promotions.backtest import (
     BACKTEST,
     CHUNK,
+    BudgetReplay,
     Replayed,
     Tally,
     backtest_replay,
@@ -119,10 +120,11 @@ def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
     start = datetime.date.fromisoformat(params["from"])
     end = datetime.date.fromisoformat(params["to"])
     tally = Tally(promotion_id=promotion.pk)
+    budget = BudgetReplay(promotion)
     rows: list[tuple] = []
     with transaction.atomic():
         for replayed in backtest_replay(
-            promotion=promotion, start=start, end=end, progress=progress
+            promotion=promotion, start=start, end=end, progress=progress, budget=budget
         ):
             tally.add(replayed)
             if replayed.qualified:
@@ -133,14 +135,20 @@ def backtest(params: dict[str, Any], actor: Actor, progress) -> Finished:
         _insert_rows(rows)
     names = dict(
         Promotion.objects.filter(
-            pk__in=[*tally.lost_to, *tally.won_from, promotion.pk]
+            pk__in=[*tally.lost_to, *tally.won_from, *tally.combined_with, promotion.pk]
         ).values_list("id", "name")
     )
     tariff_names = dict(
         Tariff.objects.filter(pk__in=list(tally.per_tariff)).values_list("id", "name")
     )
     result = tally.as_dict(names=names, tariff_names=tariff_names)
-    result |= {"from": params["from"], "to": params["to"], "name": promotion.name}
+    result |= {
+        "from": params["from"],
+        "to": params["to"],
+        "name": promotion.name,
+        "budget": budget.as_dict(),
+        "budget_exhausted_on": budget.as_dict() and budget.as_dict()["exhausted_on"],
+    }
     message = (
         f"{tally.orders} order(s) replayed: {tally.orders_qualified} qualified, "
         f"{tally.won} won, {tally.lost} lost."

@@ -2,6 +2,7 @@
 
 import datetime
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -12,6 +13,8 @@ from common.groups import GroupedCondition
 from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from common.periods import period_length_error
 from referrals.models import ReferralProgram
+
+PRIORITY_LIMIT = 1_000_000
 
 
 class PeriodType(models.TextChoices):
@@ -51,6 +54,41 @@ class Promotion(models.Model):
     archived = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Combine(models.TextChoices):
+        EXCLUSIVE = "exclusive", "exclusive: nothing else applies to the line"
+        COMBINABLE = "combinable", "combinable with the promotions below it"
+
+    class BudgetPeriod(models.TextChoices):
+        TOTAL = "total", "in total"
+        DAY = "day", "per day"
+        MONTH = "month", "per month"
+
+    priority = models.IntegerField(
+        default=0,
+        validators=[MinValueValidator(-PRIORITY_LIMIT), MaxValueValidator(PRIORITY_LIMIT)],
+        help_text="Higher goes first on a line.",
+    )
+    combine = models.CharField(max_length=10, choices=Combine.choices, default=Combine.EXCLUSIVE)
+    budget = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="The most discount the promotion gives per budget period, in the provider's "
+        "currency; empty: no budget.",
+    )
+    budget_period = models.CharField(
+        max_length=5, choices=BudgetPeriod.choices, default=BudgetPeriod.TOTAL
+    )
+    client_budget = models.DecimalField(
+        "budget per client",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="The most one client receives from the promotion per budget period.",
+    )
+
     objects = PromotionQuerySet.as_manager()
 
     class Status(models.TextChoices):
@@ -65,7 +103,26 @@ class Promotion(models.Model):
             models.CheckConstraint(
                 condition=Q(todate__isnull=True) | Q(todate__gte=F("fromdate")),
                 name="promotion_fromdate_le_todate",
-            )
+            ),
+            models.CheckConstraint(
+                condition=Q(budget__isnull=True) | Q(budget__gte=0), name="promotion_budget_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(client_budget__isnull=True) | Q(client_budget__gte=0),
+                name="promotion_client_budget_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=-PRIORITY_LIMIT) & Q(priority__lte=PRIORITY_LIMIT),
+                name="promotion_priority_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(combine__in=["exclusive", "combinable"]),
+                name="promotion_combine_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(budget_period__in=["total", "day", "month"]),
+                name="promotion_budget_period_known",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -92,6 +149,10 @@ class Promotion(models.Model):
     def status(self) -> "Promotion.Status":
         return self.status_on()
 
+    @property
+    def has_budget(self) -> bool:
+        return self.budget is not None or self.client_budget is not None
+
 
 class Discount(models.Model):
     class Type(models.TextChoices):
@@ -107,10 +168,28 @@ class Discount(models.Model):
         UNLIMITED = "unlimited", "unlimited"
         MONTHS = "months", "months from the order"
 
+    class ValueType(models.TextChoices):
+        PERCENT = "percent", "a percentage off"
+        AMOUNT = "amount", "a fixed amount off"
+        PRICE = "price", "a fixed final price"
+
     promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="discounts")
     type = models.CharField("discount type", max_length=10, choices=Type.choices, default=Type.ALL)
     pricelist = models.ManyToManyField(Tariff, blank=True, related_name="discounts")
-    percentage = models.DecimalField("discount, %", max_digits=7, decimal_places=4)
+    valuetype = models.CharField(
+        "value type", max_length=10, choices=ValueType.choices, default=ValueType.PERCENT
+    )
+    percentage = models.DecimalField(
+        "discount, %", max_digits=7, decimal_places=4, null=True, blank=True
+    )
+    amount = models.DecimalField(
+        "amount",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        null=True,
+        blank=True,
+        help_text="In the provider's currency: the amount off (amount) or the final price (price).",
+    )
     actiontype = models.CharField(
         "type", max_length=10, choices=ActionType.choices, default=ActionType.ALL
     )
@@ -132,6 +211,14 @@ class Discount(models.Model):
                 name="discount_percentage_0_100",
             ),
             models.CheckConstraint(
+                condition=Q(amount__isnull=True) | Q(amount__gte=0), name="discount_amount_gte_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(valuetype="percent", percentage__isnull=False)
+                | Q(valuetype__in=["amount", "price"], amount__isnull=False),
+                name="discount_value_given",
+            ),
+            models.CheckConstraint(
                 condition=Q(validity="unlimited", validitylength__isnull=True)
                 | Q(validity="months", validitylength__gte=1),
                 name="discount_validitylength_iff_months",
@@ -139,9 +226,15 @@ class Discount(models.Model):
         ]
 
     def __str__(self) -> str:
-        pct = format(self.percentage.normalize(), "f")
         scope = "all tariffs" if self.type == self.Type.ALL else "selected tariffs"
-        return f"{pct}% on {scope}, {self.get_actiontype_display()}"
+        return f"{self.value_text} on {scope}, {self.get_actiontype_display()}"
+
+    @property
+    def value_text(self) -> str:
+        if self.valuetype == self.ValueType.PERCENT:
+            return f"{format((self.percentage or 0).normalize(), 'f')}%"
+        amount = format((self.amount or 0).normalize(), "f")
+        return f"{amount} off" if self.valuetype == self.ValueType.AMOUNT else f"price {amount}"
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
@@ -154,6 +247,18 @@ class Discount(models.Model):
             )
         if self.validity == self.Validity.MONTHS and not self.validitylength:
             raise ValidationError({"validitylength": "Give the validity length in months."})
+        if self.valuetype == self.ValueType.PERCENT:
+            if self.percentage is None:
+                raise ValidationError({"percentage": "Give the percentage off."})
+            self.amount = None
+        elif self.valuetype in (self.ValueType.AMOUNT, self.ValueType.PRICE):
+            if self.amount is None:
+                raise ValidationError(
+                    {
+                        "amount": f"Give the {'amount off' if self.valuetype == 'amount' else 'price'}."
+                    }
+                )
+            self.percentage = None
         if self.validity == self.Validity.UNLIMITED and self.validitylength is not None:
             self.validitylength = None
 
@@ -464,6 +569,77 @@ class PromoCodeUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.promocode} by {self.client}"
+
+
+class BudgetSpend(models.Model):
+    """What a promotion has given in one budget period ("total", "2026-11-29" or "2026-11"):
+    moved only by guarded updates (`spent + x <= budget`) in redemptions, and back by releases."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="spends")
+    period = models.CharField(max_length=10)
+    spent = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=0
+    )
+
+    class Meta:
+        ordering = ["promotion", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["promotion", "period"], name="budgetspend_once"),
+            models.CheckConstraint(condition=Q(spent__gte=0), name="budgetspend_spent_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.promotion_id} {self.period}: {self.spent}"
+
+
+class ClientBudgetSpend(models.Model):
+    """What one client has received from a promotion in one budget period."""
+
+    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="client_spends")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="budget_spends")
+    period = models.CharField(max_length=10)
+    spent = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=0
+    )
+
+    class Meta:
+        ordering = ["promotion", "client", "period"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["promotion", "client", "period"], name="clientbudgetspend_once"
+            ),
+            models.CheckConstraint(condition=Q(spent__gte=0), name="clientbudgetspend_spent_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.promotion_id} {self.client_id} {self.period}: {self.spent}"
+
+
+class BudgetCharge(models.Model):
+    """A redemption's reservation against a promotion's budget: the period it was taken from, so
+    a release gives it back there. Never changed; a released redemption's charges are given back."""
+
+    redemption = models.ForeignKey(
+        Redemption, on_delete=models.PROTECT, related_name="budget_charges"
+    )
+    promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="charges")
+    period = models.CharField(max_length=10)
+    amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
+    # Whether the promotion's budget, and the client's, were charged (either may be unset).
+    budgeted = models.BooleanField(default=True)
+    client_budgeted = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["redemption", "promotion"], name="budgetcharge_once_per_redemption"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="budgetcharge_amount_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} of promotion {self.promotion_id} in {self.period}"
 
 
 class BacktestOrder(models.Model):

@@ -4,14 +4,22 @@ import datetime
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Count
+from django.db.models import Case, Count, OuterRef, Subquery, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from common.groups import ConditionGroups
 from common.models import Job
 from promotions.backtest import BACKTEST
-from promotions.models import BacktestOrder, PromoCode, PromoCodeUsage, Promotion, Redemption
+from promotions.engine.budgets import budget_period_key
+from promotions.models import (
+    BacktestOrder,
+    BudgetSpend,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+    Redemption,
+)
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
@@ -35,7 +43,13 @@ def usage_charge(usage: PromoCodeUsage) -> str:
     redemption's quote says; empty for a use without a redemption."""
     if usage.redemption is None:
         return ""
-    lines = [ln for ln in usage.redemption.quote["lines"] if ln["code"] == usage.promocode.code]
+    code = usage.promocode.code
+    lines = [
+        ln
+        for ln in usage.redemption.quote["lines"]
+        # A line names its first promotion's code; stacked ones are in `applied`.
+        if ln["code"] == code or any(a["code"] == code for a in ln.get("applied", ()))
+    ]
     if not lines:
         return ""
     charged = sum((Decimal(ln["final_price"]) for ln in lines), Decimal(0))
@@ -137,3 +151,39 @@ def backtest_rows(*, run: str):
 def backtests_of(*, promotion: Promotion) -> list[Job]:
     """The promotion's latest backtests, newest first."""
     return list(Job.objects.filter(kind=BACKTEST, params__promotion=promotion.pk)[:20])
+
+
+def budget_spends(*, promotion: Promotion, periods: int = 30) -> list[tuple[str, Decimal]]:
+    """What the promotion gave in each of its last budget periods (oldest first), as the guarded
+    budget rows hold it."""
+    rows = BudgetSpend.objects.filter(promotion=promotion).order_by("-period")[:periods]
+    return [(row.period, row.spent) for row in reversed(rows)]
+
+
+def with_budget_spent(
+    promotions: models.QuerySet[Promotion], *, at: datetime.datetime | None = None
+) -> models.QuerySet[Promotion]:
+    """Each promotion with `budget_spent`: what it gave in its current budget period (one
+    subquery, not a query per promotion)."""
+    at = at or timezone.now()
+    current = Case(
+        *(
+            When(budget_period=kind, then=Value(budget_period_key(kind, at)))
+            for kind in Promotion.BudgetPeriod.values
+        ),
+        output_field=models.CharField(),
+    )
+    spent = BudgetSpend.objects.filter(
+        promotion=OuterRef("pk"), period=OuterRef("budget_key")
+    ).values("spent")[:1]
+    return promotions.annotate(budget_key=current).annotate(budget_spent=Subquery(spent))
+
+
+def budget_burn(*, promotion: Promotion) -> str:
+    """ "40.00 / 100.00 (40%)" in the current budget period (`with_budget_spent`); empty without
+    a budget."""
+    if promotion.budget is None:
+        return ""
+    spent = getattr(promotion, "budget_spent", None) or Decimal(0)
+    share = f" ({spent * 100 / promotion.budget:.0f}%)" if promotion.budget else ""
+    return f"{spent:.2f} / {promotion.budget:.2f}{share}"

@@ -17,7 +17,15 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import slugify
 
-from common.admin_tools import ServiceSavedAdmin, admin_actor, csv_response, group_arg
+from common.admin_tools import (
+    KeptAdmin,
+    ListedOnlyAdmin,
+    ListedOnlyInline,
+    ServiceSavedAdmin,
+    admin_actor,
+    csv_response,
+    group_arg,
+)
 from common.charts import bar_chart
 from common.groups import GroupedConditionInline
 from referrals import selectors, services
@@ -184,16 +192,11 @@ def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
     return format_html_join("", "{}", ((c,) for c in charts))
 
 
-class PartnershipInline(admin.TabularInline):
+class PartnershipInline(ListedOnlyInline):
     model = Partnership
     fields = ["partner", "code", "link", "enrolled_at", "page"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "partners enrolled (with the code and link they hand out)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         # The partner's name and the link (from the program's URL) on every row, without a query each.
@@ -418,7 +421,7 @@ class OrderPeriodsField(forms.Field):
     def to_python(self, value):
         text = (value or "").replace(" ", "")
         parts = [p for p in text.split(",") if p]
-        if not all(p.isdigit() and len(p) < 5 for p in parts):
+        if not all(p.isascii() and p.isdigit() and len(p) < 5 for p in parts):
             raise ValidationError("Order periods are months joined by commas, e.g. 1, 12.")
         return [int(p) for p in parts]
 
@@ -487,7 +490,7 @@ class RuleAdmin(ServiceSavedAdmin):
 
 
 @admin.register(Partnership)
-class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
+class PartnershipAdmin(MaskedDetails, ListedOnlyAdmin):
     """Partners enrolled; their payout details are masked here (the partner page sets them)."""
 
     list_display = [
@@ -505,19 +508,13 @@ class PartnershipAdmin(MaskedDetails, admin.ModelAdmin):
     fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
     readonly_fields = fields
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
     @admin.display(description="partner page")
     def page(self, obj):
         return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
 
 
 @admin.register(AttachmentRefusal)
-class AttachmentRefusalAdmin(admin.ModelAdmin):
+class AttachmentRefusalAdmin(KeptAdmin):
     """Attachments the fraud screens refused: history, listed only."""
 
     list_display = [
@@ -535,41 +532,20 @@ class AttachmentRefusalAdmin(admin.ModelAdmin):
     date_hierarchy = "refused_at"
     list_select_related = ["partner", "client", "program"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(LinkClick)
-class LinkClickAdmin(admin.ModelAdmin):
+class LinkClickAdmin(ListedOnlyAdmin):
     list_display = ["id", "visitor", "partner", "program", "clicked_at", "referral"]
     list_filter = ["program"]
     search_fields = ["visitor", "partner__name"]
     date_hierarchy = "clicked_at"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Referral)
-class ReferralAdmin(admin.ModelAdmin):
+class ReferralAdmin(ListedOnlyAdmin):
     list_display = ["id", "client", "partner", "program", "source", "joined_at"]
     list_filter = ["program", "source"]
     search_fields = ["client__name", "partner__name"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class PaidFilter(admin.SimpleListFilter):
@@ -598,18 +574,9 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class LedgerAdmin(admin.ModelAdmin):
+class LedgerAdmin(KeptAdmin):
     """History (the reward ledger, payouts): listed, never added, changed or deleted here (the
     database refuses deletes and changes too); corrections are new rows."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Reward)
@@ -772,15 +739,10 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
         )
 
 
-class PayoutInline(MaskedDetails, admin.TabularInline):
+class PayoutInline(MaskedDetails, ListedOnlyInline):
     model = Payout
     fields = ["partner", "program", "amount", "currency", "details", "status", "rewards_count"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class BatchChangeList(ChangeList):

@@ -3,7 +3,7 @@ clicks, read the reward ledger, pay partners in batches, fetch a batch's payout 
 payouts sent or failed."""
 
 import django_filters
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.text import slugify
@@ -12,13 +12,19 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.models import Client
 from common.admin_tools import csv_response
-from common.apis import Conflict, HasPerm, ModelPermissionsWithView, api_actor, service_call
+from common.apis import (
+    Conflict,
+    HasPerm,
+    ModelPermissionsWithView,
+    Pagination,
+    api_actor,
+    service_call,
+)
 from referrals import selectors, services
 from referrals.models import (
     LinkClick,
@@ -151,11 +157,6 @@ class LinkClickCreateApi(APIView):
 # The ledger, read-only --------------------------------------------------------------------------
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 100
-    max_limit = 1000
-
-
 class RewardFilter(django_filters.FilterSet):
     """Filters of GET /api/v1/rewards. The selector reads the ledger (a partner's rows through
     their referrals' expenses, the states at this moment), so `qs` hands the whole of it over."""
@@ -284,6 +285,19 @@ class SkipOutput(serializers.Serializer):
 class PaymentOutput(serializers.Serializer):
     batch = BatchOutput(allow_null=True)
     skipped = SkipOutput(many=True)
+    detail = serializers.CharField(
+        required=False, help_text="With a 409 (nothing was paid): why, in words."
+    )
+
+
+def _named(choices: QuerySet, ids: list[int], field: str, refusal: str) -> list:
+    """The rows of `choices` with these ids; a 400 on `field` naming the ids that are not among
+    them, so a typo is never paid or marked as if it were not there."""
+    found = list(choices.filter(pk__in=ids))
+    unknown = set(ids) - {row.pk for row in found}
+    if unknown:
+        raise ValidationError({field: [f"{refusal}: {sorted(unknown)}"]})
+    return found
 
 
 class PayPermission(ModelPermissionsWithView):
@@ -325,7 +339,9 @@ class PayoutBatchListCreateApi(generics.ListAPIView):
         program = get_object_or_404(ReferralProgram, pk=data["program"])
         partners = selectors.partners(program)
         if "partners" in data:
-            partners = partners.filter(pk__in=data["partners"])
+            partners = _named(
+                partners, data["partners"], "partners", "Not partners of this program"
+            )
         made = service_call(
             lambda: services.payouts_create_many(
                 partners=[(program, p) for p in partners],
@@ -333,15 +349,15 @@ class PayoutBatchListCreateApi(generics.ListAPIView):
                 actor=api_actor(request, "api.payout_batch_create"),
             )
         )
-        answer = PaymentOutput(
-            {
-                "batch": PayoutBatch.objects.get(pk=made.batch.pk) if made.batch else None,
-                "skipped": made.skipped,
-            }
-        ).data
-        return Response(
-            answer, status=status.HTTP_201_CREATED if made.batch else status.HTTP_409_CONFLICT
+        if made.batch is not None:
+            answer = {"batch": PayoutBatch.objects.get(pk=made.batch.pk), "skipped": made.skipped}
+            return Response(PaymentOutput(answer).data, status=status.HTTP_201_CREATED)
+        why = "; ".join(str(skip) for skip in made.skipped) or (
+            "no partner has a payable balance (every reward has been paid already, or is still "
+            "held)"
         )
+        answer = {"batch": None, "skipped": made.skipped, "detail": f"Nothing was paid: {why}."}
+        return Response(PaymentOutput(answer).data, status=status.HTTP_409_CONFLICT)
 
 
 class PayoutBatchFileApi(APIView):
@@ -391,12 +407,9 @@ class PayoutBatchStatusApi(APIView):
         data = data.validated_data
         actor = api_actor(request, f"api.payout_{data['status']}")
         if "payouts" in data:
-            named = list(batch.payouts.filter(pk__in=data["payouts"]))
-            unknown = set(data["payouts"]) - {p.pk for p in named}
-            if unknown:
-                raise ValidationError(
-                    {"payouts": [f"Not payouts of this batch: {sorted(unknown)}"]}
-                )
+            named = _named(
+                batch.payouts.all(), data["payouts"], "payouts", "Not payouts of this batch"
+            )
             service_call(
                 lambda: services.payouts_mark_many(
                     payouts=named, status=data["status"], actor=actor

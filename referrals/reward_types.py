@@ -60,6 +60,21 @@ class Fixed(RewardType):
 
     reward_type = Rule.RewardType.FIXED
 
+    def validate(self, rule):
+        if rule.program_id is None:
+            return
+        currency = rule.program.reward_currency
+        if rule.amount != money_round(rule.amount, minor_units=currency.minor_units):
+            places = currency.minor_units
+            raise ValidationError(
+                {
+                    "amount": f"A fixed reward is in {currency.iso}, which has no fractions: "
+                    "give a whole amount."
+                    if places == 0
+                    else f"A fixed reward is in {currency.iso}: {places} decimal places at most."
+                }
+            )
+
     def describe(self, rule):
         currency = rule.program.reward_currency.iso
         return (
@@ -70,11 +85,13 @@ class Fixed(RewardType):
     def earning_expenses(self, rule):
         return Q(currency_id=rule.program.reward_currency.pk)
 
+    # Rounded like every reward: a rule saved before its program changed currency may be finer
+    # than the currency it now pays in.
     def amount_sql(self, rule):
-        return "%s", [rule.amount]
+        return "ROUND(%s, q.e_minor_units)", [rule.amount]
 
     def amount(self, rule, expense_amount, minor_units):
-        return rule.amount
+        return money_round(rule.amount, minor_units=minor_units)
 
 
 REGISTRY: dict[str, RewardType] = {t.reward_type: t for t in (Percent(), Fixed())}

@@ -63,7 +63,8 @@ class Money:
     @property
     def shown(self) -> Decimal:
         """The amount to the currency's minor unit (SQLite and PostgreSQL sum to other scales),
-        never hiding a fraction below it (a fixed reward may carry one)."""
+        never hiding a fraction below it (a fixed reward accrued before they were rounded may
+        carry one)."""
         rounded = money_round(self.amount, minor_units=self.minor_units)
         return rounded if rounded == self.amount else self.amount.normalize()
 
@@ -112,16 +113,10 @@ class Balances:
 BALANCES = ("earned", "held", "payable", "paid", "reversed", "unpaid")
 
 
-@dataclass(frozen=True)
-class PartnerRow:
-    """One line of a program's partner list."""
+class ShowsBalances:
+    """What the partner lists and pages show of a row's `balances` at first sight."""
 
-    partner_id: int
-    name: str
-    code: str
-    referral_count: int
     balances: Balances
-    payout_details: str  # masked
 
     @property
     def earned(self) -> list[Money]:
@@ -130,6 +125,18 @@ class PartnerRow:
     @property
     def unpaid(self) -> list[Money]:
         return self.balances.unpaid
+
+
+@dataclass(frozen=True)
+class PartnerRow(ShowsBalances):
+    """One line of a program's partner list."""
+
+    partner_id: int
+    name: str
+    code: str
+    referral_count: int
+    balances: Balances
+    payout_details: str  # masked
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ class RewardDay:
 
 
 @dataclass(frozen=True)
-class PartnerSummary:
+class PartnerSummary(ShowsBalances):
     program: ReferralProgram
     partner: Client
     code: str
@@ -193,14 +200,6 @@ class PartnerSummary:
     payout_details: str  # masked
     refusals: list[AttachmentRefusal]  # the latest REFUSALS_SHOWN, newest first
     refusal_count: int
-
-    @property
-    def earned(self) -> list[Money]:
-        return self.balances.earned
-
-    @property
-    def unpaid(self) -> list[Money]:
-        return self.balances.unpaid
 
 
 REFERRALS_SHOWN = 200

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, ProtectedError, QuerySet
 from django.utils import timezone
 
 from billing.models import Client
@@ -107,16 +107,42 @@ def program_update(*, program: ReferralProgram, actor: Actor, **fields: Any) -> 
     return _program_saved(update)
 
 
+def _delete_unless_in_use(
+    *,
+    objects: Iterable[ReferralProgram | Rule],
+    actor: Actor,
+    has: str,
+    in_use: Callable[[Any], bool],
+    root_of: Callable[[Any], Any] = lambda obj: None,
+) -> int:
+    """Delete all of `objects` or none: any that `has` rows (`in_use`) is kept, saying so. Checked
+    first, and again when the delete meets rows written since the check (an attachment or an
+    accrual that committed meanwhile): refused the same way, never a 500."""
+    objects = list(objects)
+
+    def refusal() -> ValidationError | None:
+        busy = sorted({obj.name for obj in objects if in_use(obj)})
+        if not busy:
+            return None
+        return ValidationError({"elid": f"{', '.join(busy)} has {has}; make it inactive instead."})
+
+    if found := refusal():
+        raise found
+    try:
+        with transaction.atomic():
+            return model_delete_many(objects=objects, actor=actor, root_of=root_of)
+    except (ProtectedError, IntegrityError):
+        if found := refusal():
+            raise found from None
+        raise
+
+
 @transaction.atomic
 def program_delete_many(*, programs: Iterable[ReferralProgram], actor: Actor) -> int:
     """All or none: a program with referrals keeps them; set it inactive instead."""
-    programs = list(programs)
-    busy = sorted({p.name for p in programs if p.referrals.exists()})
-    if busy:
-        raise ValidationError(
-            {"elid": f"{', '.join(busy)} has referrals; make it inactive instead."}
-        )
-    return model_delete_many(objects=programs, actor=actor)
+    return _delete_unless_in_use(
+        objects=programs, actor=actor, has="referrals", in_use=lambda p: p.referrals.exists()
+    )
 
 
 # Rules ------------------------------------------------------------------------------------------
@@ -138,11 +164,13 @@ def rule_update(*, rule: Rule, actor: Actor, **fields: Any) -> Rule:
 
 @transaction.atomic
 def rule_delete_many(*, rules: Iterable[Rule], actor: Actor) -> int:
-    rules = list(rules)
-    paid = sorted({r.name for r in rules if r.rewards.exists()})
-    if paid:
-        raise ValidationError({"elid": f"{', '.join(paid)} has rewards; make it inactive instead."})
-    return model_delete_many(objects=rules, actor=actor, root_of=lambda r: r.program)
+    return _delete_unless_in_use(
+        objects=rules,
+        actor=actor,
+        has="rewards",
+        in_use=lambda r: r.rewards.exists(),
+        root_of=lambda r: r.program,
+    )
 
 
 # Rule conditions --------------------------------------------------------------------------------
@@ -360,6 +388,7 @@ def _attach(
     return referral
 
 
+@transaction.atomic
 def _refusal_record(
     *,
     program: ReferralProgram,
@@ -395,7 +424,10 @@ def program_for_code(*, provider_id: int, code: str) -> tuple[ReferralProgram, i
     for program in ReferralProgram.objects.filter(provider_id=provider_id).exclude(promocode=""):
         head, _, tail = program.promocode.upper().partition(PARTNER_PLACEHOLDER)
         middle = code[len(head) : len(code) - len(tail) if tail else None]
-        if code.startswith(head) and code.endswith(tail) and middle.isdigit() and len(middle) < 19:
+        # ASCII digits only: str.isdigit() also takes "²" (which int() refuses) and other
+        # scripts' digits (a second spelling of the same partner's code).
+        digits = middle.isascii() and middle.isdigit()
+        if code.startswith(head) and code.endswith(tail) and digits and len(middle) < 19:
             return program, int(middle)
     return None
 
@@ -784,14 +816,15 @@ def payouts_mark_many(
     return moved
 
 
+@transaction.atomic
 def payout_batch_mark(
     *, batch: PayoutBatch, status: str, actor: Actor, at: datetime.datetime | None = None
 ) -> list[Payout]:
     """Mark every payout of a batch that can move there `sent` or `failed` (see
-    payouts_mark_many): a batch marked sent leaves its failed payouts failed."""
-    movable = [
-        p for p in batch.payouts.all() if p.status == status or status in STATUS_MOVES[p.status]
-    ]
+    payouts_mark_many): a batch marked sent leaves its failed payouts failed, also one failed by
+    someone else a moment ago (which payouts can move is read under their locks)."""
+    locked = Payout.objects.select_for_update().filter(batch=batch).order_by("pk")
+    movable = [p for p in locked if p.status == status or status in STATUS_MOVES[p.status]]
     return payouts_mark_many(payouts=movable, status=status, actor=actor, at=at)
 
 

@@ -3,21 +3,44 @@ from decimal import Decimal
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
-from digipay_api.models import ApiToken, Company, CompanyCurrency
+from billmgr_api.models import BillmgrSession, SavedFilter
+from common.models import Attempt, History, Job, SigninNetwork
+from digipay_api.models import ApiToken, Company, CompanyCurrency, DigiPayProgram
 from digipay_api.selectors import key_digest
+from ops.models import JobAttempt, JobTask, Schedule, WorkerBeat
 from promotions.engine.rules import rules_version_bump
 from promotions.models import (
+    BacktestOrder,
+    BudgetCharge,
+    BudgetSpend,
+    ClientBudgetSpend,
     Condition,
     ConditionGroup,
     Discount,
     PromoCode,
     PromoCodeUsage,
     Promotion,
+    Redemption,
+    RulesVersion,
 )
-from referrals.models import Partnership, Referral, ReferralProgram, Reward, Rule, RuleCondition
+from referrals.models import (
+    AccrualMark,
+    AttachmentRefusal,
+    LinkClick,
+    Partnership,
+    Payout,
+    PayoutBatch,
+    Referral,
+    ReferralProgram,
+    Reward,
+    Rule,
+    RuleCondition,
+    RuleConditionGroup,
+)
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -69,6 +92,11 @@ class ClientFactory(factory.django.DjangoModelFactory):
     email = factory.LazyAttribute(lambda o: f"{o.name.replace(' ', '').lower()}@example.com")
     provider = factory.SubFactory(ProviderFactory)
     registration_date = factory.LazyFunction(timezone.now)
+
+
+def client_of_the_program() -> factory.SubFactory:
+    """A client of the provider of the row's `program`."""
+    return factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
 
 
 class TariffFactory(factory.django.DjangoModelFactory):
@@ -171,10 +199,8 @@ class ReferralFactory(factory.django.DjangoModelFactory):
         model = Referral
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
-    client = factory.SubFactory(ClientFactory, provider=factory.SelfAttribute("..program.provider"))
+    partner = client_of_the_program()
+    client = client_of_the_program()
     source = Referral.Source.PROMOCODE
     # Joined when the program started, so that its expenses earn unless a test says otherwise.
     joined_at = factory.LazyAttribute(
@@ -223,9 +249,7 @@ class PartnershipFactory(factory.django.DjangoModelFactory):
         model = Partnership
 
     program = factory.SubFactory(ReferralProgramFactory)
-    partner = factory.SubFactory(
-        ClientFactory, provider=factory.SelfAttribute("..program.provider")
-    )
+    partner = client_of_the_program()
 
 
 class PromoCodeUsageFactory(factory.django.DjangoModelFactory):
@@ -271,3 +295,280 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
     company = factory.SubFactory(CompanyFactory)
     key_hash = factory.LazyAttribute(lambda o: key_digest(o.key))
     prefix = factory.LazyAttribute(lambda o: o.key[:4])
+
+
+class CompanyCurrencyFactory(factory.django.DjangoModelFactory):
+    """A second currency of a company (CompanyFactory gives it its provider's)."""
+
+    class Meta:
+        model = CompanyCurrency
+
+    company = factory.SubFactory(CompanyFactory)
+    currency = factory.SubFactory(
+        CurrencyFactory,
+        iso=factory.Sequence(lambda n: f"X{n:02d}"),
+        name=factory.Sequence(lambda n: f"Currency {n}"),
+    )
+
+
+class DigiPayProgramFactory(factory.django.DjangoModelFactory):
+    """A company's referral program as DigiPay addresses it, with the rule holding its condition."""
+
+    class Meta:
+        model = DigiPayProgram
+
+    company = factory.SubFactory(CompanyFactory)
+    program = factory.SubFactory(
+        ReferralProgramFactory, provider=factory.SelfAttribute("..company.provider")
+    )
+    rule = factory.SubFactory(RuleFactory, program=factory.SelfAttribute("..program"))
+
+
+class RuleConditionGroupFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RuleConditionGroup
+
+    rule = factory.SubFactory(RuleFactory)
+    name = factory.Sequence(lambda n: f"group {n}")
+
+
+class LinkClickFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LinkClick
+
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = client_of_the_program()
+    visitor = factory.Sequence(lambda n: f"visitor-{n}")
+    address = "192.0.2.1"
+
+
+class AttachmentRefusalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AttachmentRefusal
+
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = client_of_the_program()
+    client = client_of_the_program()
+    screen = AttachmentRefusal.Screen.SAME_EMAIL
+    reason = "The client's e-mail is the partner's."
+    source = Referral.Source.PROMOCODE
+
+
+class PayoutBatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PayoutBatch
+
+    reference = factory.Sequence(lambda n: f"BATCH-{n}")
+    created_by = "operator"
+
+
+class PayoutFactory(factory.django.DjangoModelFactory):
+    """A payout row written by hand (the payout services write the real ones, with rewards)."""
+
+    class Meta:
+        model = Payout
+
+    batch = factory.SubFactory(PayoutBatchFactory)
+    program = factory.SubFactory(ReferralProgramFactory)
+    partner = client_of_the_program()
+    amount = Decimal("10.00")
+    currency = factory.SelfAttribute("program.provider.currency")
+    paid_by = "operator"
+
+
+class AccrualMarkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AccrualMark
+
+    rule = factory.SubFactory(RuleFactory)
+
+
+class RulesVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RulesVersion
+        django_get_or_create = ("provider",)
+
+    provider = factory.SubFactory(ProviderFactory)
+    version = 1
+
+
+class RedemptionFactory(factory.django.DjangoModelFactory):
+    """A redemption row written by hand (promotions.services.redemption writes the real ones)."""
+
+    class Meta:
+        model = Redemption
+
+    client = factory.SubFactory(ClientFactory)
+    provider = factory.SelfAttribute("client.provider")
+    idempotency_key = factory.Sequence(lambda n: f"order-{n}")
+    caller = "system"
+    fingerprint = factory.Sequence(lambda n: f"{n:064x}")
+    quote = factory.LazyFunction(lambda: {"lines": []})
+
+
+class BudgetSpendFactory(factory.django.DjangoModelFactory):
+    """What a budgeted promotion has given in one period (redemptions move the real ones)."""
+
+    class Meta:
+        model = BudgetSpend
+
+    promotion = factory.SubFactory(PromotionFactory, budget=Decimal("100.00"))
+    period = "total"
+    spent = Decimal("0.00")
+
+
+class ClientBudgetSpendFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ClientBudgetSpend
+
+    promotion = factory.SubFactory(PromotionFactory, client_budget=Decimal("20.00"))
+    client = factory.SubFactory(
+        ClientFactory, provider=factory.SelfAttribute("..promotion.provider")
+    )
+    period = "total"
+    spent = Decimal("0.00")
+
+
+class BacktestOrderFactory(factory.django.DjangoModelFactory):
+    """A past order a backtest found its promotion qualifying for (a row of its CSV)."""
+
+    class Meta:
+        model = BacktestOrder
+
+    run = factory.Faker("uuid4", cast_to=None)
+    expense = factory.SubFactory(
+        ExpenseFactory,
+        service=factory.SubFactory(ServiceFactory, client=factory.SelfAttribute("..client")),
+        amount=Decimal("20.00"),
+    )
+    charged_at = factory.SelfAttribute("expense.created_at")
+    client = factory.SelfAttribute("expense.client")
+    tariff = factory.SelfAttribute("expense.service.tariff")
+    kind = BacktestOrder.Kind.NEW
+    period = 1
+    price = factory.SelfAttribute("expense.amount")
+    currency = factory.SelfAttribute("expense.currency")
+    discount_alone = Decimal("2.00")
+    discount = Decimal("2.00")
+    winner = factory.SubFactory(
+        PromotionFactory, provider=factory.SelfAttribute("..client.provider")
+    )
+
+
+class BudgetChargeFactory(factory.django.DjangoModelFactory):
+    """A redemption's reservation against its promotion's budget."""
+
+    class Meta:
+        model = BudgetCharge
+
+    redemption = factory.SubFactory(RedemptionFactory)
+    promotion = factory.SubFactory(
+        PromotionFactory,
+        provider=factory.SelfAttribute("..redemption.provider"),
+        budget=Decimal("100.00"),
+    )
+    period = "total"
+    amount = Decimal("10.00")
+
+
+class HistoryFactory(factory.django.DjangoModelFactory):
+    """A history line about `about` (a provider unless a test names another object)."""
+
+    class Meta:
+        model = History
+
+    class Params:
+        about = factory.SubFactory(ProviderFactory)
+
+    content_type = factory.LazyAttribute(lambda o: ContentType.objects.get_for_model(o.about))
+    object_id = factory.SelfAttribute("about.pk")
+    desc = "changed"
+    username = "operator"
+    action = "test"
+
+
+class JobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Job
+
+    kind = "test.job"
+    total = 1
+    username = "operator"
+
+
+class JobAttemptFactory(factory.django.DjangoModelFactory):
+    """A worker's open attempt at a job, started now (slot 0 unless a test says)."""
+
+    class Meta:
+        model = JobAttempt
+
+    job = factory.SubFactory(JobFactory)
+    number = 1
+    slot = 0
+    worker = "w"
+    started_at = factory.LazyFunction(timezone.now)
+    heartbeat_at = factory.SelfAttribute("started_at")
+
+
+class JobTaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = JobTask
+
+    job = factory.SubFactory(JobFactory)
+    queued_at = factory.LazyFunction(timezone.now)
+    actor = factory.LazyFunction(lambda: {"user_id": None, "ip": None, "action": "job"})
+
+
+class WorkerBeatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = WorkerBeat
+
+    worker = factory.Sequence(lambda n: f"worker-{n}")
+    backend = "database"
+    started_at = factory.LazyFunction(timezone.now)
+    seen_at = factory.SelfAttribute("started_at")
+
+
+class ScheduleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Schedule
+
+    name = factory.Sequence(lambda n: f"schedule-{n}")
+    every_hours = 24
+    at = datetime.time(3)
+    next_run_at = factory.LazyFunction(timezone.now)
+
+
+class AttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Attempt
+
+    key = factory.Sequence(lambda n: f"{n:064x}")
+    window_start = factory.LazyFunction(timezone.now)
+    failures = 1
+
+
+class SigninNetworkFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SigninNetwork
+
+    key = factory.Sequence(lambda n: f"{n:064x}")
+    last_signin = factory.LazyFunction(timezone.now)
+
+
+class BillmgrSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillmgrSession
+
+    key = factory.Sequence(lambda n: f"{n:064x}")
+    user = factory.SubFactory(UserFactory)
+    last_seen = factory.LazyFunction(timezone.now)
+
+
+class SavedFilterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SavedFilter
+
+    user = factory.SubFactory(UserFactory)
+    func = "promotion"
+    params = factory.LazyFunction(lambda: {"name": "spring"})

@@ -1,5 +1,7 @@
 """The billing substrate on the door: project, currency, accountgroup, account, pricelist."""
 
+from decimal import Decimal
+
 from billing.models import Client, ClientGroup, Currency, Provider, Tariff
 from billing.services import substrate_create, substrate_delete_many, substrate_update
 from billmgr_api.errors import FuncError
@@ -64,10 +66,12 @@ project = _substrate(
     [
         Column("name", lambda o: o.name, "name__icontains"),
         Column("currency", lambda o: o.currency.iso, "currency__iso__iexact"),
+        Column("max_discount", lambda o: o.max_discount),
     ],
     [
         Text("name", required=True),
         Ref("currency", Currency, required=True, lookup_fields=("iso",)),
+        Amount("max_discount", maximum=100, default=Decimal(100)),
     ],
 )
 

@@ -145,6 +145,8 @@ def _line_rows(quote_lines: list[dict]) -> list[dict[str, str]]:
             "final_price": line["final_price"],
             "promotion": str(line["promotion"] or ""),
             "promocode": line["code"] or "",
+            # Each promotion's part, the first and those stacked on it: "4 12.00, 5 10.00".
+            "applied": ", ".join(f"{a['promotion']} {a['discount']}" for a in line["applied"]),
             "verdicts": "; ".join(f"#{v['promotion']} {v['reason']}" for v in line["verdicts"]),
         }
         for number, line in enumerate(quote_lines, start=1)
@@ -190,6 +192,13 @@ def promotion_quote(req: FuncRequest) -> FuncResult:
         "total": data["total"],
         "discount_total": data["discount_total"],
         "promocodes": "; ".join(c["reason"] for c in data["codes"]),
+        # What each budgeted promotion has left (a quote reserves nothing).
+        "budgets": "; ".join(
+            f"#{b['promotion']} {b['period']}: needs {b['needs']}"
+            + (f", {b['left']} left" if b["left"] is not None else "")
+            + (f", {b['client_left']} left for the client" if b["client_left"] is not None else "")
+            for b in data["budgets"]
+        ),
         "explained": "on" if data["explained"] else "off",
     }
     return result

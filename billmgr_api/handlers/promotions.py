@@ -20,6 +20,7 @@ from common.selectors import history_of
 from promotions import codegen, selectors, services
 from promotions.jobs import background_from, generate_codes_start
 from promotions.models import (
+    PRIORITY_LIMIT,
     Comparison,
     Condition,
     Discount,
@@ -54,6 +55,11 @@ PROMOTION_COLUMNS = [
     Column("todate", lambda p: p.todate, _date_filter("todate__lte", "todate")),
     Column("status", lambda p: p.status, _status_filter),
     Column("project_name", lambda p: p.provider.name, "provider__name__icontains"),
+    Column("priority", lambda p: p.priority, "priority"),
+    Column("combine", lambda p: p.combine, "combine"),
+    Column("budget", lambda p: "" if p.budget is None else p.budget),
+    Column("budget_period", lambda p: p.budget_period, "budget_period"),
+    Column("client_budget", lambda p: "" if p.client_budget is None else p.client_budget),
 ]
 FILTER_PARAMS = ("name", "project_name", "status", "fromdate", "todate")
 
@@ -72,6 +78,11 @@ promotion = Resource(
         Ref("project", Provider, "provider", required=True),
         Date("fromdate", required=True),
         Date("todate"),
+        Number("priority", minimum=-PRIORITY_LIMIT, maximum=PRIORITY_LIMIT, default=0),
+        Choice("combine", Promotion.Combine, default=Promotion.Combine.EXCLUSIVE),
+        Amount("budget"),
+        Choice("budget_period", Promotion.BudgetPeriod, default=Promotion.BudgetPeriod.TOTAL),
+        Amount("client_budget"),
     ],
     queryset=lambda: Promotion.objects.select_related("provider"),
     list_scope=lambda qs: qs.filter(archived=False),
@@ -152,12 +163,16 @@ discount = Resource(
         Column("name", str),
         Column("actiontype", lambda d: d.actiontype, "actiontype"),
         Column("type", lambda d: d.type, "type"),
-        Column("percentage", lambda d: d.percentage),
+        Column("valuetype", lambda d: d.valuetype, "valuetype"),
+        Column("percentage", lambda d: "" if d.percentage is None else d.percentage),
+        Column("amount", lambda d: "" if d.amount is None else d.amount),
     ],
     params=[
         Choice("type", Discount.Type, default=Discount.Type.ALL),
         RefList("pricelist", Tariff),
-        Amount("percentage", required=True, maximum=100),
+        Choice("valuetype", Discount.ValueType, default=Discount.ValueType.PERCENT),
+        Amount("percentage", maximum=100),
+        Amount("amount"),
         Choice("actiontype", Discount.ActionType, default=Discount.ActionType.ALL),
         NumberList("period"),
         Choice("validity", Discount.Validity, default=Discount.Validity.UNLIMITED),

@@ -23,13 +23,41 @@ ACTION_LABELS = {"order": "new orders", "prolong": "renewals", "all": "new order
 
 
 class Shape(NamedTuple):
-    """What a line's discounts depend on besides the client: its tariff, kind and period."""
+    """What a line's discounts depend on besides the client: its tariff, kind, period, and the
+    currency when it is not the provider's (fixed amounts are in the provider's currency)."""
 
     tariff_id: int
     tariff_name: str
     daily: bool
     kind: str
     period: int
+    foreign_currency: str | None = None
+
+
+class ValueType:
+    PERCENT = "percent"
+    AMOUNT = "amount"
+    PRICE = "price"
+
+
+def _percent_off(value: Decimal, price: Decimal) -> Decimal:
+    return price * value / 100
+
+
+def _amount_off(value: Decimal, price: Decimal) -> Decimal:
+    return min(value, price)
+
+
+def _price_set(value: Decimal, price: Decimal) -> Decimal:
+    return max(price - value, Decimal(0))
+
+
+# What each value type takes off a price, before its share and rounding: one function per type.
+VALUE_TYPES = {
+    ValueType.PERCENT: _percent_off,
+    ValueType.AMOUNT: _amount_off,
+    ValueType.PRICE: _price_set,
+}
 
 
 @dataclass(frozen=True)
@@ -39,9 +67,10 @@ class CompiledDiscount:
     tariffs: frozenset[int] | None  # None: every tariff of the provider
     action: str
     periods: tuple[int, ...]  # empty: every period
-    percentage: Decimal
+    percentage: Decimal  # the value: a percentage, an amount off or a final price
     validity_months: int | None
     broken: str | None = None
+    valuetype: str = ValueType.PERCENT
     # Where a line keeps this discount's amount: discounts alike in percentage (and, on new
     # orders, validity) share one, so a line computes each amount once (see quote._LinePrices).
     slot_new: int = 0
@@ -51,9 +80,19 @@ class CompiledDiscount:
     def label(self) -> str:
         return format(self.percentage.normalize(), "f")
 
+    @property
+    def fixed(self) -> bool:
+        """An amount or a price: its amount on a line is not ordered by a percentage."""
+        return self.valuetype != ValueType.PERCENT
+
     def shape_refusal(self, shape: Shape) -> str | None:
         if self.broken:
             return f"discount {self.id} cannot be used: {self.broken}"
+        if self.fixed and shape.foreign_currency:
+            return (
+                f"discount {self.id} is in the provider's currency, "
+                f"the line is in {shape.foreign_currency}"
+            )
         if self.tariffs is not None and shape.tariff_id not in self.tariffs:
             return f"discount {self.id} does not cover tariff {shape.tariff_name}"
         if shape.kind not in ACTION_KINDS[self.action]:
@@ -84,17 +123,24 @@ class CompiledDiscount:
         return Decimal(1)
 
     def rank(self, shape: Shape) -> Decimal:
-        """Orders a line's discounts as their amounts order them (the amount is monotone in it)."""
+        """Orders a line's percentage discounts as their amounts order them (the amount is
+        monotone in it); fixed amounts and prices are ordered per line, by their amounts."""
         return self.percentage * self.share(shape)
 
     def amount(self, price: Decimal, shape: Shape, minor_units: int) -> Decimal:
-        share = self.share(shape)
-        amount = money_round(price * self.percentage / 100 * share, minor_units=minor_units)
-        return min(amount, price)
+        """What the discount takes off `price` (the line's, or what earlier combinable
+        promotions left of it), never more than the price."""
+        off = VALUE_TYPES[self.valuetype](self.percentage, price) * self.share(shape)
+        return min(max(money_round(off, minor_units=minor_units), Decimal(0)), price)
 
     def applied(self, amount: Decimal, shape: Shape) -> str:
+        what = {
+            ValueType.PERCENT: f"{self.label}% off",
+            ValueType.AMOUNT: f"{self.label} off",
+            ValueType.PRICE: f"price {self.label}",
+        }[self.valuetype]
         if self.validity_months is not None and shape.kind == Kind.NEW:
             months = min(shape.period, self.validity_months)
             if months < shape.period:
-                return f"{self.label}% off for {months} of {shape.period} months ({amount})"
-        return f"{self.label}% off ({amount})"
+                return f"{what} for {months} of {shape.period} months ({amount})"
+        return f"{what} ({amount})"

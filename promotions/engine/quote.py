@@ -1,13 +1,19 @@
-"""Quote an order against the provider's compiled rules: which promotion discounts each line, and
+"""Quote an order against the provider's compiled rules: which promotions discount each line, and
 why others do not.
 
-A line's discount is the largest any applicable promotion gives (ties go to the lower promotion
-id). The default answer walks the line's ranked discounts only until the winner is certain, and
-carries the winner, the runner-up, the promotions ranked above the winner that missed (a failed
-condition or code: the near misses) and the promotions of the codes the order names. With
-`explain`, every live promotion's verdict on every line is given.
+The ordering rule: a line's applicable promotions are taken by priority (higher first), then
+discount (larger first), then promotion id. The first always applies; if it is exclusive nothing
+else does; otherwise every following combinable promotion applies too, each on the price the ones
+before it left, and the exclusive ones below are skipped. The line's discount never exceeds its
+price nor the provider's `max_discount` percent of it. The default answer walks the line's
+ranked discounts only until the first is certain (and, when it is combinable, the combinable
+ones), and carries the first, the runner-up, the promotions ranked above the first that missed
+(a failed condition or code: the near misses), the stacked ones and the promotions of the codes
+the order names. With `explain`, every live promotion's verdict on every line is given.
 """
 
+import heapq
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 
@@ -16,12 +22,23 @@ from django.utils import timezone
 
 from billing.models import Client, Currency, Tariff
 from common.money import money_round
+from promotions.engine.budgets import budget_period_key, budgets_left
 from promotions.engine.codes import CodeRow, code_refusal
 from promotions.engine.conditions import ConditionCheck, Outcome, safely
 from promotions.engine.discounts import CompiledDiscount, Shape
 from promotions.engine.facts import ClientFacts, Fact, load_facts
-from promotions.engine.rules import CompiledPromotion, RuleSet, ShapeRules, rules_for
-from promotions.engine.types import CodeVerdict, Kind, Line, LineQuote, Order, Quote, Verdict
+from promotions.engine.rules import CompiledPromotion, Ranked, RuleSet, ShapeRules, rules_for
+from promotions.engine.types import (
+    Applied,
+    BudgetView,
+    CodeVerdict,
+    Kind,
+    Line,
+    LineQuote,
+    Order,
+    Quote,
+    Verdict,
+)
 from promotions.models import PromoCode
 
 # Near misses reported per line in the default answer: those that would have given the most.
@@ -30,10 +47,18 @@ NEEDS_A_CODE = Outcome(False, "needs one of its promo codes")
 
 
 def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currency]]:
-    """The order's client, tariffs and currencies, or a ValidationError naming what is wrong."""
+    """The order's client (with its provider's currency and cap), tariffs and currencies, or a
+    ValidationError naming what is wrong."""
     client = (
         Client.objects.filter(pk=order.client_id, provider_id=order.provider_id)
-        .only("id", "registration_date")
+        .select_related("provider__currency")
+        .only(
+            "id",
+            "registration_date",
+            "provider__max_discount",
+            "provider__currency__iso",
+            "provider__currency__minor_units",
+        )
         .first()
     )
     if client is None:
@@ -69,8 +94,20 @@ class _Evaluation:
     """One quote's evaluation: what is decided once per promotion (codes, conditions) is
     remembered across the order's lines."""
 
-    def __init__(self, rules: RuleSet, order: Order, facts: ClientFacts, codes: dict):
+    def __init__(
+        self,
+        rules: RuleSet,
+        order: Order,
+        facts: ClientFacts,
+        codes: dict,
+        *,
+        currency: str,
+        max_discount: Decimal,
+    ):
         self.rules, self.order, self.facts = rules, order, facts
+        self.currency, self.max_discount = currency, max_discount
+        # Promotions that do not apply to this order whatever the line (a budget too short).
+        self.excluded: dict[int, str] = {}
         self.codes = self._check_codes(codes)
         self.by_promotion: dict[int, list[CodeVerdict]] = {}
         for verdict in self.codes:
@@ -116,6 +153,9 @@ class _Evaluation:
         found = self._eligible.get(pid)
         if found is not None:
             return found
+        if pid in self.excluded:
+            found = self._eligible[pid] = (Outcome(False, self.excluded[pid]), None)
+            return found
         promotion = self.rules.promotions[pid]
         code = None
         outcome = None
@@ -152,31 +192,68 @@ class _Evaluation:
             self._every = [(pid, self.eligible(pid)[0]) for pid in self.rules.order]
         return self._every
 
+    def exclude(self, pid: int, reason: str) -> None:
+        """The promotion does not apply to this order (its budget is short): quote the lines again."""
+        self.excluded[pid] = reason
+        self._eligible.pop(pid, None)
+        self._every = None
+
     def line(self, line: Line, tariff: Tariff, minor_units: int, explain: bool) -> LineQuote:
+        foreign = None if line.currency == self.currency else line.currency
         shape = Shape(
-            tariff.pk, tariff.name, tariff.charge == Tariff.Charge.DAILY, line.kind, line.period
+            tariff.pk,
+            tariff.name,
+            tariff.charge == Tariff.Charge.DAILY,
+            line.kind,
+            line.period,
+            foreign,
         )
         priced = _LinePrices(line.price, shape, minor_units, self.rules.price_slots)
         rules = self.rules.shape(shape)
-        winner, best, runner, near = self._walk(line, shape, rules, priced)
+        first, best, runner, near, stacked = self._walk(line, rules, priced)
+        applied, left_out = self._stack(first, stacked, line, shape, minor_units)
         if explain:
             outcomes = self.every_outcome()
         else:
-            shown = {p for p in (winner, runner, *near, *self.coded) if p is not None}
+            shown = {p for p in (first, runner, *near, *self.coded, *stacked) if p is not None}
             outcomes = [(pid, self.eligible(pid)[0]) for pid in sorted(shown)]
         verdicts = []
-        losing = f"not chosen: promotion {winner} gives {best}, this one " if winner else ""
+        # Each losing verdict is this line's words around its own amount: made once per line
+        # (an explained quote of a large catalogue makes thousands).
+        if first is None:
+            losing = "not applied: "
+        elif not self.rules.promotions[first].combinable:
+            losing = (
+                f"not applied: promotion {first} is exclusive and goes first "
+                f"(it gives {best}, this one "
+            )
+        else:
+            losing = (
+                f"not applied: below promotion {first} in priority "
+                "(this one is exclusive and would give "
+            )
+        closing = "" if first is None else ")"
+        cap_note = (
+            f"; capped at the provider's maximum of {_percent(self.max_discount)}% of the price"
+        )
         offers = rules.offers
         for pid, outcome in outcomes:
             if not outcome.holds:
                 verdicts.append(Verdict(pid, False, outcome.reason))
                 continue
-            if pid == winner:
-                _, discount, _ = self._offer(pid, line, rules, priced)
-                verdicts.append(Verdict(pid, True, f"applied: {discount.applied(best, shape)}"))
+            if pid in applied:
+                discount, amount, capped = applied[pid]
+                text = discount.applied(amount, shape) + (cap_note if capped else "")
+                if pid == first:
+                    verdicts.append(Verdict(pid, True, f"applied: {text}"))
+                else:
+                    verdicts.append(Verdict(pid, True, f"{_combined(applied, pid)}: {text}"))
                 continue
-            top, _, refusal, served = offers[pid]
-            if served:
+            if pid in left_out:
+                verdicts.append(Verdict(pid, False, left_out[pid]))
+                continue
+            top, _, refusal, per_line = offers[pid]
+            if per_line:
                 _, top, refusal = self._offer(pid, line, rules, priced)
             if top is None:
                 verdicts.append(Verdict(pid, False, refusal))
@@ -186,13 +263,18 @@ class _Evaluation:
             if amount <= 0:
                 verdicts.append(Verdict(pid, False, "its discount comes to nothing on this line"))
             else:
-                verdicts.append(Verdict(pid, False, losing + text))
+                verdicts.append(Verdict(pid, False, losing + text + closing))
+        parts = tuple(
+            Applied(pid, self.eligible(pid)[1], amount) for pid, (_, amount, _) in applied.items()
+        )
         return LineQuote(
             line=line,
-            discount=best if winner else Decimal(0) * line.price,
-            promotion_id=winner,
-            code=self.eligible(winner)[1] if winner else None,
+            discount=sum((a.discount for a in parts), Decimal(0) * line.price),
+            # The first that gave something (a cap of 0% leaves nothing applied).
+            promotion_id=parts[0].promotion_id if parts else None,
+            code=parts[0].code if parts else None,
             verdicts=verdicts,
+            applied=parts,
         )
 
     def _usable(self, discount: CompiledDiscount, line: Line) -> bool:
@@ -200,28 +282,49 @@ class _Evaluation:
             line, self.facts
         )
 
-    def _walk(self, line: Line, shape: Shape, rules: ShapeRules, priced: "_LinePrices"):
-        """The winner and its amount, the runner-up, and the near misses ranked above the winner:
-        the line's discounts are taken best first, so the walk stops once the winner is certain."""
-        winner, best, tied, runner = None, None, [], None
-        near: dict[int, None] = {}  # ranked above the winner, missing a condition or a code
-        unserved: dict[int, None] = {}  # ranked above the winner, missing the renewed service
-        offered: set[int] = set()
-        looked = 0  # entries below the winner looked at for a runner-up
-        for _, pid, discount in self.rules.ranked(rules, self.coded):
-            if pid in offered or pid in near:
+    def _entries(self, ranked: Ranked, priced: "_LinePrices") -> Iterator[tuple]:
+        """(minus priority, promotion id, discount) for the line's discounts in the order they
+        apply: priority, then amount, then promotion id. Percentage discounts come ranked from
+        the rule set; fixed amounts and prices are placed by their amounts on this line."""
+        percent = self.rules.ranked(ranked, self.coded)
+        fixed = self.rules.fixed(ranked, self.coded)
+        if not fixed:
+            for neg_priority, _, pid, discount in percent:
+                yield neg_priority, pid, discount
+            return
+        placed = sorted(((p, -priced.amount(d), pid, d.id), pid, d) for p, pid, d in fixed)
+        keyed = (((e[0], -priced.amount(e[3]), e[2], e[3].id), e[2], e[3]) for e in percent)
+        for key, pid, discount in heapq.merge(keyed, placed, key=lambda k: k[0]):
+            yield key[0], pid, discount
+
+    def _walk(self, line: Line, rules: ShapeRules, priced: "_LinePrices"):
+        """The promotion that applies first and its amount, the runner-up, the near misses ranked
+        above it, and (when the first is combinable) the combinable promotions that stack on it.
+
+        The line's discounts are taken in order (priority, amount, id), so the walk for the first
+        stops once it is certain; the stacking walk reads only the combinable promotions."""
+        first, first_priority, best, tied, runner = None, None, None, [], None
+        chosen: dict[int, CompiledDiscount] = {}
+        near: dict[int, None] = {}  # ranked above the first, missing a condition or a code
+        unserved: dict[int, None] = {}  # ranked above the first, missing the renewed service
+        looked = 0  # entries below the first looked at for a runner-up
+        if line.price <= 0:
+            return None, None, None, near, {}
+        for neg_priority, pid, discount in self._entries(rules.ranked, priced):
+            if pid in chosen or pid in near:
                 continue  # its best discount came first
-            if winner is not None:
-                # Past the winner only a tie (a lower id at the same amount) can change it;
-                # a runner-up is looked for among the next few, not through the catalogue.
+            if first is not None:
+                # Past the first only a tie (same priority and amount, a lower id) can change
+                # it; a runner-up is looked for among the next few, not through the catalogue.
                 amount = priced.amount(discount)
-                if amount < best:
-                    if looked >= NEAR_MISSES or amount <= 0:
+                same = neg_priority == first_priority and amount == best
+                if not same:
+                    if looked >= NEAR_MISSES:
                         break
                     looked += 1
-                if self.eligible(pid)[0].holds and self._usable(discount, line):
-                    offered.add(pid)
-                    if amount == best:
+                if amount > 0 and self.eligible(pid)[0].holds and self._usable(discount, line):
+                    chosen[pid] = discount
+                    if same:
                         tied.append(pid)
                     else:
                         runner = pid
@@ -236,16 +339,71 @@ class _Evaluation:
                 continue
             amount = priced.amount(discount)
             if amount <= 0:
-                break  # every discount ranked below comes to nothing too
-            offered.add(pid)
-            winner, best = pid, amount
+                continue  # a lower priority may still give something
+            chosen[pid] = discount
+            first, first_priority, best = pid, neg_priority, amount
         if tied:
-            everyone = sorted({winner, *tied})
-            winner, runner = everyone[0], everyone[1]
+            everyone = sorted({first, *tied})
+            first, runner = everyone[0], everyone[1]
         for pid in unserved:
-            if pid not in offered and len(near) < NEAR_MISSES:
+            if pid not in chosen and len(near) < NEAR_MISSES:
                 near[pid] = None
-        return winner, best, runner, near
+        stacked: dict[int, CompiledDiscount] = {}
+        if first is not None:
+            stacked[first] = chosen[first]
+            if self.rules.promotions[first].combinable:
+                stacked.update(self._stacking(line, rules, priced, first))
+        return first, best, runner, near, stacked
+
+    def _stacking(self, line: Line, rules: ShapeRules, priced: "_LinePrices", first: int):
+        """Every combinable promotion that applies after the first, in order (priority, amount,
+        id): each one's best discount on the line's price."""
+        found, done = [], {first}
+        for neg_priority, pid, discount in self._entries(rules.stacking, priced):
+            if pid in done:
+                continue
+            amount = priced.amount(discount)
+            if amount <= 0 or not self.eligible(pid)[0].holds:
+                done.add(pid)  # its best discount comes to nothing, or it does not apply
+                continue
+            if not self._usable(discount, line):
+                continue  # its next discount may serve
+            done.add(pid)
+            found.append(((neg_priority, -amount, pid), discount))
+        found.sort(key=lambda f: f[0])  # equal amounts of unequal ranks: by id
+        return {key[2]: discount for key, discount in found}
+
+    def _stack(
+        self,
+        first: int | None,
+        stacked: dict[int, CompiledDiscount],
+        line: Line,
+        shape: Shape,
+        minor_units: int,
+    ) -> tuple[dict[int, tuple[CompiledDiscount, Decimal, bool]], dict[int, str]]:
+        """Each stacked promotion's amount on the price the ones before it left, within the
+        provider's cap; and why a stacked promotion was left with nothing."""
+        applied, left_out = {}, {}
+        if first is None:
+            return applied, left_out
+        remaining = line.price
+        cap_left = money_round(line.price * self.max_discount / 100, minor_units=minor_units)
+        for pid, discount in stacked.items():
+            amount = discount.amount(remaining, shape, minor_units)
+            capped = amount > cap_left
+            amount = min(amount, cap_left)
+            if amount <= 0:
+                left_out[pid] = (
+                    f"not applied: the line's discount is capped at {_percent(self.max_discount)}% "
+                    "of its price"
+                    if capped
+                    else "not applied: nothing is left of the price to take off"
+                )
+                continue
+            applied[pid] = (discount, amount, capped)
+            remaining -= amount
+            cap_left -= amount
+        return applied, left_out
 
     def _offer(self, pid: int, line: Line, rules: ShapeRules, priced: "_LinePrices"):
         """The promotion's best discount on the line as (amount, discount, None), or
@@ -269,6 +427,20 @@ class _Evaluation:
             if best is None or amount > best:
                 best, chosen = amount, discount
         return best, chosen, None
+
+
+def _percent(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _combined(applied: dict, pid: int) -> str:
+    """ "combined with promotion 3" (or "promotions 3, 5"): the promotions stacked before it."""
+    before = []
+    for other in applied:
+        if other == pid:
+            break
+        before.append(str(other))
+    return f"combined with promotion{'s' if len(before) > 1 else ''} {', '.join(before)}"
 
 
 class _LinePrices:
@@ -298,11 +470,20 @@ def _codes(order: Order) -> dict[str, CodeRow]:
     return {row[1]: CodeRow(*row) for row in rows}
 
 
-def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = None) -> Quote:
+def quote_order(
+    *,
+    order: Order,
+    explain: bool = False,
+    rules: RuleSet | None = None,
+    budget_refusals: dict[int, str] | None = None,
+) -> Quote:
     """Read-only: decides every line's discount against the provider's rules for the order's day.
 
-    `explain` gives every live promotion's verdict on every line; otherwise the winner's, the
-    runner-up's, the near misses' and those of the promotions of the codes named.
+    `explain` gives every live promotion's verdict on every line; otherwise the first's, the
+    runner-up's, the near misses', the stacked ones' and those of the promotions of the codes
+    named. A budgeted promotion applies only when what is left of its budget covers all it
+    gives the order (no partial discounts); `budget_refusals` names promotions a redemption
+    found short under its lock, which do not apply whatever the quote reads.
     """
     client, tariffs, currencies = _resolve(order)
     rules = rules or rules_for(order.provider_id, timezone.localdate(order.at))
@@ -324,15 +505,24 @@ def quote_order(*, order: Order, explain: bool = False, rules: RuleSet | None = 
             and (c.account_uselimit is not None or c.expiretype == "period")
         ],
     )
+    provider = client.provider
     return quote_evaluate(
         order=order,
         rules=rules,
         facts=facts,
         tariffs=tariffs,
         currencies=currencies,
+        currency=provider.currency.iso,
+        max_discount=provider.max_discount,
         codes=codes,
         explain=explain,
+        budget_refusals=budget_refusals,
     )
+
+
+# What the budgeted promotions applied to an order need and have left: (rules, order, its lines,
+# minor units) -> one view per budgeted promotion applied.
+BudgetsLeft = Callable[[RuleSet, Order, list[LineQuote], int], list[BudgetView]]
 
 
 def quote_evaluate(
@@ -342,12 +532,18 @@ def quote_evaluate(
     facts: ClientFacts,
     tariffs: dict[int, Tariff],
     currencies: dict[str, Currency],
+    currency: str,
+    max_discount: Decimal,
     codes: dict[str, CodeRow] | None = None,
     explain: bool = False,
+    budget_refusals: dict[int, str] | None = None,
+    budgets_left: "BudgetsLeft | None" = None,
 ) -> Quote:
-    """The quote of an order whose client, tariffs, currencies, codes and facts are already
-    read: no queries. `quote_order` reads them for one order; a backtest reads them for many
-    orders at once and replays each through here, so both decide alike."""
+    """The quote of an order whose client, tariffs, currencies, codes and facts are already read
+    (`currency` and `max_discount` are its provider's): `quote_order` reads them for one order;
+    a backtest reads them for many orders at once and replays each through here, so both decide
+    alike. Budgets are read by `budgets_left` (by default what the database holds; a backtest
+    keeps its own)."""
     order = replace(
         order,
         lines=tuple(
@@ -357,17 +553,54 @@ def quote_evaluate(
             for ln in order.lines
         ),
     )
-    evaluation = _Evaluation(rules, order, facts, codes or {})
-    lines = [
-        evaluation.line(
-            line, tariffs[line.tariff_id], currencies[line.currency].minor_units, explain
-        )
-        for line in order.lines
-    ]
+    evaluation = _Evaluation(
+        rules, order, facts, codes or {}, currency=currency, max_discount=max_discount
+    )
+    for pid, reason in (budget_refusals or {}).items():
+        evaluation.exclude(pid, reason)
+    minor_units = currencies[order.lines[0].currency].minor_units
+    while True:
+        lines = [
+            evaluation.line(line, tariffs[line.tariff_id], minor_units, explain)
+            for line in order.lines
+        ]
+        budgets = (budgets_left or _budgets)(rules, order, lines, minor_units)
+        short = [(b.promotion_id, b.refusal()) for b in budgets if b.refusal()]
+        if not short:
+            break
+        for pid, reason in short:  # each round leaves one more promotion out: it ends
+            evaluation.exclude(pid, reason)
     return Quote(
         order=order,
         lines=lines,
         codes=evaluation.codes,
         rules_version=rules.version,
         explained=explain,
+        budgets=budgets,
+    )
+
+
+def _budgets(
+    rules: RuleSet, order: Order, lines: list[LineQuote], minor_units: int
+) -> list[BudgetView]:
+    """What the budgeted promotions applied to the order need, and what they have left."""
+    needs: dict[int, Decimal] = {}
+    for lq in lines:
+        for part in lq.applied:
+            if rules.promotions[part.promotion_id].budgeted:
+                needs[part.promotion_id] = needs.get(part.promotion_id, Decimal(0)) + part.discount
+    if not needs:
+        return []
+    return budgets_left(
+        client_id=order.client_id,
+        needs={
+            pid: (
+                budget_period_key(rules.promotions[pid].budget_period, order.at),
+                need,
+                rules.promotions[pid].budget,
+                rules.promotions[pid].client_budget,
+            )
+            for pid, need in needs.items()
+        },
+        minor_units=minor_units,
     )

@@ -45,11 +45,38 @@ class CompiledPromotion:
     needs_code: bool
     conditions: ConditionGroups[ConditionCheck]
     discounts: tuple[CompiledDiscount, ...]  # in id order, as refusals are reported
+    priority: int = 0
+    combinable: bool = False
+    budget: Decimal | None = None
+    client_budget: Decimal | None = None
+    budget_period: str = "total"
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget is not None or self.client_budget is not None
 
     @property
     def conditions_key(self) -> tuple:
         """Promotions whose conditions are alike hold alike: one check per quote serves them."""
         return tuple(tuple(c.signature for c in term) for term in self.conditions.terms)
+
+
+# (minus priority, minus rank, promotion id, discount): a percentage discount's place on a line.
+Entry = tuple[int, Decimal, int, CompiledDiscount]
+# (minus priority, promotion id, discount): a fixed amount or price, placed per line by its amount.
+FixedEntry = tuple[int, int, CompiledDiscount]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Discounts not refused for a shape, in the order they can apply: percentage discounts best
+    first (one list for promotions without codes, one per promotion that needs a code), and the
+    fixed amounts and prices, which a line orders by their amounts."""
+
+    open: tuple[Entry, ...]
+    coded: dict[int, tuple[Entry, ...]]
+    fixed_open: tuple[FixedEntry, ...]
+    fixed_coded: dict[int, tuple[FixedEntry, ...]]
 
 
 @dataclass(frozen=True)
@@ -58,18 +85,18 @@ class ShapeRules:
 
     `refusals[pid]`: each discount of the promotion in id order, with its refusal or None.
     `offers[pid]`: the promotion's best-ranked discount not refused, those discounts (in id
-    order), the joined refusals when there is none, and whether one of them still depends on
-    the renewed service.
-    `ranked_*`: (minus rank, promotion id, discount) for every discount not refused, best first;
-    one list for promotions without codes, one per promotion that needs a code.
+    order), the joined refusals when there is none, and whether its best discount is decided
+    per line (one depends on the renewed service, or a fixed amount is among several).
+    `ranked`: every promotion's discounts; `stacking`: only the combinable promotions', which
+    are all a line walks once a combinable promotion applied first.
     """
 
     refusals: dict[int, tuple[tuple[CompiledDiscount, str | None], ...]]
     offers: dict[
         int, tuple[CompiledDiscount | None, tuple[CompiledDiscount, ...], str | None, bool]
     ]
-    ranked_open: tuple[tuple[Decimal, int, CompiledDiscount], ...]
-    ranked_coded: dict[int, tuple[tuple[Decimal, int, CompiledDiscount], ...]]
+    ranked: Ranked
+    stacking: Ranked
 
 
 class RuleSet:
@@ -144,10 +171,16 @@ class RuleSet:
 
     def _build_shape(self, shape: Shape) -> ShapeRules:
         refusals, offers = {}, {}
-        ranked_open, ranked_coded = [], {}
+        ranked = {False: ([], {}, [], {}), True: ([], {}, [], {})}  # by "combinable only"
         for pid in self.order:
             promotion = self.promotions[pid]
             tried = tuple((d, d.shape_refusal(shape)) for d in promotion.discounts)
+            if promotion.budgeted and shape.foreign_currency:
+                why = (
+                    "its budget is in the provider's currency, "
+                    f"the line is in {shape.foreign_currency}"
+                )
+                tried = tuple((d, refusal or why) for d, refusal in tried)
             refusals[pid] = tried
             usable = tuple(d for d, refusal in tried if refusal is None)
             offers[pid] = (
@@ -156,26 +189,47 @@ class RuleSet:
                 None
                 if usable
                 else "; ".join(r for _, r in tried) or "the promotion has no discounts",
-                any(d.needs_service(shape.kind) for d in usable),
+                any(d.needs_service(shape.kind) for d in usable)
+                or (len(usable) > 1 and any(d.fixed for d in usable)),
             )
-            ranked = [(-d.rank(shape), pid, d) for d, refusal in tried if refusal is None]
-            if promotion.needs_code:
-                ranked_coded[pid] = tuple(sorted(ranked, key=_rank_key))
-            else:
-                ranked_open.extend(ranked)
-        return ShapeRules(refusals, offers, tuple(sorted(ranked_open, key=_rank_key)), ranked_coded)
+            entries = [(-promotion.priority, -d.rank(shape), pid, d) for d in usable if not d.fixed]
+            fixed = [(-promotion.priority, pid, d) for d in usable if d.fixed]
+            for combinable_only in (False, True):
+                if combinable_only and not promotion.combinable:
+                    continue
+                open_, coded, fixed_open, fixed_coded = ranked[combinable_only]
+                if promotion.needs_code:
+                    coded[pid] = tuple(sorted(entries, key=_rank_key))
+                    if fixed:
+                        fixed_coded[pid] = tuple(fixed)
+                else:
+                    open_.extend(entries)
+                    fixed_open.extend(fixed)
+        built = {
+            only: Ranked(tuple(sorted(o, key=_rank_key)), c, tuple(fo), fc)
+            for only, (o, c, fo, fc) in ranked.items()
+        }
+        return ShapeRules(refusals, offers, built[False], built[True])
 
-    def ranked(self, rules: ShapeRules, coded: list[int]) -> Iterator:
-        """The discounts of the open promotions and of the coded ones named, best first."""
+    def ranked(self, ranked: Ranked, coded: list[int]) -> Iterator[Entry]:
+        """The percentage discounts of the open promotions and of the coded ones named, in
+        order of priority, then rank."""
         if not coded:
-            return iter(rules.ranked_open)
+            return iter(ranked.open)
         return heapq.merge(
-            rules.ranked_open, *(rules.ranked_coded.get(pid, ()) for pid in coded), key=_rank_key
+            ranked.open, *(ranked.coded.get(pid, ()) for pid in coded), key=_rank_key
         )
 
+    def fixed(self, ranked: Ranked, coded: list[int]) -> list[FixedEntry]:
+        """The fixed amounts and prices of the open promotions and of the coded ones named."""
+        if not ranked.fixed_coded or not coded:
+            return list(ranked.fixed_open)
+        named = (e for pid in coded for e in ranked.fixed_coded.get(pid, ()))
+        return [*ranked.fixed_open, *named]
 
-def _rank_key(entry: tuple[Decimal, int, CompiledDiscount]) -> tuple[Decimal, int, int]:
-    return entry[0], entry[1], entry[2].id
+
+def _rank_key(entry: Entry) -> tuple[int, Decimal, int, int]:
+    return entry[0], entry[1], entry[2], entry[3].id
 
 
 # Versions ---------------------------------------------------------------------------------------
@@ -207,24 +261,28 @@ def rules_version_bump(*, provider_id: int) -> int:
 def _compiled_discount(
     row: tuple, tariffs: dict[int, frozenset[int]], slots: dict[tuple, int]
 ) -> CompiledDiscount:
-    pk, pid, kind, action, periods, percentage, validity, months = row
+    pk, pid, kind, action, periods, percentage, validity, months, valuetype, amount = row
     months = months if validity == Discount.Validity.MONTHS else None
     broken = None
     if not isinstance(periods, list) or not all(isinstance(p, int) and p >= 1 for p in periods):
         broken, periods = "its order periods are not months", []
     elif kind not in Discount.Type.values or action not in Discount.ActionType.values:
         broken = "its type is unknown"
+    value = percentage if valuetype == Discount.ValueType.PERCENT else amount
+    if valuetype not in Discount.ValueType.values or value is None or value < 0:
+        broken, valuetype, value = "its value is not set", Discount.ValueType.PERCENT, Decimal(0)
     return CompiledDiscount(
         id=pk,
         promotion_id=pid,
         tariffs=None if kind == Discount.Type.ALL else tariffs.get(pk, frozenset()),
         action=action if action in Discount.ActionType.values else Discount.ActionType.ALL,
         periods=tuple(periods),
-        percentage=percentage,
+        percentage=value,
         validity_months=months,
         broken=broken,
-        slot_new=slots.setdefault(("new", percentage, months), len(slots)),
-        slot_renewal=slots.setdefault(("renewal", percentage), len(slots)),
+        valuetype=valuetype,
+        slot_new=slots.setdefault(("new", valuetype, value, months), len(slots)),
+        slot_renewal=slots.setdefault(("renewal", valuetype, value), len(slots)),
     )
 
 
@@ -241,9 +299,17 @@ def compile_rules(
         Promotion.objects.filter(chosen)
         .filter(provider_id=provider_id)
         .annotate(needs_code=Exists(PromoCode.objects.filter(promotion=OuterRef("pk"))))
-        .values_list("id", "needs_code")
+        .values_list(
+            "id",
+            "needs_code",
+            "priority",
+            "combine",
+            "budget",
+            "client_budget",
+            "budget_period",
+        )
     )
-    ids = [pid for pid, _ in live]
+    ids = [pid for pid, *_ in live]
     discounts = list(
         Discount.objects.filter(promotion_id__in=ids)
         .order_by("id")
@@ -256,6 +322,8 @@ def compile_rules(
             "percentage",
             "validity",
             "validitylength",
+            "valuetype",
+            "amount",
         )
     )
     covered: dict[int, set[int]] = {}
@@ -286,8 +354,13 @@ def compile_rules(
                 key_of=lambda c: c.spec.id,
             ),
             discounts=tuple(by_promotion.get(pid, ())),
+            priority=priority,
+            combinable=combine == Promotion.Combine.COMBINABLE,
+            budget=budget,
+            client_budget=client_budget,
+            budget_period=budget_period,
         )
-        for pid, needs_code in live
+        for pid, needs_code, priority, combine, budget, client_budget, budget_period in live
     )
     return RuleSet(
         provider_id=provider_id,
@@ -305,7 +378,7 @@ _process_lock = threading.Lock()
 
 
 def _cache_key(provider_id: int, version: int, day: datetime.date) -> str:
-    return f"promotions:rules:1:{provider_id}:{version}:{day.isoformat()}"
+    return f"promotions:rules:2:{provider_id}:{version}:{day.isoformat()}"
 
 
 def _remember(key: tuple[int, int, datetime.date], rules: RuleSet) -> None:

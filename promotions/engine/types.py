@@ -49,13 +49,22 @@ class Verdict(NamedTuple):
     reason: str
 
 
+class Applied(NamedTuple):
+    """One promotion's part of a line's discount: the first, then the combinable ones stacked."""
+
+    promotion_id: int
+    code: str | None
+    discount: Decimal
+
+
 @dataclass
 class LineQuote:
     line: Line
     discount: Decimal
-    promotion_id: int | None = None
+    promotion_id: int | None = None  # the promotion that applied first
     code: str | None = None
     verdicts: list[Verdict] = field(default_factory=list)
+    applied: tuple[Applied, ...] = ()
 
     @property
     def final_price(self) -> Decimal:
@@ -73,6 +82,25 @@ class CodeVerdict:
     row: Any = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class BudgetView:
+    """What a budgeted promotion has left in the order's period and what this order needs of it
+    (None: no such budget). A quote shows it; only a redemption reserves it."""
+
+    promotion_id: int
+    period: str
+    needs: Decimal
+    left: Decimal | None
+    client_left: Decimal | None
+
+    def refusal(self) -> str | None:
+        if self.left is not None and self.needs > self.left:
+            return f"budget: {self.left} left, this order needs {self.needs}"
+        if self.client_left is not None and self.needs > self.client_left:
+            return f"client budget: {self.client_left} left, this order needs {self.needs}"
+        return None
+
+
 @dataclass
 class Quote:
     order: Order
@@ -82,6 +110,7 @@ class Quote:
     rules_version: int = 0
     # Every promotion's verdict on every line, or only the winners', the codes' and near misses'.
     explained: bool = False
+    budgets: list[BudgetView] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
@@ -93,4 +122,16 @@ class Quote:
 
     def used_codes(self) -> list[str]:
         """The codes that gave at least one line its discount, in order of first use."""
-        return list(dict.fromkeys(lq.code for lq in self.lines if lq.code))
+        return list(dict.fromkeys(a.code for lq in self.lines for a in lq.applied if a.code))
+
+    def applied_with(self, promotion_id: int | None) -> str | None:
+        """The code a promotion applied with on some line (None: it did not, or without one)."""
+        return next(
+            (
+                a.code
+                for lq in self.lines
+                for a in lq.applied
+                if a.promotion_id == promotion_id and a.code
+            ),
+            None,
+        )

@@ -4,17 +4,29 @@ import dataclasses
 import hashlib
 import itertools
 import json
+from decimal import ROUND_DOWN, Decimal
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from common.actors import Actor
+from common.money import money_round
 from common.services import history_record
 from common.throttle import throttle_check, throttle_fail
 from promotions.engine import Order, Quote, quote_order
 from promotions.engine.present import quote_as_dict
-from promotions.models import PromoCode, PromoCodeUsage, Redemption, RulesVersion
+from promotions.engine.types import BudgetView
+from promotions.models import (
+    BudgetCharge,
+    BudgetSpend,
+    ClientBudgetSpend,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+    Redemption,
+    RulesVersion,
+)
 from promotions.services.orders import idempotency_key_clean
 
 # Redemptions ------------------------------------------------------------------------------------
@@ -91,6 +103,14 @@ class _RulesMoved(Exception):
     """A rule changed between the quote and the lock: the order is quoted again."""
 
 
+class _BudgetShort(Exception):
+    """A promotion's budget could not cover what the order needs of it, under its lock."""
+
+    def __init__(self, promotion_id: int, reason: str):
+        super().__init__(reason)
+        self.promotion_id, self.reason = promotion_id, reason
+
+
 # Quotes made again when the rules keep moving under a redemption, before it gives up.
 REQUOTES = 3
 
@@ -106,6 +126,13 @@ def redemption_redeem(
     and takes the codes' uses last with guarded updates in primary-key order (each update takes
     its code's row lock and returns the code's settings under it). A code's lock is held for
     its update and the commit, whatever the size of the catalogue.
+
+    Budgets: the discount each budgeted promotion gives the order is reserved last, in the same
+    transaction, by a guarded update of the period's budget row (`spent + x <= budget`; the same
+    statement makes the row for a period's first redemption), and the client's row likewise, in
+    promotion order after the codes. A budget found short leaves the
+    promotion out: the order is quoted again without it (no partial discounts), and an order
+    that named its code is refused with the budget's reason.
     """
     idempotency_key = idempotency_key_clean(idempotency_key)
     fingerprint = order_fingerprint(order)
@@ -120,14 +147,22 @@ def redemption_redeem(
     )
     existing = keyed.first()
     gave_up = "The promotions kept changing during the redemption; try again."
-    for attempt in range(REQUOTES):
+    short: dict[int, str] = {}  # budgets found short under their lock: left out of the quote
+    attempt = 0
+    while attempt < REQUOTES:
         if existing is not None:
             break
         try:
-            quote = _guarded_quote(order, actor) if attempt == 0 else quote_order(order=order)
+            if attempt == 0 and not short:
+                quote = _guarded_quote(order, actor)
+            else:
+                quote = quote_order(order=order, budget_refusals=short)
             _refuse_unusable(quote)
             with transaction.atomic():
                 return _redeem(order, quote, idempotency_key, fingerprint, actor), True
+        except _BudgetShort as exc:  # not an attempt: each one leaves a promotion out
+            short[exc.promotion_id] = exc.reason
+            continue
         except _RulesMoved:  # a rule or a code changed since the quote: quote again
             gave_up = "The promotions kept changing during the redemption; try again."
         except (IntegrityError, RedemptionRefused) as exc:
@@ -137,6 +172,7 @@ def redemption_redeem(
                 raise
             # Otherwise the client's own concurrent order took the slot counted: count again.
             gave_up = "The client's other orders kept taking the same codes; try again."
+        attempt += 1
     if existing is None:
         raise RedemptionRefused(gave_up)
     if existing.fingerprint != fingerprint:
@@ -153,9 +189,7 @@ def _refuse_unusable(quote: Quote) -> None:
     used = set(quote.used_codes())
     for verdict in quote.codes:
         if verdict.valid and verdict.code not in used:
-            applied_with = next(
-                (lq.code for lq in quote.lines if lq.promotion_id == verdict.promotion_id), None
-            )
+            applied_with = quote.applied_with(verdict.promotion_id)
             if applied_with:
                 refused.append(
                     f"code {verdict.code} is not needed: promotion {verdict.promotion_id} "
@@ -200,9 +234,10 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
             raise RedemptionRefused(f"code {verdict.code} may be used {limit} time(s) per client")
     # The renewed service a code discounted, when the order names one (its first such line).
     renewed = {
-        lq.code: lq.line.service_id
+        part.code: lq.line.service_id
         for lq in reversed(quote.lines)
-        if lq.code and lq.line.service_id
+        for part in lq.applied
+        if part.code and lq.line.service_id
     }
     # A client's live uses of a code hold distinct slots (a unique index): two of the client's
     # orders counting the same uses collide here, and the later one counts again.
@@ -216,11 +251,110 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
         )
         for code_id, verdict in sorted(codes.items())
     )
-    # The locks, last: one guarded update per code, in primary-key order.
+    budgets = sorted((b for b in quote.budgets if b.needs > 0), key=lambda b: b.promotion_id)
+    BudgetCharge.objects.bulk_create(
+        BudgetCharge(
+            redemption=redemption,
+            promotion_id=b.promotion_id,
+            period=b.period,
+            amount=b.needs,
+            budgeted=b.left is not None,
+            client_budgeted=b.client_left is not None,
+        )
+        for b in budgets
+    )
+    # The locks, last: one guarded update per code, in primary-key order, then the budgets'
+    # (each promotion's row, then its client row), in promotion order.
     for code_id, verdict in sorted(codes.items()):
         if _take_use(code_id=code_id, text=verdict.code) != _settings(verdict.row):
             raise _RulesMoved  # the code was changed since the quote read it
+    for budget in budgets:
+        _reserve(budget, client_id=order.client_id)
     return redemption
+
+
+# Budgets ----------------------------------------------------------------------------------------
+
+# (table, limit column on the promotion, the row's extra key column) for each kind of budget row.
+_BUDGET_ROWS = {
+    "budget": (BudgetSpend, "budget", None),
+    "client_budget": (ClientBudgetSpend, "client_budget", "client_id"),
+}
+
+
+def _budget_move(
+    kind: str, *, promotion_id: int, period: str, amount, client_id: int, give_back: bool
+) -> bool:
+    """One guarded update of a budget row: take `amount` while `spent + amount <= limit` (the
+    promotion's current limit, read by the same statement), or give it back. False: no room."""
+    model, limit, extra = _BUDGET_ROWS[kind]
+    q = connection.ops.quote_name
+    table = q(model._meta.db_table)
+    promotions = q(model._meta.get_field("promotion").related_model._meta.db_table)
+    where = "promotion_id = %s AND period = %s" + (f" AND {extra} = %s" if extra else "")
+    params = [promotion_id, period, *([client_id] if extra else [])]
+    if give_back:
+        sql = (
+            f"UPDATE {table} SET spent = ROUND(spent - %s, 4) "
+            f"WHERE {where} AND ROUND(spent - %s, 4) >= 0 RETURNING id"
+        )
+        params = [amount, *params, amount]
+    else:
+        # One statement: the period's row is made with `amount` when the limit allows it, or
+        # moved by `amount` only while `spent + amount <= limit` (a concurrent first insert of
+        # the row waits on the unique index, then takes the update). ROUND: SQLite keeps
+        # decimals as binary floats, and sums of cents must compare exactly.
+        keys = ["promotion_id", *([extra] if extra else []), "period"]
+        key_values = ["CAST(%s AS INTEGER)"] * (len(keys) - 1) + ["CAST(%s AS VARCHAR(10))"]
+        cap = f"(SELECT {q(limit)} FROM {promotions} WHERE id = {table}.promotion_id)"
+        sql = (
+            f"INSERT INTO {table} ({', '.join(keys)}, spent) "
+            f"SELECT {', '.join(key_values)}, CAST(%s AS NUMERIC(20, 4)) "
+            f"WHERE CAST(%s AS NUMERIC(20, 4)) <= (SELECT {q(limit)} FROM {promotions} WHERE id = %s) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE "
+            f"SET spent = ROUND({table}.spent + excluded.spent, 4) "
+            f"WHERE ROUND({table}.spent + excluded.spent, 4) <= {cap} RETURNING id"
+        )
+        params = [*params[:1], *params[2:], params[1], amount, amount, promotion_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
+
+
+def _reserve(budget, *, client_id: int) -> None:
+    """Take what the order needs from the promotion's budget and the client's, or refuse with
+    what is left (read after the guarded update found no room)."""
+    for kind, limited in (("budget", budget.left), ("client_budget", budget.client_left)):
+        if limited is None:
+            continue
+        moved = _budget_move(
+            kind,
+            promotion_id=budget.promotion_id,
+            period=budget.period,
+            amount=budget.needs,
+            client_id=client_id,
+            give_back=False,
+        )
+        if not moved:
+            raise _BudgetShort(budget.promotion_id, _short_reason(kind, budget, client_id))
+
+
+def _short_reason(kind: str, budget, client_id: int) -> str:
+    model, limit, extra = _BUDGET_ROWS[kind]
+    rows = model.objects.filter(promotion_id=budget.promotion_id, period=budget.period)
+    if extra:
+        rows = rows.filter(client_id=client_id)
+    spent = rows.values_list("spent", flat=True).first() or Decimal(0)
+    cap = Promotion.objects.filter(pk=budget.promotion_id).values_list(limit, flat=True).first()
+    minor_units = max(-budget.needs.as_tuple().exponent, 0)
+    left = money_round(
+        max((cap or Decimal(0)) - spent, Decimal(0)), minor_units=minor_units, rounding=ROUND_DOWN
+    )
+    views = {
+        "budget": BudgetView(budget.promotion_id, budget.period, budget.needs, left, None),
+        "client_budget": BudgetView(budget.promotion_id, budget.period, budget.needs, None, left),
+    }
+    return views[kind].refusal() or f"budget: {left} left, this order needs {budget.needs}"
 
 
 # A code's settings as the quote read them; the guarded update returns them as they are now.
@@ -278,13 +412,17 @@ def _version_and_slots(
     return rows[0][0], slots
 
 
+# A promotion that lost its lines to others by the ordering rule: its code is not refused.
+OUTRANKED = ("not applied: promotion ", "not applied: below promotion ")
+
+
 def _why_unused(quote: Quote, promotion_id: int | None) -> list[str]:
     """A valid code whose promotion does not apply at all is not the client's to use."""
     reasons = {
         v.reason
         for lq in quote.lines
         for v in lq.verdicts
-        if v.promotion_id == promotion_id and not v.reason.startswith("not chosen")
+        if v.promotion_id == promotion_id and not v.reason.startswith(OUTRANKED)
     }
     return sorted(reasons)
 
@@ -301,6 +439,22 @@ def redemption_release(*, redemption: Redemption, actor: Actor) -> Redemption:
             use_count=F("use_count") - 1
         )
     usages.update(status=PromoCodeUsage.Status.RELEASED)
+    # Each charge goes back to the period it was taken from, after the codes (the lock order
+    # of a redemption).
+    for charge in redemption.budget_charges.order_by("promotion_id"):
+        for kind, charged in (
+            ("budget", charge.budgeted),
+            ("client_budget", charge.client_budgeted),
+        ):
+            if charged:
+                _budget_move(
+                    kind,
+                    promotion_id=charge.promotion_id,
+                    period=charge.period,
+                    amount=charge.amount,
+                    client_id=redemption.client_id,
+                    give_back=True,
+                )
     redemption.status = Redemption.Status.RELEASED
     redemption.released_at = timezone.now()
     redemption.full_clean(validate_unique=False)

@@ -34,7 +34,7 @@ CASES = {
     ),
     "provider": (
         Provider,
-        lambda usd: {"name": "Cloud Co", "currency": usd.pk},
+        lambda usd: {"name": "Cloud Co", "currency": usd.pk, "max_discount": "100"},
         {"name": "Cloud Company"},
         lambda usd: ProviderFactory(currency=usd),
     ),

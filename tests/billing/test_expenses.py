@@ -8,8 +8,8 @@ import pytest
 from billing.models import Expense
 from referrals import selectors
 from referrals.accrual import rewards_accrue
-from referrals.models import Reward, Rule
-from tests.factories import ClientFactory, ReferralFactory, ServiceFactory, UserFactory
+from referrals.models import Reward
+from tests.factories import ClientFactory, ReferralFactory, RuleFactory, ServiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +23,7 @@ def api(client):
 def test_an_expense_is_taken_in_and_shows_as_the_referrals_purchases(api):
     # given a referred client in a program with a 10% rule
     referral = ReferralFactory(program__start_date=datetime.date(2026, 1, 1))
-    Rule.objects.create(program=referral.program, name="r", amount=Decimal("10"))
+    RuleFactory(program=referral.program, name="r", amount=Decimal("10"))
     # when two charges arrive, the later one first
     for when in ("2026-02-01T10:00:00Z", "2026-01-15T10:00:00Z"):
         response = api(
@@ -57,3 +57,25 @@ def test_bad_expenses_are_refused_with_the_field(api, change, field):
     response = api(body)
     assert response.status_code == 400 and field in response.json()
     assert not Expense.objects.exists()
+
+
+def test_a_currency_with_expenses_keeps_its_minor_unit():
+    # given a currency in which a client has been charged 12.50
+    from django.core.exceptions import ValidationError
+
+    from billing.services import substrate_update
+    from common.actors import Actor
+    from tests.factories import CurrencyFactory, ExpenseFactory
+
+    dollars = CurrencyFactory(iso="USD", minor_units=2)
+    ExpenseFactory(currency=dollars, amount=Decimal("12.50"))
+    # when its minor unit is changed to none (as for yen), then it is refused, saying why
+    with pytest.raises(ValidationError) as refused:
+        substrate_update(instance=dollars, actor=Actor.system("test"), minor_units=0)
+    assert refused.value.message_dict == {
+        "minor_units": ["USD has expenses: its minor unit stays 2 (money in it was rounded to it)."]
+    }
+    # and a change of its name is still taken
+    assert substrate_update(instance=dollars, actor=Actor.system("test"), name="Dollar").name == (
+        "Dollar"
+    )

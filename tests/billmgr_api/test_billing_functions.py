@@ -43,8 +43,15 @@ def test_project_functions(door, out):
         "id": str(provider.pk),
         "name": "Cloud Co",
         "currency": str(usd.pk),
+        "max_discount": "100",
     }
     assert door("project", out=out, name="cloud")["elem"][0]["currency"] == "USD"
+    # the provider's cap on a line's discount, in percent, within 0-100
+    door("project.edit", out=out, sok="ok", elid=provider.pk, max_discount="30")
+    assert Provider.objects.get(pk=provider.pk).max_discount == Decimal("30")
+    too_much = door("project.edit", out=out, sok="ok", elid=provider.pk, max_discount="120")
+    assert too_much["error"]["type"] == "value"
+    assert Provider.objects.get(pk=provider.pk).max_discount == Decimal("30")
     # a currency in use cannot be deleted; the provider can
     blocked = door("currency.delete", out=out, elid=usd.pk)
     assert blocked["error"]["type"] == "value"

@@ -184,3 +184,33 @@ def test_an_order_of_more_than_500_lines_is_refused_as_rest_refuses_it(door, out
         assert (answer["error"]["type"], answer["error"]["object"]) == ("value", "pricelist")
         assert "at most 500 lines" in answer["error"]["msg"]
     assert not Redemption.objects.exists()
+
+
+def test_quote_names_each_stacked_promotions_part_and_what_budgets_have_left(door, out, shop):
+    # given the 25% made combinable, and a combinable 5.00 off with a budget of 50.00 a day
+    from common.actors import Actor
+    from promotions import services
+
+    actor = Actor.system("test")
+    services.promotion_update(promotion=shop["promotion"], actor=actor, combine="combinable")
+    budgeted = PromotionFactory(
+        provider=shop["promotion"].provider,
+        combine="combinable",
+        budget=Decimal("50"),
+        budget_period="day",
+    )
+    services.discount_create(
+        promotion=budgeted, actor=actor, valuetype="amount", amount=Decimal("5")
+    )
+    # when the two lines are quoted with the code
+    answer = door("promotion.quote", out=out, **order_params(shop, promocode="halfoff"))
+    # then each line lists both parts in the order they applied (on 10.00 the 5.00 off is the
+    # larger and goes first, the 25% takes 1.25 of the 5.00 left), and the budget says what the
+    # order needs and what is left
+    first, second = shop["promotion"].pk, budgeted.pk
+    assert [r["applied"] for r in answer["elem"]] == [
+        f"{first} 25.00, {second} 5.00",
+        f"{second} 5.00, {first} 1.25",
+    ]
+    today = timezone.localdate().isoformat()
+    assert answer["budgets"] == f"#{second} {today}: needs 10.00, 50.00 left"

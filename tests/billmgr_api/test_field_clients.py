@@ -384,6 +384,8 @@ def listed(field: str):
 PERIOD = {"periodtype": "month", "periodlength": "1"}
 COMPANIONS = {
     ("promotion.discount", "validity", "months"): {"validitylength": "3"},
+    ("promotion.discount", "valuetype", "amount"): {"amount": "5"},
+    ("promotion.discount", "valuetype", "price"): {"amount": "5"},
     ("promotion.condition", "group", "new"): {"groupname": "fresh"},
     ("promotion.condition", "ctype", "account_group"): {"account_group": listed("account_group")},
     ("promotion.condition", "ctype", "affiliate"): {"affiliate": listed("affiliate")},

@@ -52,6 +52,11 @@ def test_promotion_create_view_save(door, out):
         "project": str(provider.pk),
         "fromdate": "2026-12-01",
         "todate": "2026-12-31",
+        "priority": "0",
+        "combine": "exclusive",
+        "budget": "",
+        "budget_period": "total",
+        "client_budget": "",
     }
     saved = door("promotion.edit", out=out, sok="ok", elid=promotion.pk, name="Launch 2")
     assert saved["id"] == str(promotion.pk)
@@ -66,6 +71,11 @@ def test_promotion_new_form_shows_empty_fields(door, out):
         "project": "",
         "fromdate": "",
         "todate": "",
+        "priority": "0",
+        "combine": "exclusive",
+        "budget": "",
+        "budget_period": "total",
+        "client_budget": "",
     }
 
 
@@ -593,3 +603,121 @@ def test_history_rows_for_every_change_of_children(door, out):
     assert 'Count has been changed from "1" into "4"' in descs
     assert any("has been deleted" in d for d in descs)
     assert all(h.username == "operator" for h in History.objects.all())
+
+
+# Overlapping promotions and value types (issue 16) ----------------------------------------------
+
+
+def test_priority_combine_and_budgets_are_saved_shown_and_listed(door, out):
+    # given a promotion made through the door with its overlap and budget fields
+    provider = ProviderFactory()
+    created = door(
+        "promotion.edit",
+        out=out,
+        sok="ok",
+        name="Stack",
+        project=provider.pk,
+        fromdate="2026-01-01",
+        priority="-3",
+        combine="combinable",
+        budget="100.50",
+        budget_period="day",
+        client_budget="20",
+    )
+    promotion = Promotion.objects.get(pk=created["id"])
+    # then they are saved, shown on the form and in the list
+    assert (promotion.priority, promotion.combine, promotion.budget_period) == (
+        -3,
+        Promotion.Combine.COMBINABLE,
+        Promotion.BudgetPeriod.DAY,
+    )
+    assert (promotion.budget, promotion.client_budget) == (Decimal("100.50"), Decimal("20"))
+    shown = door("promotion.edit", out=out, elid=promotion.pk)
+    assert {k: shown[k] for k in ("priority", "combine", "budget", "client_budget")} == {
+        "priority": "-3",
+        "combine": "combinable",
+        "budget": "100.5",
+        "client_budget": "20",
+    }
+    row = next(r for r in door("promotion", out=out)["elem"] if r["id"] == str(promotion.pk))
+    assert (row["priority"], row["combine"], row["budget_period"]) == ("-3", "combinable", "day")
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"combine": "both"}, "combine"),
+        ({"budget_period": "week"}, "budget_period"),
+        ({"budget": "-1"}, "budget"),
+        ({"priority": "99999999"}, "priority"),
+    ],
+)
+def test_bad_overlap_fields_are_refused_naming_the_field(door, out, params, field):
+    provider = ProviderFactory()
+    answer = door(
+        "promotion.edit",
+        out=out,
+        sok="ok",
+        name="Bad",
+        project=provider.pk,
+        fromdate="2026-01-01",
+        **params,
+    )
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("value", field)
+    assert not Promotion.objects.filter(name="Bad").exists()
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"percentage": "25"}, ("percent", Decimal("25"), None, "25.00")),
+        ({"valuetype": "percent", "percentage": "10"}, ("percent", Decimal("10"), None, "10.00")),
+        ({"valuetype": "amount", "amount": "30"}, ("amount", None, Decimal("30"), "30.00")),
+        ({"valuetype": "price", "amount": "60"}, ("price", None, Decimal("60"), "40.00")),
+    ],
+    ids=["percent by default", "percent", "amount", "price"],
+)
+def test_each_value_type_is_saved_and_quoted_through_the_door(door, out, params, expected):
+    # given a promotion and a discount of the value type, made through the door
+    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    client = ClientFactory(provider=promotion.provider)
+    tariff = TariffFactory(provider=promotion.provider)
+    created = door("promotion.discount.edit", out=out, sok="ok", plid=promotion.pk, **params)
+    discount = Discount.objects.get(pk=created["id"])
+    valuetype, percentage, amount, discounted = expected
+    assert (discount.valuetype, discount.percentage, discount.amount) == (
+        valuetype,
+        percentage,
+        amount,
+    )
+    # when a line of 100.00 is quoted through the door
+    quote = door(
+        "promotion.quote",
+        out=out,
+        project=promotion.provider.pk,
+        account=client.pk,
+        pricelist=tariff.pk,
+        period="1",
+        price="100",
+        currency="USD",
+    )
+    # then the discount takes what its type says
+    assert quote["elem"][0]["discount"] == discounted
+    assert f"#{promotion.pk} applied" in quote["elem"][0]["verdicts"]
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"valuetype": "amount"}, "amount"),
+        ({"valuetype": "price", "percentage": "10"}, "amount"),
+        ({"valuetype": "percent", "amount": "5"}, "percentage"),
+        ({"valuetype": "gift", "amount": "5"}, "valuetype"),
+        ({"valuetype": "amount", "amount": "-5"}, "amount"),
+    ],
+)
+def test_a_discount_without_its_value_is_refused_naming_the_field(door, out, params, field):
+    promotion = PromotionFactory()
+    answer = door("promotion.discount.edit", out=out, sok="ok", plid=promotion.pk, **params)
+    assert (answer["error"]["type"], answer["error"]["object"]) == ("value", field)
+    assert not Discount.objects.filter(promotion=promotion).exists()

@@ -13,6 +13,7 @@ from tests.conftest import Door
 from tests.factories import (
     DiscountFactory,
     PromoCodeFactory,
+    PromoCodeUsageFactory,
     PromotionFactory,
     ProviderFactory,
     UserFactory,
@@ -326,12 +327,11 @@ def test_delete_of_several_ids_is_all_or_nothing(door):
 
 
 def test_delete_refused_by_a_rule_deletes_nothing(door):
-    from promotions.models import PromoCodeUsage
     from tests.factories import ClientFactory
 
     free, used = PromotionFactory.create_batch(2)
     code = PromoCodeFactory(promotion=used)
-    PromoCodeUsage.objects.create(promocode=code, client=ClientFactory())
+    PromoCodeUsageFactory(promocode=code, client=ClientFactory())
     answer = door("promotion.delete", elid=f"{free.pk}, {used.pk}")
     assert answer["error"]["type"] == "value"
     assert Promotion.objects.filter(pk__in=[free.pk, used.pk]).count() == 2

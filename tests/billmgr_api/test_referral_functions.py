@@ -12,6 +12,7 @@ from tests.factories import (
     ProviderFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RuleFactory,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("out", ["bjson", "xml"])]
@@ -172,7 +173,7 @@ def test_rule_functions_list_create_edit_delete(door, out):
     ],
 )
 def test_each_condition_type_needs_its_own_amount_field(door, out, ctype, field, value):
-    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    rule = RuleFactory(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
     missing = door(
         "referralprogram.rule.condition.edit", out=out, sok="ok", plid=rule.pk, ctype=ctype
     )
@@ -196,7 +197,7 @@ def test_each_condition_type_needs_its_own_amount_field(door, out, ctype, field,
 
 def test_condition_groups_or_within_and_across(door, out):
     # given a rule with conditions A, B in group "volume" and C alone
-    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    rule = RuleFactory(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
 
     def add(**params):
         return door(

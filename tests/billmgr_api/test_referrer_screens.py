@@ -11,13 +11,13 @@ import time_machine
 from common.actors import Actor
 from referrals import services
 from referrals.accrual import rewards_accrue
-from referrals.models import Rule
 from tests.factories import (
     ClientFactory,
     CurrencyFactory,
     ExpenseFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RuleFactory,
     ServiceFactory,
 )
 
@@ -42,10 +42,8 @@ def screens():
     paula = ClientFactory(name="Paula", provider=program.provider)
     ann = ClientFactory(name="Ann", email="ann@example.com", provider=program.provider)
     bob = ClientFactory(name="Bob", email="", provider=program.provider)
-    ten = Rule.objects.create(program=program, name="ten", amount=Decimal("10"))
-    bonus = Rule.objects.create(
-        program=program, name="bonus", reward_type="fixed", amount=Decimal("1")
-    )
+    ten = RuleFactory(program=program, name="ten", amount=Decimal("10"))
+    bonus = RuleFactory(program=program, name="bonus", reward_type="fixed", amount=Decimal("1"))
     services.referral_attach_by_code(
         client=ann, code=f"friend{paula.pk}", actor=ACTOR, at=at(1, 10)
     )

@@ -7,12 +7,14 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from common.groups import ConditionGroups
-from referrals.models import Rule, RuleCondition, RuleConditionGroup
+from referrals.models import RuleCondition
 from tests.factories import (
     ConditionFactory,
     ConditionGroupFactory,
     PromotionFactory,
     ReferralProgramFactory,
+    RuleConditionGroupFactory,
+    RuleFactory,
 )
 
 
@@ -72,8 +74,8 @@ def test_a_group_of_another_owner_is_refused_for_promotions_and_referral_rules()
     assert exc.value.message_dict["group"] == ["The group belongs to another promotion."]
     # and the same check serves referral rules
     program = ReferralProgramFactory()
-    rule, other = (Rule.objects.create(program=program, name=n, amount=1) for n in "ab")
-    group = RuleConditionGroup.objects.create(rule=other, name="g")
+    rule, other = (RuleFactory(program=program, name=n, amount=1) for n in "ab")
+    group = RuleConditionGroupFactory(rule=other, name="g")
     with pytest.raises(ValidationError) as exc:
         RuleCondition(rule=rule, ctype="0", group=group).full_clean()
     assert exc.value.message_dict["group"] == ["The group belongs to another rule."]

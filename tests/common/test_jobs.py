@@ -25,7 +25,7 @@ from ops.models import JobAttempt
 from promotions.jobs import GENERATE_CODES
 from promotions.models import PromoCode
 from tests.conftest import run_in_threads
-from tests.factories import PromoCodeFactory, PromotionFactory
+from tests.factories import JobAttemptFactory, PromoCodeFactory, PromotionFactory
 
 ACTOR = Actor.system("test")
 
@@ -233,9 +233,7 @@ def test_a_job_waiting_for_a_slot_says_so_and_comes_back(kind, settings):
     kind("test.quick", lambda params, actor, progress: "ok")
     busy, waiting = queued("test.quick"), queued("test.quick")
     now = timezone.now()
-    JobAttempt.objects.create(
-        job=busy, number=1, slot=0, worker="w", started_at=now, heartbeat_at=now
-    )
+    JobAttemptFactory(job=busy, started_at=now)
     Job.objects.filter(pk=busy.pk).update(status="running")
     answer = job_run(waiting.pk)
     assert (answer.status, answer.message) == ("queued", "Waiting: 1 job(s) run at once.")
@@ -259,9 +257,7 @@ def test_the_heartbeat_keeps_a_long_job_alive_while_lost_ones_fail(kind, setting
     old = timezone.now() - datetime.timedelta(seconds=10)
     lost = queued("test.long")
     Job.objects.filter(pk=lost.pk).update(status="running")
-    JobAttempt.objects.create(
-        job=lost, number=1, slot=5, worker="w", started_at=old, heartbeat_at=old
-    )
+    JobAttemptFactory(job=lost, slot=5, worker="w", started_at=old)
     # when the job runs while the sweep looks every 0.2 s
     runner = threading.Thread(target=lambda: job_run(job.pk))
     runner.start()
@@ -284,9 +280,7 @@ def test_the_progress_page_of_a_job_whose_worker_is_lost_shows_it_failed(staff, 
     job = queued(GENERATE_CODES)
     Job.objects.filter(pk=job.pk).update(status="running")
     old = timezone.now() - datetime.timedelta(seconds=60)
-    JobAttempt.objects.create(
-        job=job, number=1, slot=0, worker="w", started_at=old, heartbeat_at=old
-    )
+    JobAttemptFactory(job=job, started_at=old)
     # when its progress page polls it
     status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
     # then it has failed, saying why
@@ -335,9 +329,7 @@ def test_a_job_waiting_for_a_slot_asks_less_and_less_often(kind, settings):
     kind("test.quick", lambda params, actor, progress: "ok")
     busy, waiting = queued("test.quick"), queued("test.quick")
     now = timezone.now()
-    JobAttempt.objects.create(
-        job=busy, number=1, slot=0, worker="w", started_at=now, heartbeat_at=now
-    )
+    JobAttemptFactory(job=busy, started_at=now)
     Job.objects.filter(pk=busy.pk).update(status="running")
     # when the waiting job's task comes back again and again
     delays = []
@@ -362,9 +354,7 @@ def test_a_beat_landing_while_the_sweep_looks_keeps_its_attempt_alive(kind, sett
     job = queued(GENERATE_CODES)
     Job.objects.filter(pk=job.pk).update(status="running")
     old = timezone.now() - datetime.timedelta(seconds=60)
-    attempt = JobAttempt.objects.create(
-        job=job, number=1, slot=0, worker="w", started_at=old, heartbeat_at=old
-    )
+    attempt = JobAttemptFactory(job=job, started_at=old)
     # when its worker's beat lands (on its own connection) between the sweep's look and its write
     looked = DatabaseBeats.attempt_seen
 

@@ -13,7 +13,7 @@ from digipay_api.demo import DEMO_COMPANY_ID, DEMO_CURRENCY_ID, DEMO_TOKEN
 from digipay_api.models import ApiToken, Company
 from digipay_api.selectors import key_digest
 from tests.digipay_api.conftest import ROUTE, SPEC_BODY, DigiPay, assert_envelope
-from tests.factories import CurrencyFactory
+from tests.factories import CurrencyFactory, ProviderFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def test_create_for_an_existing_company_adds_a_token_to_it():
 
 
 def test_create_makes_an_existing_provider_without_a_company_a_company():
-    provider = Provider.objects.create(name="Old Hosting", currency=CurrencyFactory())
+    provider = ProviderFactory(name="Old Hosting", currency=CurrencyFactory())
     printed = CREATED.match(token_command("create", "--company", "Old Hosting"))
     assert Company.objects.get(public_id=printed["company"]).provider == provider
 
@@ -188,7 +188,7 @@ def test_load_demo_makes_the_specifications_curl_work_verbatim(client, settings)
 def test_load_demo_adds_the_digipay_example_to_demo_data_loaded_before(client, settings):
     # given a database whose demo data was loaded before DigiPay existed
     settings.DEBUG = True
-    Provider.objects.create(name="Demo Hosting", currency=CurrencyFactory())
+    ProviderFactory(name="Demo Hosting", currency=CurrencyFactory())
     # when load_demo runs again
     out = StringIO()
     call_command("load_demo", stdout=out)

@@ -21,13 +21,16 @@ from promotions.engine import Line, Order
 from promotions.models import PromoCode, PromoCodeUsage, Redemption
 from promotions.services import codes as code_services
 from referrals import accrual
-from referrals.models import AccrualMark, Referral, Reward, Rule
+from referrals.models import AccrualMark, Reward
 from tests.factories import (
     ClientFactory,
     DiscountFactory,
+    ExpenseFactory,
     PromoCodeFactory,
     PromotionFactory,
+    ReferralFactory,
     ReferralProgramFactory,
+    RuleFactory,
     TariffFactory,
 )
 
@@ -187,17 +190,14 @@ def test_a_cut_connection_during_accrual_leaves_whole_chunks_and_a_rerun_complet
     # given 12 referrals with one expense each and chunks of 4 expense ids
     monkeypatch.setattr(accrual, "CHUNK_EXPENSES", 4)
     program = ReferralProgramFactory(start_date=datetime.date(2026, 1, 1))
-    Rule.objects.create(program=program, name="10%", amount=Decimal("10"))
-    from tests.factories import ExpenseFactory
-
+    RuleFactory(program=program, name="10%", amount=Decimal("10"))
     expenses = []
     for _ in range(6):
         partner = ClientFactory(provider=program.provider)
         for _ in range(2):
-            referral = Referral.objects.create(
+            referral = ReferralFactory(
                 program=program,
                 partner=partner,
-                client=ClientFactory(provider=program.provider),
                 source="link",
                 joined_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
             )

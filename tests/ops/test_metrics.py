@@ -170,3 +170,29 @@ def test_the_database_figures_are_in_the_scrape(client, shop, settings):
     assert figures[("promo_task_queue_depth", (("queue", "default"),))] == 0  # not committed yet
     assert figures[("promo_jobs", (("kind", GENERATE_CODES), ("status", "queued")))] == 1
     assert not [name for name, _ in figures if name.startswith("promo_rewards")]  # no ledger yet
+
+
+def test_budget_spent_is_in_the_scrape_and_a_release_gives_it_back(client, shop, settings):
+    # given a promotion with a budget of 100.00 and two orders redeemed against it
+    api, provider, order = shop
+    settings.METRICS_DATABASE_SECONDS = 0
+    budgeted = PromotionFactory(
+        provider=provider, fromdate=datetime.date(2020, 1, 1), todate=None, budget=Decimal("100")
+    )
+    DiscountFactory(promotion=budgeted, percentage=Decimal("50"))
+    redeemed = []
+    for n in range(2):
+        answer = api.post(
+            "/api/v1/redemptions",
+            order(ClientFactory(provider=provider)),
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=f"budget-{n}",
+        )
+        assert answer.status_code == 201, answer.content
+        redeemed.append(answer.json()["id"])
+    spent = ("promo_budget_spent", (("currency", provider.currency.iso),))
+    # then the scrape shows what the budget gave: 5.00 for each 10.00 order
+    assert scraped(client.get("/metrics"))[spent] == 10.0
+    # when one redemption is released, then its discount is given back
+    assert api.post(f"/api/v1/redemptions/{redeemed[0]}/release").status_code == 200
+    assert scraped(client.get("/metrics"))[spent] == 5.0

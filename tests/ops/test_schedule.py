@@ -10,12 +10,18 @@ from django.core.management import CommandError, call_command
 
 from common.jobs import jobs_sweep_lost
 from common.models import Job
-from ops.models import JobAttempt, Schedule
+from ops.models import Schedule
 from ops.schedule import ACCRUAL, Timetable, schedules_tick
 from ops.worker import Heartbeat
-from referrals.models import Reward, Rule
+from referrals.models import Reward
 from tests.conftest import run_in_threads
-from tests.factories import ExpenseFactory, ReferralFactory, ReferralProgramFactory
+from tests.factories import (
+    ExpenseFactory,
+    JobAttemptFactory,
+    ReferralFactory,
+    ReferralProgramFactory,
+    RuleFactory,
+)
 from tests.ops.conftest import run_queued_tasks
 
 UTC = datetime.UTC
@@ -48,7 +54,7 @@ def earning(db):
     """A referral whose partner earns 10% of the referred client's 100.00 spent on 1 May."""
     program = ReferralProgramFactory(start_date=datetime.date(2026, 1, 1))
     referral = ReferralFactory(program=program)
-    Rule.objects.create(program=program, name="r", reward_type="percent", amount=Decimal("10"))
+    RuleFactory(program=program, name="r", reward_type="percent", amount=Decimal("10"))
     ExpenseFactory(client=referral.client, amount=Decimal("100"), created_at=moment("2026-05-01"))
     return referral
 
@@ -210,9 +216,7 @@ def test_a_run_lost_with_its_worker_says_what_stays_and_catches_up_soon(earning,
         [run] = schedules_tick()
     Job.objects.filter(pk=run.pk).update(status="running")
     taken = moment("2026-05-10 03:00:06")
-    JobAttempt.objects.create(
-        job=run, number=1, slot=0, worker="gone", started_at=taken, heartbeat_at=taken
-    )
+    JobAttemptFactory(job=run, worker="gone", started_at=taken)
     # when the sweep finds it lost
     with time_machine.travel(moment("2026-05-10 03:02"), tick=False):
         assert jobs_sweep_lost() == 1

@@ -12,12 +12,12 @@ from common.actors import Actor
 from common.jobs import LOST_MESSAGE, job_done_so_far, job_start, jobs_sweep_lost
 from common.models import Job
 from ops.beats import beats
-from ops.models import JobAttempt, JobTask, Schedule
+from ops.models import JobAttempt, JobTask
 from ops.schedule import ACCRUAL
 from ops.worker import Heartbeat
 from promotions.jobs import GENERATE_CODES
 from promotions.models import PromoCode
-from tests.factories import PromotionFactory
+from tests.factories import JobAttemptFactory, PromotionFactory, ScheduleFactory
 from tests.ops.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -125,7 +125,7 @@ def test_the_heartbeat_lives_through_errors_that_are_not_the_databases(
     with contextlib.suppress(redis.ConnectionError):
         generation(PromotionFactory(), count=10, template="S-??????")
     JobTask.objects.update(queued_at=hour_ago)
-    Schedule.objects.create(name=ACCRUAL, every_hours=24, at=datetime.time(3), next_run_at=hour_ago)
+    ScheduleFactory(name=ACCRUAL, every_hours=24, at=datetime.time(3), next_run_at=hour_ago)
     # when a worker's heartbeat runs, every enqueue failing with Redis' connection error
     heartbeat = Heartbeat("test-worker")
     heartbeat.start()
@@ -152,9 +152,7 @@ def test_a_heartbeat_step_that_fails_leaves_the_others_to_run(settings):
     job = generation(PromotionFactory(), count=10, template="L-??????")
     Job.objects.filter(pk=job.pk).update(status="running")
     old = timezone.now() - datetime.timedelta(minutes=5)
-    JobAttempt.objects.create(
-        job=job, number=1, slot=0, worker="gone", started_at=old, heartbeat_at=old
-    )
+    JobAttemptFactory(job=job, worker="gone", started_at=old)
     # when a worker beats
     Heartbeat("test-worker").beat()
     # then it said it lives and swept the lost job, though the schedule's step failed

@@ -70,6 +70,11 @@ def promotion_form(promotion: Promotion, **changes) -> dict:
         "provider": promotion.provider_id,
         "fromdate": promotion.fromdate.isoformat(),
         "todate": promotion.todate.isoformat() if promotion.todate else "",
+        "priority": promotion.priority,
+        "combine": promotion.combine,
+        "budget": promotion.budget or "",
+        "budget_period": promotion.budget_period,
+        "client_budget": promotion.client_budget or "",
     }
     return data | changes
 
@@ -187,10 +192,14 @@ def test_adding_a_promotion_with_inline_rows_goes_through_the_services(staff):
         "provider": provider.pk,
         "fromdate": "2026-07-01",
         "todate": "2026-07-31",
+        "priority": "0",
+        "combine": "exclusive",
+        "budget_period": "total",
         **inline_management(),
         "discounts-TOTAL_FORMS": 1,
         "discounts-INITIAL_FORMS": 0,
         "discounts-0-type": "all",
+        "discounts-0-valuetype": "percent",
         "discounts-0-percentage": "12.5",
         "discounts-0-actiontype": "order",
         "discounts-0-period": "[]",
@@ -275,6 +284,7 @@ def test_changing_an_inline_discount_saves_it_and_writes_a_history_line(staff):
         "discounts-0-id": discount.pk,
         "discounts-0-promotion": promotion.pk,
         "discounts-0-type": discount.type,
+        "discounts-0-valuetype": discount.valuetype,
         "discounts-0-percentage": "15",
         "discounts-0-actiontype": discount.actiontype,
         "discounts-0-period": "[]",
@@ -619,3 +629,23 @@ def test_code_usage_rows_cannot_be_deleted_even_by_a_superuser(staff):
     assert page.status_code == 403
     assert 'value="delete_selected"' not in listing
     assert PromoCodeUsage.objects.filter(pk=usage.pk).exists()
+
+
+@time_machine.travel(datetime.datetime(2026, 3, 2, 12, tzinfo=datetime.UTC), tick=False)
+def test_the_budget_is_charted_per_period_and_the_list_shows_this_periods_burn(staff):
+    # given a day budget of 100.00 that gave 25.00 yesterday and 40.00 today
+    from promotions.models import BudgetSpend
+
+    promotion = PromotionFactory(budget=Decimal("100"), budget_period="day")
+    BudgetSpend.objects.create(promotion=promotion, period="2026-03-01", spent=Decimal("25"))
+    BudgetSpend.objects.create(promotion=promotion, period="2026-03-02", spent=Decimal("40"))
+    unbudgeted = PromotionFactory()
+    # when the list and the promotion's page are opened
+    listing = staff.get(url(Promotion, "changelist")).content.decode()
+    page = staff.get(url(Promotion, "change", promotion.pk)).content.decode()
+    # then the list shows today's burn, and the page charts each day against the budget
+    assert "40.00 / 100.00 (40%)" in listing
+    assert "Discount given per budget period (per day) of 100.00" in page
+    assert "<title>2026-03-01: 25.0000</title>" in page
+    assert "<td>2026-03-02</td><td>40.00 of 100.00</td>" in page
+    assert staff.get(url(Promotion, "change", unbudgeted.pk)).status_code == 200

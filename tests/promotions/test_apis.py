@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import time_machine
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from common.actors import Actor
@@ -122,6 +123,7 @@ def test_quote_answers_each_line_with_every_promotions_verdict_and_the_totals(ap
             "final_price": final,
             "promotion": shop.promotion.pk,
             "code": "TEN",
+            "applied": [{"promotion": shop.promotion.pk, "code": "TEN", "discount": discount}],
             "verdicts": [
                 {
                     "promotion": shop.promotion.pk,
@@ -142,6 +144,7 @@ def test_quote_answers_each_line_with_every_promotions_verdict_and_the_totals(ap
                 "reason": "code TEN is valid",
             }
         ],
+        "budgets": [],
         "total": "117.00",
         "discount_total": "13.00",
         "explained": False,
@@ -662,6 +665,11 @@ def test_a_promotion_row_shows_its_fields_and_todays_status(api):
         "todate": "2026-06-14",
         "archived": False,
         "status": "expired",
+        "priority": 0,
+        "combine": "exclusive",
+        "budget": None,
+        "budget_period": "total",
+        "client_budget": None,
     }
 
 
@@ -899,3 +907,69 @@ def test_idempotency_keys_are_each_callers_own_per_provider(api, shop, operator)
     again = redeem(api, order_body(shop, "SHARED"), "order-1001")
     assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
     assert Redemption.objects.count() == 3
+
+
+# Overlapping promotions, value types and budgets (issue 16) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "valuetype, value, discounted",
+    [("percent", "25", "25.00"), ("amount", "30", "30.00"), ("price", "60", "40.00")],
+)
+def test_each_value_type_is_quoted_through_rest(api, shop, valuetype, value, discounted):
+    # given only a discount of the value type
+    shop.promotion.discounts.all().delete()
+    services.discount_create(
+        promotion=shop.promotion,
+        actor=Actor.system("test"),
+        valuetype=valuetype,
+        **(
+            {"percentage": Decimal(value)} if valuetype == "percent" else {"amount": Decimal(value)}
+        ),
+    )
+    # when a line of 100.00 is quoted
+    response = api.post("/api/v1/quotes", order_body(shop, price="100.00"), format="json")
+    # then the discount is what the type says, with its part in `applied`
+    line = response.json()["lines"][0]
+    assert response.status_code == 200
+    assert line["discount"] == discounted
+    assert line["applied"] == [
+        {"promotion": shop.promotion.pk, "code": None, "discount": discounted}
+    ]
+    assert line["verdicts"][0]["reason"].startswith("applied: ")
+
+
+def test_combinable_promotions_stack_through_rest_and_the_list_shows_the_fields(api, shop):
+    # given the shop's 10% made combinable at priority 1, and a combinable 20% below it
+    services.promotion_update(
+        promotion=shop.promotion, actor=Actor.system("t"), priority=1, combine="combinable"
+    )
+    second = PromotionFactory(
+        provider=shop.provider,
+        fromdate=datetime.date(2020, 1, 1),
+        todate=None,
+        combine="combinable",
+        budget=Decimal("500"),
+        budget_period="month",
+    )
+    DiscountFactory(promotion=second, percentage=Decimal("20"))
+    # when quoted
+    response = api.post("/api/v1/quotes", order_body(shop, price="100.00"), format="json")
+    body = response.json()
+    # then both apply, the second on the price the first left, and its budget is shown unreserved
+    assert [(a["promotion"], a["discount"]) for a in body["lines"][0]["applied"]] == [
+        (shop.promotion.pk, "10.00"),
+        (second.pk, "18.00"),
+    ]
+    assert body["budgets"] == [
+        {
+            "promotion": second.pk,
+            "period": timezone.localdate().strftime("%Y-%m"),
+            "needs": "18.00",
+            "left": "500.00",
+            "client_left": None,
+        }
+    ]
+    listed = {p["id"]: p for p in api.get("/api/v1/promotions").json()["results"]}
+    assert (listed[second.pk]["combine"], listed[second.pk]["budget"]) == ("combinable", "500.0000")
+    assert listed[shop.promotion.pk]["priority"] == 1

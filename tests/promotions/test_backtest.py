@@ -318,3 +318,48 @@ def test_a_new_order_is_replayed_before_its_service_was_the_clients(shop):
     # then the first order counts itself only (1 < 2), the second the first service and itself
     assert [r.qualified for r in replayed] == [False, True]
     assert replayed[0].order.at == moment(2026, 3, 1, 11) - datetime.timedelta(microseconds=1)
+
+
+def test_a_budget_is_spent_in_time_order_and_its_exhaustion_dated(shop, run_inline):
+    # given a 10% draft with 15.00 to give in total, and 100.00 orders on March 1, 10 and 20
+    promotion = draft(shop, "10")
+    promotion.budget = Decimal("15.00")
+    promotion.save()
+    service = service_of(shop, moment(2026, 3, 1))
+    for day in (1, 10, 20):
+        charge(shop, service, moment(2026, 3, day))
+    # when March is backtested
+    result = run_inline(promotion).result
+    # then the first order takes 10.00, the second finds 5.00 left and goes without it
+    assert (result["orders_qualified"], result["won"]) == (1, 1)
+    assert result["discount_total"] == {shop.usd.iso: "10.00"}
+    assert result["budget_exhausted_on"] == "2026-03-10"
+    assert result["budget"] | {"spent": None} == {
+        "amount": "15.0000",
+        "per_client": None,
+        "period": "total",
+        "spent": None,
+        "exhausted_on": "2026-03-10",
+        "orders_refused": 2,
+    }
+    assert result["budget"]["spent"] == {"total": "10.00"}
+    assert result["not_applied"] == [{"reason": "budget too short", "orders": 2}]
+
+
+def test_stacked_below_a_live_combinable_promotion_it_wins_combined(shop):
+    # given a live combinable 20% promotion of higher priority, and a combinable 10% draft
+    rival = live(shop, "20", name="Spring")
+    rival.priority, rival.combine = 5, "combinable"
+    rival.save()
+    promotion = draft(shop, "10")
+    promotion.combine = "combinable"
+    promotion.save()
+    charge(shop, service_of(shop, moment(2026, 3, 1)), moment(2026, 3, 2))
+    # when March is replayed
+    (replayed,) = replay(promotion)
+    # then it applies on what the first left: 10% of 80.00
+    assert (replayed.winner, replayed.first, replayed.discount) == (
+        promotion.pk,
+        rival.pk,
+        Decimal("8.00"),
+    )

@@ -43,6 +43,8 @@ conditions = st.one_of(
     st.tuples(st.just("account_group"), st.just(0)),
 )
 promotions = st.tuples(
+    st.integers(-1, 1),  # priority
+    st.sampled_from(["exclusive", "combinable"]),
     st.integers(-10, 20),  # first day, from March 1
     st.one_of(st.none(), st.integers(0, 40)),  # days it lasts (None: open end)
     st.lists(discounts, min_size=1, max_size=2),
@@ -77,11 +79,13 @@ def condition(promotion, spec, currency, tariff, group) -> Condition:
 
 
 def promotion(provider, spec, name, currency, tariff, group) -> Promotion:
-    first, days, its_discounts, its_conditions = spec
+    priority, combine, first, days, its_discounts, its_conditions = spec
     fromdate = MARCH + datetime.timedelta(days=first)
     made = Promotion.objects.create(
         provider=provider,
         name=name,
+        priority=priority,
+        combine=combine,
         fromdate=fromdate,
         todate=None if days is None else fromdate + datetime.timedelta(days=days),
     )
@@ -169,6 +173,8 @@ def test_a_replayed_order_is_decided_as_a_quote_at_its_moment(
             assert alone.discount == r.discount_alone
             if r.qualified:
                 line = quote_order(order=r.order, rules=rules).lines[0]
-                assert line.promotion_id == r.winner
-                assert (line.discount if r.winner == draft.pk else Decimal(0)) == r.discount
+                given = {a.promotion_id: a.discount for a in line.applied}
+                assert line.promotion_id == r.first
+                assert given.get(draft.pk, Decimal(0)) == r.discount
+                assert (draft.pk in given) is (r.winner == draft.pk)
         transaction.set_rollback(True)

@@ -123,8 +123,9 @@ def test_load_demo_loads_once_and_the_operator_can_log_in(settings, client):
     second_out = StringIO()
     call_command("load_demo", stdout=second_out)
     # then the first run made the demo and the second made nothing new
-    # (5 named clients, 60 shoppers who used Black Friday codes, 12 partners' friends)
-    assert after_first == {"promotions": 3, "clients": 77, "codes": 322, "users": 1}
+    # (5 named clients, 60 shoppers who used Black Friday codes, 12 partners' friends; three
+    # overlapping promotions with a code each)
+    assert after_first == {"promotions": 6, "clients": 77, "codes": 325, "users": 1}
     assert counts() == after_first
     assert first_out.getvalue().startswith("Demo data loaded")
     assert second_out.getvalue().strip() == "Demo data is loaded already."

@@ -654,7 +654,8 @@ def test_the_default_answer_carries_the_winner_runner_up_near_misses_and_the_cod
     assert "active services >= 5 fails" in shown[missed.pk].reason
     assert (
         shown[runner_up.pk].reason
-        == f"not chosen: promotion {winner.pk} gives 40.00, this one 30.00"
+        == f"not applied: promotion {winner.pk} is exclusive and goes first "
+        "(it gives 40.00, this one 30.00)"
     )
     assert "used up" in shown[named.pk].reason
     assert (default.explained, explained.explained) == (False, True)

@@ -146,3 +146,39 @@ def test_unknown_codes_are_braked_as_on_the_doors(staff, settings):
     assert "Too many unknown promo codes lately; try again in 30 seconds." in braked
     assert 'id="quote-lines"' not in braked
     assert 'id="quote-lines"' in staff.post(URL, order).content.decode()
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_stacked_promotions_are_named_in_their_order_with_their_codes(staff):
+    # given a combinable 10% first (priority 1) and a combinable 5.00 off with a code
+    tariff = TariffFactory(price=Decimal("100.00"))
+    provider = tariff.provider
+    first = PromotionFactory(
+        name="Ten",
+        provider=provider,
+        fromdate=datetime.date(2026, 6, 1),
+        priority=1,
+        combine="combinable",
+    )
+    DiscountFactory(promotion=first, percentage=Decimal("10"))
+    second = PromotionFactory(
+        name="Five off",
+        provider=provider,
+        fromdate=datetime.date(2026, 6, 1),
+        combine="combinable",
+    )
+    DiscountFactory(promotion=second, valuetype="amount", percentage=None, amount=Decimal("5"))
+    PromoCodeFactory(promotion=second, code="FIVE")
+    # when a line is tried with the code
+    page = staff.post(
+        URL,
+        {
+            "client": ClientFactory(provider=provider).pk,
+            "codes": "five",
+            **lines({"tariff": tariff.pk, "period": 1, "kind": "new"}),
+        },
+    ).content.decode()
+    # then both apply, named in their order, 10.00 then 5.00 off the 90.00 left
+    assert "<td>15.00</td>" in page and "<td>85.00</td>" in page
+    assert "<td>Ten + Five off</td><td>FIVE</td>" in page
+    assert f"<strong>Five off</strong>: combined with promotion {first.pk}: 5 off (5.00)" in page

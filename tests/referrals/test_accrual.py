@@ -5,11 +5,12 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
 from common.actors import Actor
 from referrals.accrual import rewards_accrue
-from referrals.models import Reward, Rule, RuleCondition, RuleConditionGroup
+from referrals.models import Reward
 from tests.factories import (
     ClientFactory,
     ClientGroupFactory,
@@ -17,6 +18,9 @@ from tests.factories import (
     ExpenseFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RuleConditionFactory,
+    RuleConditionGroupFactory,
+    RuleFactory,
     ServiceFactory,
 )
 
@@ -37,7 +41,7 @@ def referral():
 
 def rule_for(referral, **fields):
     values = {"name": "r", "reward_type": "percent", "amount": Decimal("10"), **fields}
-    return Rule.objects.create(program=referral.program, **values)
+    return RuleFactory(program=referral.program, **values)
 
 
 def spend(referral, amount, day):
@@ -101,9 +105,7 @@ def test_referral_sales_are_measured_per_schedule_period(
 ):
     # given a monthly rule: the referral's sales in the month >= 50
     rule = rule_for(referral, schedule="month")
-    RuleCondition.objects.create(
-        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
-    )
+    RuleConditionFactory(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50"))
     spend(referral, january, "2026-01-10")
     spend(referral, february, "2026-02-10")
     # when accrued, only the months that reached 50 earn
@@ -118,10 +120,10 @@ def test_referral_sales_are_measured_per_schedule_period(
 def test_condition_groups_or_within_and_across(referral, services, referrals, rewarded):
     # given (referral bought >= 2 services OR partner has >= 2 referrals) AND (no condition)
     rule = rule_for(referral, schedule="program")
-    group = RuleConditionGroup.objects.create(rule=rule, name="either")
-    RuleCondition.objects.create(rule=rule, ctype="2", item_count=2, group=group)
-    RuleCondition.objects.create(rule=rule, ctype="3", referral_count=2, group=group)
-    RuleCondition.objects.create(rule=rule, ctype="0")
+    group = RuleConditionGroupFactory(rule=rule, name="either")
+    RuleConditionFactory(rule=rule, ctype="2", item_count=2, group=group)
+    RuleConditionFactory(rule=rule, ctype="3", referral_count=2, group=group)
+    RuleConditionFactory(rule=rule, ctype="0")
     ServiceFactory.create_batch(services, client=referral.client)
     for _ in range(referrals - 1):
         ReferralFactory(program=referral.program, partner=referral.partner)
@@ -131,9 +133,7 @@ def test_condition_groups_or_within_and_across(referral, services, referrals, re
 
 def test_all_referrals_sales_count_the_partners_other_referrals(referral):
     rule = rule_for(referral, schedule="quarter")
-    RuleCondition.objects.create(
-        rule=rule, ctype="4", comparison="gt", amount_ctype_4=Decimal("100")
-    )
+    RuleConditionFactory(rule=rule, ctype="4", comparison="gt", amount_ctype_4=Decimal("100"))
     sibling = ReferralFactory(program=referral.program, partner=referral.partner)
     spend(referral, "60", "2026-01-10")
     ExpenseFactory(client=sibling.client, amount=Decimal("50"), created_at=at("2026-02-10"))
@@ -193,9 +193,7 @@ def test_partners_below_min_referrals_earn_nothing(referral, referrals, rewarded
 def test_refunds_earn_nothing_and_count_against_sales(referral):
     # given a monthly rule on sales >= 50 and a refund that takes January below it
     rule = rule_for(referral, schedule="month")
-    RuleCondition.objects.create(
-        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
-    )
+    RuleConditionFactory(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50"))
     spend(referral, "60", "2026-01-05")
     spend(referral, "-20", "2026-01-06")
     spend(referral, "80", "2026-02-05")
@@ -209,9 +207,7 @@ def test_chunks_of_partners_keep_each_partners_sums_whole(referral, monkeypatch)
     # given chunks of one referral and a partner whose two referrals only reach 100 together
     monkeypatch.setattr("referrals.accrual.CHUNK_REFERRALS", 1)
     rule = rule_for(referral, schedule="program")
-    RuleCondition.objects.create(
-        rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("100")
-    )
+    RuleConditionFactory(rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("100"))
     sibling = ReferralFactory(program=referral.program, partner=referral.partner)
     loner = ReferralFactory(program=referral.program)
     spend(referral, "60", "2026-01-10")
@@ -225,10 +221,8 @@ def test_chunks_of_partners_keep_each_partners_sums_whole(referral, monkeypatch)
 def test_a_per_referral_condition_does_not_shrink_the_partners_sales(referral):
     # given (referral bought >= 1 service) AND (all the partner's referrals spent >= 150)
     rule = rule_for(referral, schedule="program")
-    RuleCondition.objects.create(rule=rule, ctype="2", item_count=1)
-    RuleCondition.objects.create(
-        rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("150")
-    )
+    RuleConditionFactory(rule=rule, ctype="2", item_count=1)
+    RuleConditionFactory(rule=rule, ctype="4", comparison="ge", amount_ctype_4=Decimal("150"))
     # and two referrals of 100 each, only the first with a service
     sibling = ReferralFactory(program=referral.program, partner=referral.partner)
     ServiceFactory(client=referral.client)
@@ -337,6 +331,33 @@ def test_a_fixed_reward_is_paid_only_on_expenses_in_the_programs_currency(referr
     )
 
 
+def test_a_fixed_reward_finer_than_the_programs_currency_is_refused_with_the_reason():
+    # given a yen program (no minor unit)
+    yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
+    program = ReferralProgramFactory(currency=yen)
+    # when a fixed reward of 1.5 yen is saved, then it is refused on its amount, saying why
+    with pytest.raises(ValidationError) as refused:
+        RuleFactory.build(program=program, reward_type="fixed", amount=Decimal("1.5")).full_clean()
+    assert refused.value.message_dict["amount"] == [
+        "A fixed reward is in JPY, which has no fractions: give a whole amount."
+    ]
+
+
+def test_a_fixed_reward_is_rounded_to_the_currency_when_the_program_changed_currency(referral):
+    # given a fixed 1.25 USD rule, and the program switched to yen afterwards
+    yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
+    rule_for(referral, reward_type="fixed", amount=Decimal("1.25"))
+    program = referral.program
+    program.currency = yen
+    program.save()
+    ExpenseFactory(
+        client=referral.client, amount=Decimal("3000"), currency=yen, created_at=at("2026-01-06")
+    )
+    # when rewards accrue, then the yen reward is a whole yen, rounded half up like every reward
+    rewards_accrue()
+    assert [(r.amount, r.currency.iso) for r in Reward.objects.all()] == [(Decimal("1"), "JPY")]
+
+
 def test_a_percent_reward_is_in_the_expenses_currency(referral):
     yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
     rule = rule_for(referral, amount=Decimal("2.5"))
@@ -352,9 +373,7 @@ def test_sales_are_measured_in_the_programs_currency_only(referral):
     # given a monthly rule on sales >= 50 (dollars) and a referral who spends 40 USD and 9000 JPY
     yen = CurrencyFactory(iso="JPY", name="Yen", minor_units=0)
     rule = rule_for(referral, schedule="month")
-    RuleCondition.objects.create(
-        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
-    )
+    RuleConditionFactory(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50"))
     spend(referral, "40", "2026-01-05")
     ExpenseFactory(
         client=referral.client, amount=Decimal("9000"), currency=yen, created_at=at("2026-01-06")
@@ -369,7 +388,7 @@ def test_sales_are_measured_in_the_programs_currency_only(referral):
 def test_orderperiods_narrow_a_rule_to_orders_of_those_periods(referral):
     # given a rule for yearly orders only, and a monthly and a yearly service with a charge each
     rule = rule_for(referral)
-    RuleCondition.objects.create(rule=rule, ctype="0", orderperiods=[12])
+    RuleConditionFactory(rule=rule, ctype="0", orderperiods=[12])
     monthly = ServiceFactory(client=referral.client, period=1)
     yearly = ServiceFactory(client=referral.client, period=12)
     ExpenseFactory(client=referral.client, service=monthly, created_at=at("2026-01-05"))
@@ -384,7 +403,7 @@ def test_orderperiods_narrow_a_rule_to_orders_of_those_periods(referral):
 def test_orderperiods_count_only_services_of_those_periods(referral, yearly_services, rewarded):
     # given "services bought >= 2, of yearly orders" and three monthly services besides
     rule = rule_for(referral, schedule="program")
-    RuleCondition.objects.create(rule=rule, ctype="2", item_count=2, orderperiods=[12])
+    RuleConditionFactory(rule=rule, ctype="2", item_count=2, orderperiods=[12])
     ServiceFactory.create_batch(3, client=referral.client, period=1)
     yearly = ServiceFactory.create_batch(yearly_services, client=referral.client, period=12)
     ExpenseFactory(client=referral.client, service=yearly[0], created_at=at("2026-01-05"))
@@ -446,9 +465,7 @@ def test_a_referral_attached_after_a_run_earns_on_its_expenses_from_the_attachme
 def test_an_old_expense_earns_once_a_new_one_lifts_its_months_sales(referral):
     # given "sales in the month >= 50" and 30 spent on 5 January: not yet
     rule = rule_for(referral, schedule="month")
-    RuleCondition.objects.create(
-        rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50")
-    )
+    RuleConditionFactory(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("50"))
     first = spend(referral, "30", "2026-01-05")
     assert rewards_accrue() == 0
     # when 30 more arrive in January, then both January charges earn
@@ -459,7 +476,7 @@ def test_an_old_expense_earns_once_a_new_one_lifts_its_months_sales(referral):
 
 def test_a_new_service_lets_the_referrals_old_expenses_earn(referral):
     rule = rule_for(referral, schedule="program")
-    RuleCondition.objects.create(rule=rule, ctype="2", item_count=1)
+    RuleConditionFactory(rule=rule, ctype="2", item_count=1)
     spend(referral, "30", "2026-01-05")
     assert rewards_accrue() == 0
     ServiceFactory(client=referral.client)
@@ -471,7 +488,7 @@ def test_changing_a_rules_conditions_makes_the_next_run_read_everything_again(re
     from referrals import services
 
     rule = rule_for(referral)
-    condition = RuleCondition.objects.create(
+    condition = RuleConditionFactory(
         rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal("1000")
     )
     spend(referral, "30", "2026-01-05")

@@ -14,7 +14,6 @@ from referrals.models import (
     Reward,
     Rule,
     RuleCondition,
-    RuleConditionGroup,
 )
 from tests.factories import (
     ExpenseFactory,
@@ -22,6 +21,8 @@ from tests.factories import (
     ReferralFactory,
     ReferralProgramFactory,
     RewardFactory,
+    RuleConditionGroupFactory,
+    RuleFactory,
     UserFactory,
 )
 
@@ -95,7 +96,7 @@ def test_program_added_in_the_admin_goes_through_services(admin_client):
 def test_rewards_export_as_csv(admin_client):
     # a client named as a spreadsheet formula is exported as text (every export neutralises)
     referral = ReferralFactory(client__name='=HYPERLINK("http://evil.example","x")')
-    rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
+    rule = RuleFactory(program=referral.program, name="10%", amount=Decimal("10"))
     expense = ExpenseFactory(client=referral.client, amount=Decimal("50"))
     reward = RewardFactory(
         beneficiary=referral.partner,
@@ -116,7 +117,7 @@ def test_rewards_export_as_csv(admin_client):
 
 
 def unpaid_rewards(referral, *amounts) -> list[Reward]:
-    rule = Rule.objects.create(program=referral.program, name="10%", amount=Decimal("10"))
+    rule = RuleFactory(program=referral.program, name="10%", amount=Decimal("10"))
     return [
         RewardFactory(
             beneficiary=referral.partner,
@@ -212,8 +213,8 @@ def program_form(program, **changes) -> dict:
 def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client):
     # given a program with one rule
     program = ReferralProgramFactory()
-    kept = Rule.objects.create(program=program, name="old", amount=Decimal("5"))
-    doomed = Rule.objects.create(program=program, name="doomed", amount=Decimal("1"))
+    kept = RuleFactory(program=program, name="old", amount=Decimal("5"))
+    doomed = RuleFactory(program=program, name="doomed", amount=Decimal("1"))
     rule_row = {"reward_type": "percent", "schedule": "month", "active": "on"}
 
     def save(added_amount: str):
@@ -257,8 +258,8 @@ def test_rules_added_changed_and_deleted_inline_go_through_services(admin_client
 
 def test_conditions_added_inline_land_in_their_group(admin_client):
     # given a rule with a condition group
-    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
-    group = RuleConditionGroup.objects.create(rule=rule, name="either")
+    rule = RuleFactory(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    group = RuleConditionGroupFactory(rule=rule, name="either")
     # when two conditions are added on the rule page, one in the group
     rows = {
         "conditions-0-ctype": "2",
@@ -347,3 +348,14 @@ def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
     assert response.status_code == 200
     assert b"A program with this title exists already." in response.content
     assert ReferralProgram.objects.count() == 1
+
+
+@pytest.mark.parametrize("typed", ["1, \u00b2", "\u0661\u0662", "12, x"])
+def test_order_periods_in_other_than_ascii_digits_are_refused_as_a_form_error(typed):
+    from django.core.exceptions import ValidationError
+
+    from referrals.admin import OrderPeriodsField
+
+    # when a rule condition's order periods are typed with other digits, then the form says so
+    with pytest.raises(ValidationError, match="Order periods are months joined by commas"):
+        OrderPeriodsField().clean(typed)

@@ -16,14 +16,16 @@ from common.actors import Actor
 from common.models import History
 from referrals import selectors, services
 from referrals.accrual import rewards_accrue
-from referrals.models import Partnership, Payout, Referral, Reward, Rule
+from referrals.models import Payout, Referral, Reward, Rule
 from tests.factories import (
     ClientFactory,
     CurrencyFactory,
     ExpenseFactory,
+    PartnershipFactory,
     ReferralFactory,
     ReferralProgramFactory,
     RewardFactory,
+    RuleFactory,
     UserFactory,
 )
 
@@ -84,7 +86,7 @@ def program_with_rewards():
     bob = ReferralFactory(
         program=program, partner=partner, client__name="Bob", joined_at=at(2025, 2, 5)
     )
-    Rule.objects.create(program=program, name="10%", amount=Decimal("10"))
+    RuleFactory(program=program, name="10%", amount=Decimal("10"))
     usd = program.provider.currency
     expense_create(client=ann.client, amount=Decimal("50.00"), currency=usd, created_at=at(2025, 3))
     expense_create(client=bob.client, amount=Decimal("25.00"), currency=usd, created_at=at(2025, 3))
@@ -158,7 +160,7 @@ def test_partner_page_shows_code_link_referrals_months_balance_and_payouts(
 def test_rewards_per_month_sums_each_month_and_currency_apart():
     # given rewards of one partner in two months and two currencies, all written on one day
     referral = ReferralFactory()
-    rule = Rule.objects.create(program=referral.program, name="fixed", amount=Decimal("1"))
+    rule = RuleFactory(program=referral.program, name="fixed", amount=Decimal("1"))
     usd, eur = CurrencyFactory(iso="USD"), CurrencyFactory(iso="EUR", name="Euro")
     for when, amount, currency in [
         (at(2025, 1, 1), "1.25", usd),
@@ -347,7 +349,7 @@ def test_partnership_changelist_links_each_partner_to_their_page(
 def test_program_chart_keeps_the_last_twelve_months_with_rewards(admin_client):
     # given rewards in 13 months, with a month without any among them
     referral = ReferralFactory()
-    rule = Rule.objects.create(program=referral.program, name="fixed", amount=Decimal("1"))
+    rule = RuleFactory(program=referral.program, name="fixed", amount=Decimal("1"))
     months = [(2024, m) for m in range(1, 13) if m != 6] + [(2025, 1), (2025, 2)]
     for year, month in months:
         expense = ExpenseFactory(client=referral.client, created_at=at(year, month))
@@ -376,7 +378,7 @@ def test_pages_run_the_same_queries_for_more_partners_and_referrals(admin_client
     def grow(n):
         for _ in range(n):
             partner = ClientFactory(provider=program.provider)
-            Partnership.objects.create(program=program, partner=partner, code=f"P{partner.pk}")
+            PartnershipFactory(program=program, partner=partner, code=f"P{partner.pk}")
             referral = ReferralFactory(program=program, partner=partner)
             ExpenseFactory(client=referral.client)
         return partner

@@ -53,6 +53,33 @@ def test_a_partner_code_attaches_the_client_to_that_partner(program):
     )
 
 
+@pytest.mark.parametrize(
+    "digits",
+    [
+        "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
+        "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",
+    ],
+    ids=["superscript", "arabic-indic"],
+)
+def test_a_partner_code_in_other_than_ascii_digits_is_no_partner_code(client, program, digits):
+    # given a partner of a running program, their id written in other digits, and a new client
+    program.end_date = None
+    program.save()
+    partner, newcomer = members(program)
+    code = f"FRIEND{str(partner.pk).translate(str.maketrans('0123456789', digits))}"
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    # when the newcomer's code is sent through the REST door
+    answer = client.post(
+        "/api/v1/referrals/attach",
+        {"client": newcomer.pk, "code": code},
+        content_type="application/json",
+    )
+    # then it is refused as no partner code (not a 500, not a second spelling of the partner's)
+    assert answer.status_code == 409, answer.content
+    assert answer.json() == {"detail": f"{code} is no partner code of a referral program"}
+    assert not Referral.objects.exists()
+
+
 def test_a_link_attaches_at_registration_even_with_services(program):
     partner, newcomer = members(program)
     ServiceFactory(client=newcomer, status=Service.Status.ACTIVE)

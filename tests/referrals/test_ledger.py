@@ -250,7 +250,7 @@ def test_accrual_writes_exactly_the_reference_ledger_in_any_order_of_arrival(
 
         def spend(rows):
             return [
-                Expense.objects.create(
+                ExpenseFactory(
                     client=referrals[who].client,
                     amount=amount,
                     currency=currencies[iso],

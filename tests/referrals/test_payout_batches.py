@@ -4,6 +4,7 @@ masked in lists, and the read-only ledger on REST."""
 import csv
 import datetime
 import io
+import threading
 from decimal import Decimal
 
 import pytest
@@ -340,6 +341,10 @@ def test_rest_pays_fetches_the_file_and_marks_the_batch(api, referral):
         content_type="application/json",
     )
     assert nothing.status_code == 409 and nothing.json()["batch"] is None
+    assert nothing.json()["detail"] == (
+        "Nothing was paid: no partner has a payable balance (every reward has been paid "
+        "already, or is still held)."
+    )
     assert PayoutBatch.objects.count() == 1
 
 
@@ -363,3 +368,89 @@ def test_the_admin_lists_batches_payouts_rewards_by_state_and_refusals(admin_cli
         == 0
     )
     assert admin_client.get("/admin/referrals/attachmentrefusal/").status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_marked_sent_while_one_payout_fails_leaves_that_one_failed(paid_batch, referral):
+    # given a batch of two pending payouts, one of which an operator is marking failed (its
+    # transaction open, the payout locked)
+    from tests.conftest import run_in_threads
+    from tests.ops.conftest import wait_until
+
+    failing = paid_batch.payouts.get(partner=referral.partner)
+    failed_locked, other_waits = threading.Event(), threading.Event()
+
+    def fail_one():
+        with transaction.atomic():
+            services.payouts_mark_many(payouts=[failing], status="failed", actor=ACTOR)
+            failed_locked.set()
+            assert other_waits.wait(10)
+
+    def mark_batch_sent():
+        assert failed_locked.wait(10)
+        return services.payout_batch_mark(batch=paid_batch, status="sent", actor=ACTOR)
+
+    def watch():
+        # the batch's marking is queued behind the failing payout's lock
+        assert wait_until(lambda: lock_waits() > 0, seconds=10)
+        other_waits.set()
+
+    def run(step):
+        return step()
+
+    # when another operator marks the whole batch sent meanwhile
+    results = run_in_threads(run, [fail_one, mark_batch_sent, watch])
+    # then the batch's other payout is sent and the failed one stays failed
+    statuses = dict(paid_batch.payouts.values_list("pk", "status"))
+    assert statuses.pop(failing.pk) == "failed"
+    assert list(statuses.values()) == ["sent"]
+    assert [p.pk for p in results[1]] == list(statuses)
+
+
+def lock_waits() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+def test_rest_refuses_to_pay_partners_the_program_does_not_have(api, referral):
+    # given a partner with a payable balance
+    spend(referral, "100", 0)
+    rewards_accrue()
+    stranger = ReferralFactory().partner
+    # when a payment names them and a client who is no partner of the program
+    answer = api.post(
+        "/api/v1/payout-batches",
+        {
+            "program": referral.program_id,
+            "partners": [referral.partner_id, stranger.pk],
+            "reference": "API-3",
+        },
+        content_type="application/json",
+    )
+    # then it is refused, naming the stranger, and nothing is paid
+    assert answer.status_code == 400, answer.content
+    assert answer.json() == {"partners": [f"Not partners of this program: [{stranger.pk}]"]}
+    assert not PayoutBatch.objects.exists()
+
+
+def test_rest_says_why_nothing_was_paid_when_every_balance_is_skipped(api, referral):
+    # given a partner whose 10.00 payable is below the program's payout minimum of 20
+    program = referral.program
+    program.payout_minimum = Decimal("20")
+    program.save()
+    spend(referral, "100", 0)
+    rewards_accrue()
+    # when the program's partners are paid through REST
+    answer = api.post(
+        "/api/v1/payout-batches",
+        {"program": program.pk, "reference": "API-4"},
+        content_type="application/json",
+    )
+    # then nothing is paid, and the answer says why in words
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["detail"] == (
+        f"Nothing was paid: Paula in {program.name}: the payable balance 10.00 USD is below the "
+        "payout minimum 20.00 USD."
+    )

@@ -10,17 +10,17 @@ from django.db import IntegrityError, connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.models import Expense
 from billing.services import expense_create
 from common.actors import Actor
 from referrals import selectors, services
 from referrals.accrual import reversal_amount, rewards_accrue
-from referrals.models import Payout, ReferralProgram, Reward, RewardState, RuleCondition
+from referrals.models import Payout, ReferralProgram, Reward, RewardState
 from tests.factories import (
     CurrencyFactory,
     ExpenseFactory,
     ReferralFactory,
     ReferralProgramFactory,
+    RuleConditionFactory,
     RuleFactory,
 )
 
@@ -189,7 +189,7 @@ def test_a_switched_off_program_still_gives_back_on_refunds(referral):
 
 def test_a_measured_rule_reverses_too(referral):
     rule = referral.program.rules.get()
-    RuleCondition.objects.create(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal(50))
+    RuleConditionFactory(rule=rule, ctype="1", comparison="ge", amount_ctype_1=Decimal(50))
     bought = charge(referral, "60")
     rewards_accrue()
     refund(bought, "-30")
@@ -298,7 +298,7 @@ def test_reversals_match_the_reference_in_any_order_of_runs(charges, percent, ru
         made = []
         for amount, iso, parts in charges:
             amount = half_up(amount, currencies[iso].minor_units) or Decimal(1)
-            bought = Expense.objects.create(
+            bought = ExpenseFactory(
                 client=referral.client, amount=amount, currency=currencies[iso], created_at=START
             )
             if runs == "each":

@@ -218,3 +218,19 @@ def test_the_address_limit_holds_under_parallel_attachments():
     made = [r for r in run_in_threads(one, newcomers) if r is not None]
     assert len(made) == 3 == Referral.objects.count()
     assert AttachmentRefusal.objects.filter(screen="address_limit").count() == 7
+
+
+def test_a_refusal_is_recorded_whole_or_not_at_all(program, monkeypatch):
+    # given a partner and a client with the partner's e-mail, and a history write that fails
+    partner = client_of(program, email="jane@example.com")
+    client = client_of(program, email="JANE@example.com")
+
+    def history_fails(**kwargs):
+        raise RuntimeError("history is down")
+
+    monkeypatch.setattr(services, "history_record", history_fails)
+    # when the screen refuses the attachment and recording it fails half-way
+    with pytest.raises(RuntimeError):
+        attach(program, partner, client)
+    # then no refusal row stands without its history line
+    assert not AttachmentRefusal.objects.exists()

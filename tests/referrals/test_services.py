@@ -10,7 +10,7 @@ from common.actors import Actor
 from referrals import services
 from referrals.models import ProgramState, ReferralProgram
 from tests.conftest import run_in_threads
-from tests.factories import ProviderFactory
+from tests.factories import ProviderFactory, ReferralProgramFactory
 
 
 @pytest.mark.django_db
@@ -99,7 +99,7 @@ def test_a_title_is_unique_per_provider_in_any_letter_case():
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        ReferralProgram.objects.create(provider=provider, name="fRiEnDs")
+        ReferralProgramFactory(provider=provider, name="fRiEnDs")
     assert kept.name == "Friends"
 
 
@@ -155,7 +155,7 @@ def test_a_programs_state_is_the_one_its_queryset_puts_it_in(status, start, leng
     from django.db import transaction
 
     with transaction.atomic():
-        program = ReferralProgram.objects.create(
+        program = ReferralProgramFactory(
             provider=ProviderFactory(),
             name="p",
             status=status,
@@ -192,3 +192,64 @@ def test_billing_does_not_import_referrals():
             elif isinstance(node, ast.Import):
                 imports |= {(path.name, alias.name.split(".")[0]) for alias in node.names}
     assert not {(name, module) for name, module in imports if module == "referrals"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_program_that_gains_a_referral_while_it_is_deleted_is_kept_with_the_reason(
+    monkeypatch,
+):
+    # given a running program without referrals, a partner and a new client
+    from tests.factories import ClientFactory
+
+    program = ReferralProgramFactory()
+    partner, newcomer = ClientFactory.create_batch(2, provider=program.provider)
+    deleting = services.model_delete_many
+
+    def attach_then_delete(**kwargs):
+        # another operator's attachment commits after the "no referrals" check, before the delete
+        run_in_threads(
+            lambda client: services.referral_attach(
+                client=client,
+                partner_id=partner.pk,
+                program=program,
+                source="manual",
+                actor=Actor.system("test"),
+            ),
+            [newcomer],
+        )
+        return deleting(**kwargs)
+
+    monkeypatch.setattr(services, "model_delete_many", attach_then_delete)
+    # when the program is deleted, then it is refused as one with referrals, and kept
+    with pytest.raises(ValidationError) as refused:
+        services.program_delete_many(programs=[program], actor=Actor.system("test"))
+    assert refused.value.message_dict == {
+        "elid": [f"{program.name} has referrals; make it inactive instead."]
+    }
+    assert ReferralProgram.objects.filter(pk=program.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_rule_that_earns_a_reward_while_it_is_deleted_is_kept_with_the_reason(monkeypatch):
+    # given a rule without rewards yet, and a referral's purchase that it will reward
+    from referrals.accrual import rewards_accrue
+    from tests.factories import ExpenseFactory, ReferralFactory, RuleFactory
+
+    referral = ReferralFactory(program__start_date=datetime.date(2026, 1, 1))
+    rule = RuleFactory(program=referral.program, name="10%")
+    ExpenseFactory(client=referral.client)
+    deleting = services.model_delete_many
+
+    def accrue_then_delete(**kwargs):
+        # accrual commits the rule's first reward after the "no rewards" check, before the delete
+        run_in_threads(lambda _: rewards_accrue(), [None])
+        return deleting(**kwargs)
+
+    monkeypatch.setattr(services, "model_delete_many", accrue_then_delete)
+    # when the rule is deleted, then it is refused as one with rewards, and kept
+    with pytest.raises(ValidationError) as refused:
+        services.rule_delete_many(rules=[rule], actor=Actor.system("test"))
+    assert refused.value.message_dict == {"elid": ["10% has rewards; make it inactive instead."]}
+    assert rule.rewards.count() == 1

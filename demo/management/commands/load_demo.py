@@ -14,7 +14,7 @@ from billing.models import Client, ClientGroup, Currency, Expense, Provider, Ser
 from common.actors import Actor
 from digipay_api.demo import DEMO_COMPANY_ID, DEMO_TOKEN, demo_company_ensure
 from promotions import services
-from promotions.demo import demo_code_uses
+from promotions.demo import demo_code_uses, demo_overlapping_promotions
 from promotions.models import Condition, Discount
 from referrals.demo import demo_referral_activity
 from referrals.models import Referral, ReferralProgram, Rule
@@ -159,10 +159,12 @@ class Command(BaseCommand):
         )
         services.discount_create(promotion=friday, actor=actor, percentage=Decimal("15"))
         used = demo_code_uses(promotion=friday, tariff=start, actor=actor)
+        overlap = demo_overlapping_promotions(provider=provider, actor=actor, today=today)
         rewards = demo_referral_activity(program=program, partners=clients[:3], actor=actor)
         self.stdout.write(
             f"Demo data loaded: provider {provider.pk}, promotions {spring.pk}, {welcome.pk} and "
-            f"{friday.pk} ({used} codes used), {rewards} referral rewards; operator admin/admin."
+            f"{friday.pk} ({used} codes used), overlapping {', '.join(str(p.pk) for p in overlap)}, "
+            f"{rewards} referral rewards; operator admin/admin."
         )
         # After the rest, so the demo provider keeps id 1.
         demo_company_ensure()

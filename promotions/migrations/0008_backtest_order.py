@@ -7,8 +7,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0002_refunds'),
-        ('promotions', '0006_usage_without_expense'),
+        ('billing', '0003_overlap'),
+        ('promotions', '0007_overlap'),
     ]
 
     operations = [

@@ -47,6 +47,7 @@ from referrals.models import (
     Referral,
     ReferralProgram,
     Reward,
+    RewardKind,
     RewardState,
     Rule,
     partner_code,
@@ -250,7 +251,9 @@ def _code(program: ReferralProgram, partner_id: int, enrolled_code: str | None) 
 
 def _sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> QuerySet:
     """Every balance per currency (and per `keys`), in one GROUP BY."""
-    unpaid = Q(payout__isnull=True)
+    # Points are credited to the client's account, never transferred: only cash is paid out,
+    # so only cash is unpaid, held or payable.
+    unpaid = Q(payout__isnull=True, kind=RewardKind.CASH)
     return (
         rewards.order_by()
         .values(*keys, "currency__iso", "currency__minor_units")
@@ -679,7 +682,7 @@ def payable_rows(
     (now), reversing rows included (a deduction when the reward they reverse was paid); up to row
     `through` when given."""
     due = credited_rewards(program=program, partner=partner).filter(
-        payout__isnull=True, payable_at__lte=at or timezone.now()
+        payout__isnull=True, payable_at__lte=at or timezone.now(), kind=RewardKind.CASH
     )
     return due.filter(pk__lte=through) if through is not None else due
 

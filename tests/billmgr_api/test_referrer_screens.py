@@ -11,6 +11,7 @@ import time_machine
 from common.actors import Actor
 from referrals import services
 from referrals.accrual import rewards_accrue
+from referrals.models import Payout
 from tests.factories import (
     ClientFactory,
     CurrencyFactory,
@@ -138,3 +139,24 @@ def test_an_unknown_referrer_is_a_missing_error(door, out, screens):
     stranger = ClientFactory(provider=program.provider)
     answer = door("referralprogram.referral", out=out, elid=program.pk, partner=stranger.pk)
     assert (answer["error"]["type"], answer["error"]["object"]) == ("missing", "partner")
+
+
+def test_a_failed_payout_is_not_shown_as_paid(door, out, screens):
+    program, paula, ann, *_ = screens
+    # given March's payout to Paula marked failed by the bank
+    services.payouts_mark_many(
+        payouts=paula.payouts.all(), status=Payout.Status.FAILED, actor=ACTOR
+    )
+    # then neither her referral's row nor her rewards show anything paid
+    referrals = door("referralprogram.referral", out=out, elid=program.pk, partner=paula.pk)
+    ann_row = next(r for r in referrals["elem"] if r["account_id"] == str(ann.pk))
+    assert ann_row["paid_amount"] == ""
+    rewards = door("referralprogram.reward", out=out, elid=program.pk, partner=paula.pk)
+    assert {r["paid_amount"] for r in rewards["elem"]} == {"0.00"}
+    # and what was paid is owed again
+    mine = next(
+        r
+        for r in door("referralprogram.partner", out=out, elid=program.pk)["elem"]
+        if r["id"] == str(paula.pk)
+    )
+    assert mine["unpaid"] == "2.00 EUR, 10.00 USD"

@@ -348,6 +348,55 @@ def test_rest_pays_fetches_the_file_and_marks_the_batch(api, referral):
     assert PayoutBatch.objects.count() == 1
 
 
+def test_rest_pays_the_partners_above_the_minimum_and_names_who_it_skipped(api, referral):
+    # given a payout minimum of 5.00: Paula earned 10.00, Quinn 1.00
+    referral.program.payout_minimum = Decimal("5")
+    referral.program.save()
+    quinns = ReferralFactory(program=referral.program, partner__name="Quinn")
+    spend(referral, "100", 0)
+    spend(quinns, "10", 0)
+    rewards_accrue()
+    # when the program's partners are paid through REST
+    made = api.post(
+        "/api/v1/payout-batches",
+        {"program": referral.program_id, "reference": "API-MIN"},
+        content_type="application/json",
+    )
+    # then Paula is paid, and Quinn is named among the skipped with the reason and balance
+    assert made.status_code == 201, made.content
+    answer = made.json()
+    assert [(p["partner"], p["amount"]) for p in answer["batch"]["payouts"]] == [
+        (referral.partner_id, "10.0000")
+    ]
+    assert [(s["partner"], s["balance"]["amount"]) for s in answer["skipped"]] == [
+        (quinns.partner_id, "1.0000")
+    ]
+    assert "minimum" in answer["skipped"][0]["reason"]
+    assert Payout.objects.filter(partner=quinns.partner).count() == 0
+
+
+def test_points_are_never_paid_out_as_money(referral):
+    # given a program that pays the referrer in cash and the referred client in points
+    program = referral.program
+    program.rewarded, program.referee_reward_kind = "both", "points"
+    program.save()
+    spend(referral, "100", 0)
+    rewards_accrue()
+    # when both are paid
+    paid = services.payouts_create_many(
+        partners=[(program, referral.partner), (program, referral.client)],
+        reference="P-PTS",
+        actor=ACTOR,
+    )
+    # then the referrer gets 10.00 in money, and the client's 10 points stay on their account
+    assert [(p.partner, p.amount) for p in paid.payouts] == [(referral.partner, Decimal("10"))]
+    points = Reward.objects.get(beneficiary=referral.client)
+    assert (points.kind, points.payout) == ("points", None)
+    # and the client's balance shows no money owed
+    balances = selectors.partner_summary(program=program, partner=referral.client).balances
+    assert (balances.payable, balances.unpaid) == ([], [])
+
+
 def test_only_who_may_pay_reads_the_payout_file(client, paid_batch):
     viewer = UserFactory(username="viewer")
     from django.contrib.auth.models import Permission

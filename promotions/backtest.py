@@ -355,10 +355,10 @@ class BudgetReplay:
             left_of(self.budget, self.spent[period]),
             left_of(self.client_budget, self.client_spent[order.client_id, period]),
         )
-        if view.left is not None and need > view.left:
+        if view.refusal():
             self.refused += 1
-            if self.exhausted_on is None:
-                self.exhausted_on = timezone.localdate(order.at)
+        if view.left is not None and need > view.left and self.exhausted_on is None:
+            self.exhausted_on = timezone.localdate(order.at)
         return [view]
 
     def spend(self, order: Order, amount: Decimal | None) -> None:

@@ -363,3 +363,23 @@ def test_stacked_below_a_live_combinable_promotion_it_wins_combined(shop):
         rival.pk,
         Decimal("8.00"),
     )
+
+
+def test_a_client_budget_holds_each_client_back_without_exhausting_the_promotion(shop, run_inline):
+    # given a 10% draft giving a client at most 15.00 a month, and two clients' two March orders
+    promotion = draft(shop, "10")
+    promotion.client_budget, promotion.budget_period = Decimal("15.00"), "month"
+    promotion.save()
+    for n in range(2):
+        client = ClientFactory(provider=shop.provider, registration_date=moment(2025, 1, 1))
+        service = service_of(shop, moment(2026, 3, 1 + n), client=client)
+        for day in (1, 10):
+            charge(shop, service, moment(2026, 3, day + n), client=client)
+    # when March is backtested
+    result = run_inline(promotion).result
+    # then each client gets the first 10.00 and goes without it the second time
+    assert (result["won"], result["clients_qualified"]) == (2, 2)
+    assert result["discount_total"] == {shop.usd.iso: "20.00"}
+    assert result["not_applied"] == [{"reason": "client budget too short", "orders": 2}]
+    assert result["budget"]["spent"] == {"2026-03": "20.00"}
+    assert (result["budget"]["orders_refused"], result["budget_exhausted_on"]) == (2, None)

@@ -217,6 +217,8 @@ TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
 
 # From how many codes the admin's "Generate promo codes" runs in the background.
 PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "500"))
+# The longest window a promotion's backtest replays, in days.
+BACKTEST_MAX_DAYS = int(os.environ.get("BACKTEST_MAX_DAYS", "366"))
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

@@ -4,6 +4,7 @@ import copy
 import csv
 import datetime
 import io
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,6 +13,7 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Sum
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -19,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 
 from billing.models import Client, Service, Tariff
 from billing.selectors import money_shown, order_periods
+from common.admin import job_status
 from common.admin_tools import (
     MonthsField,
     ServiceSavedAdmin,
@@ -28,14 +31,16 @@ from common.admin_tools import (
 )
 from common.charts import bar_chart
 from common.groups import GroupedConditionForm, GroupedConditionInline
+from common.models import Job
 from common.money import moment_format
 from common.selectors import history_of
 from common.throttle import Throttled
 from promotions import codegen, selectors, services
+from promotions.backtest import BACKTEST
 from promotions.engine import Order
 from promotions.engine.present import quote_as_dict
 from promotions.engine.types import Kind
-from promotions.jobs import background_from, generate_codes_start
+from promotions.jobs import background_from, backtest_start, generate_codes_start
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -240,6 +245,22 @@ class TryLineForm(forms.Form):
 TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
 
 
+def backtest_charts(result: dict) -> list:
+    """The discount it would have given per month, one chart per currency."""
+    currencies = sorted({iso for m in result["per_month"].values() for iso in m["discount"]})
+    return [
+        bar_chart(
+            [
+                (month, Decimal(values["discount"].get(iso, "0")))
+                for month, values in result["per_month"].items()
+            ],
+            title=f"Discount it would have given per month, {iso}",
+            shown=lambda amount, iso=iso: money_shown(amount, iso),
+        )
+        for iso in currencies
+    ]
+
+
 class ImportCodesForm(forms.Form):
     file = forms.FileField(help_text="CSV with a header row; only the code column is required.")
 
@@ -275,6 +296,11 @@ def _csv_problem(exc: csv.Error) -> str:
     return f"the file is not CSV ({text})"
 
 
+class BacktestForm(forms.Form):
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To (included)", widget=forms.DateInput(attrs={"type": "date"}))
+
+
 class GenerateCodesForm(forms.Form):
     template = forms.CharField(max_length=100, help_text='Each "?" becomes a random character.')
     count = forms.IntegerField(min_value=1, max_value=services.MAX_CODES_PER_CALL, initial=10)
@@ -298,6 +324,7 @@ class PromotionChangeList(ChangeList):
 @admin.register(Promotion)
 class PromotionAdmin(ServiceSavedAdmin):
     change_list_template = "admin/promotions/promotion/change_list.html"
+    change_form_template = "admin/promotions/promotion/change_form.html"
     list_display = [
         "id",
         "name",
@@ -420,6 +447,21 @@ class PromotionAdmin(ServiceSavedAdmin):
             ),
             path("try-order/", view(self.try_order_view), name="promotions_promotion_try_order"),
             path(
+                "<int:promotion_id>/backtest/",
+                view(self.backtest_view),
+                name="promotions_promotion_backtest",
+            ),
+            path(
+                "<int:promotion_id>/backtest/<int:job_id>/",
+                view(self.backtest_result_view),
+                name="promotions_promotion_backtest_result",
+            ),
+            path(
+                "<int:promotion_id>/backtest/<int:job_id>/orders.csv",
+                view(self.backtest_csv_view),
+                name="promotions_promotion_backtest_csv",
+            ),
+            path(
                 "<int:promotion_id>/import-codes/",
                 view(self.import_codes_view),
                 name="promotions_promotion_import_codes",
@@ -480,6 +522,89 @@ class PromotionAdmin(ServiceSavedAdmin):
                 "columns": services.CSV_COLUMNS,
                 "opts": self.model._meta,
             },
+        )
+
+    def _viewed(self, request, promotion_id: int) -> Promotion:
+        promotion = get_object_or_404(Promotion, pk=promotion_id)
+        if not self.has_view_permission(request, promotion):
+            raise PermissionDenied
+        return promotion
+
+    def backtest_view(self, request, promotion_id: int):
+        """The window to replay; starting it shows its page, which follows it to its figures."""
+        promotion = self._viewed(request, promotion_id)
+        yesterday = timezone.localdate() - datetime.timedelta(days=1)
+        form = BacktestForm(
+            request.POST or None,
+            initial={"start": yesterday - datetime.timedelta(days=89), "end": yesterday},
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = backtest_start(
+                    promotion=promotion,
+                    start=form.cleaned_data["start"],
+                    end=form.cleaned_data["end"],
+                    actor=admin_actor(request, "promotion.backtest"),
+                    back=reverse("admin:promotions_promotion_backtest", args=[promotion.pk]),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error({"from": "start", "to": "end"}.get(field), errors)
+            else:
+                return redirect("admin:promotions_promotion_backtest_result", promotion.pk, job.pk)
+        return render(
+            request,
+            "admin/promotions/backtest.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Backtest {promotion.name}",
+                "promotion": promotion,
+                "form": form,
+                "earlier": selectors.backtests_of(promotion=promotion),
+                "opts": self.model._meta,
+            },
+        )
+
+    def _backtest(self, request, promotion_id: int, job_id: int) -> tuple[Promotion, Job]:
+        promotion = self._viewed(request, promotion_id)
+        job = get_object_or_404(Job, pk=job_id, kind=BACKTEST, params__promotion=promotion.pk)
+        return promotion, job
+
+    def backtest_result_view(self, request, promotion_id: int, job_id: int):
+        promotion, job = self._backtest(request, promotion_id, job_id)
+        result = job.result if job.status == Job.Status.DONE else None
+        return render(
+            request,
+            "admin/promotions/backtest_result.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Backtest of {promotion.name}, {job.params['from']} to {job.params['to']}",
+                "promotion": promotion,
+                "job": job,
+                "state": job_status(job),
+                "status_url": reverse("admin:common_job_status", args=[job.pk]),
+                "result": result,
+                "charts": backtest_charts(result) if result else [],
+                "opts": self.model._meta,
+            },
+        )
+
+    def backtest_csv_view(self, request, promotion_id: int, job_id: int):
+        promotion, job = self._backtest(request, promotion_id, job_id)
+        if job.status != Job.Status.DONE:
+            raise Http404("The backtest has not finished.")
+        return csv_response(
+            f"promotion-{promotion.pk}-backtest-{job.pk}.csv",
+            selectors.BACKTEST_CSV_COLUMNS,
+            selectors.backtest_rows(run=job.params["run"]),
+            row=lambda values: [
+                timezone.localtime(v).isoformat()
+                if isinstance(v, datetime.datetime)
+                else ""
+                if v is None
+                else v
+                for v in values
+            ],
         )
 
     def try_order_view(self, request):

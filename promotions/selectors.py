@@ -13,9 +13,18 @@ from django.utils import timezone
 from billing.models import Tariff
 from billing.selectors import money_shown
 from common.groups import ConditionGroups
+from common.models import Job
 from common.money import MONEY_DECIMAL_PLACES
+from promotions.backtest import BACKTEST
 from promotions.engine.budgets import budget_period_key
-from promotions.models import BudgetSpend, PromoCode, PromoCodeUsage, Promotion, Redemption
+from promotions.models import (
+    BacktestOrder,
+    BudgetSpend,
+    PromoCode,
+    PromoCodeUsage,
+    Promotion,
+    Redemption,
+)
 
 
 def _usages(**filters) -> models.QuerySet[PromoCodeUsage]:
@@ -240,6 +249,54 @@ def quote_for_people(data: dict) -> dict:
             for line in data["lines"]
         ],
     }
+
+
+BACKTEST_CSV_COLUMNS = [
+    "charged_at",
+    "expense",
+    "client",
+    "client_name",
+    "tariff",
+    "tariff_name",
+    "kind",
+    "period",
+    "price",
+    "currency",
+    "discount_alone",
+    "discount",
+    "winner",
+    "winner_name",
+]
+
+
+def backtest_rows(*, run: str):
+    """A backtest's qualifying orders in the order they were charged, as CSV rows (streamed)."""
+    return (
+        BacktestOrder.objects.filter(run=run)
+        .order_by("charged_at", "id")
+        .values_list(
+            "charged_at",
+            "expense_id",
+            "client_id",
+            "client__name",
+            "tariff_id",
+            "tariff__name",
+            "kind",
+            "period",
+            "price",
+            "currency__iso",
+            "discount_alone",
+            "discount",
+            "winner_id",
+            "winner__name",
+        )
+        .iterator(chunk_size=2000)
+    )
+
+
+def backtests_of(*, promotion: Promotion) -> list[Job]:
+    """The promotion's latest backtests, newest first."""
+    return list(Job.objects.filter(kind=BACKTEST, params__promotion=promotion.pk)[:20])
 
 
 def budget_spends(*, promotion: Promotion, periods: int = 30) -> list[tuple[str, Decimal]]:

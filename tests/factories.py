@@ -14,6 +14,7 @@ from digipay_api.selectors import key_digest
 from ops.models import JobAttempt, JobTask, Schedule, WorkerBeat
 from promotions.engine.rules import rules_version_bump
 from promotions.models import (
+    BacktestOrder,
     BudgetCharge,
     BudgetSpend,
     ClientBudgetSpend,
@@ -426,6 +427,32 @@ class ClientBudgetSpendFactory(factory.django.DjangoModelFactory):
     )
     period = "total"
     spent = Decimal("0.00")
+
+
+class BacktestOrderFactory(factory.django.DjangoModelFactory):
+    """A past order a backtest found its promotion qualifying for (a row of its CSV)."""
+
+    class Meta:
+        model = BacktestOrder
+
+    run = factory.Faker("uuid4", cast_to=None)
+    expense = factory.SubFactory(
+        ExpenseFactory,
+        service=factory.SubFactory(ServiceFactory, client=factory.SelfAttribute("..client")),
+        amount=Decimal("20.00"),
+    )
+    charged_at = factory.SelfAttribute("expense.created_at")
+    client = factory.SelfAttribute("expense.client")
+    tariff = factory.SelfAttribute("expense.service.tariff")
+    kind = BacktestOrder.Kind.NEW
+    period = 1
+    price = factory.SelfAttribute("expense.amount")
+    currency = factory.SelfAttribute("expense.currency")
+    discount_alone = Decimal("2.00")
+    discount = Decimal("2.00")
+    winner = factory.SubFactory(
+        PromotionFactory, provider=factory.SelfAttribute("..client.provider")
+    )
 
 
 class BudgetChargeFactory(factory.django.DjangoModelFactory):

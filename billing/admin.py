@@ -3,7 +3,8 @@ from django.core.exceptions import ValidationError
 
 from billing import services
 from billing.models import Client, ClientGroup, Currency, Expense, Provider, Service, Tariff
-from common.admin_tools import ServiceSavedAdmin, admin_actor
+from billing.selectors import money_shown
+from common.admin_tools import ServiceSavedAdmin, admin_actor, money_column
 
 
 class RefundFilter(admin.SimpleListFilter):
@@ -67,7 +68,9 @@ class ClientAdmin(SubstrateAdmin):
 
 @admin.register(Tariff)
 class TariffAdmin(SubstrateAdmin):
-    list_display = ["id", "name", "provider", "price", "charge"]
+    list_display = ["id", "name", "provider", "price_shown", "charge"]
+    list_select_related = ["provider__currency"]
+    price_shown = money_column("price", "provider.currency", "price")
     list_filter = ["provider", "charge"]
     search_fields = ["name"]
 
@@ -90,12 +93,15 @@ class ExpenseAdmin(ServiceSavedAdmin):
         "id",
         "client",
         "service",
-        "amount",
+        "amount_shown",
         "currency",
         "created_at",
         "refunds",
-        "refunded",
+        "refunded_shown",
     ]
+    list_select_related = ["client", "service__tariff", "currency"]
+    amount_shown = money_column("amount", "currency", "amount")
+    refunded_shown = money_column("refunded", "currency", "refunded")
     list_filter = ["currency", RefundFilter]
     search_fields = ["client__name"]
     raw_id_fields = ["client", "service", "refunds"]
@@ -130,7 +136,7 @@ class ExpenseAdmin(ServiceSavedAdmin):
             return
         if refunds:
             shown = ", ".join(
-                f"{-r.amount.normalize():f} {r.currency} of #{r.refunds_id}" for r in refunds
+                f"{money_shown(-r.amount, r.currency)} of #{r.refunds_id}" for r in refunds
             )
             self.message_user(request, f"Refunded {shown}.", messages.SUCCESS)
         else:

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_format
 
 
 class Currency(models.Model):
@@ -191,4 +191,4 @@ class Expense(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency}"
+        return money_format(self.amount, self.currency.iso, minor_units=self.currency.minor_units)

@@ -3,7 +3,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from common.admin_tools import ListedOnlyAdmin, ListedOnlyInline
@@ -33,9 +33,23 @@ admin.site.login_form = BrakedAdminLoginForm
 
 @admin.register(History)
 class HistoryAdmin(ListedOnlyAdmin):
-    list_display = ["changedate", "content_type", "object_id", "desc", "username", "ip", "action"]
+    list_display = ["changedate", "content_type", "changed", "desc", "username", "ip", "action"]
     list_filter = ["content_type", "action"]
+    list_select_related = ["content_type"]
     search_fields = ["desc", "username"]
+
+    @admin.display(description="object", ordering="object_id")
+    def changed(self, row: History) -> str:
+        """A link to the changed object's page (its root's: a discount's promotion), when the
+        admin has one."""
+        try:
+            url = reverse(
+                f"admin:{row.content_type.app_label}_{row.content_type.model}_change",
+                args=[row.object_id],
+            )
+        except NoReverseMatch:
+            return f"#{row.object_id}"
+        return format_html('<a href="{}">#{}</a>', url, row.object_id)
 
 
 class JobAttemptInline(ListedOnlyInline):
@@ -108,4 +122,5 @@ def job_status(job: Job) -> dict:
         "message": message,
         "finished": job.status in (Job.Status.DONE, Job.Status.FAILED),
         "back": job.params.get("back", ""),
+        "links": job.params.get("links", []) if job.status == Job.Status.DONE else [],
     }

@@ -1,6 +1,7 @@
 """What every admin shares: who acted, and which fields a form changed."""
 
 import csv
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -8,10 +9,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html
 
 from common.actors import Actor
-from common.groups import GroupChoice
+from common.groups import group_choice
+from common.money import money_format
 from common.net import client_ip
 from common.spreadsheet import safe_cell
 
@@ -71,12 +75,13 @@ def csv_response(
     return response
 
 
-def group_arg(data: dict) -> dict:
-    """The admin picks a group object; the services take a group name (or `none`)."""
+def group_arg(data: dict, groups: QuerySet) -> dict:
+    """The admin types a group's name; the services take an existing group's name, `new` with
+    the new group's name, or `none`. `groups` are the owner's, read when the row is written (the
+    groups inline is saved first, so a group added on the same page is found)."""
     data = dict(data)
-    if "group" in data:
-        group = data.pop("group")
-        data["group"] = group.name if group else GroupChoice.NONE
+    if "group_name" in data:
+        data |= group_choice(data.pop("group_name"), groups.values_list("name", flat=True))
     return data
 
 
@@ -137,3 +142,83 @@ class ServiceSavedAdmin(admin.ModelAdmin):
         if writers is None:
             return super().save_formset(request, form, formset, change)
         formset_save_through(formset, writers, formset.fk.name)
+
+
+class MonthsWidget(forms.CheckboxSelectMultiple):
+    """Checkboxes of the usual order periods, and a box for others typed as `1, 12`."""
+
+    def value_from_datadict(self, data, files, name):
+        ticked = data.getlist(name) if hasattr(data, "getlist") else data.get(name) or []
+        if isinstance(ticked, str):
+            ticked = [ticked]
+        return [*ticked, data.get(f"{name}_other", "")]
+
+    def format_value(self, value):
+        return [str(v) for v in value or []]
+
+    def render(self, name, value, attrs=None, renderer=None):
+        value = self.format_value(value)
+        offered = {str(choice) for choice, _ in self.choices}
+        boxes = super().render(name, [v for v in value if v in offered], attrs, renderer)
+        return format_html(
+            '<div class="months">{}<label>other months '
+            '<input type="text" name="{}_other" value="{}" size="8" placeholder="e.g. 1, 12">'
+            "</label></div>",
+            boxes,
+            name,
+            ", ".join(v for v in value if v not in offered),
+        )
+
+
+class MonthsField(forms.Field):
+    """Order periods in months: the boxes ticked and the months typed (`1, 12`), as a sorted
+    list of whole months; empty means every period."""
+
+    widget = MonthsWidget
+    MOST = 1200  # a hundred years, the longest period a rule may name (common.periods)
+
+    def __init__(self, *, choices=(), **kwargs):
+        super().__init__(**kwargs)
+        self.widget.choices = [(months, f"{months} mo") for months in choices]
+
+    def to_python(self, value):
+        if value is None:
+            return []
+        if isinstance(value, (str, int)):
+            value = [value]
+        parts = [
+            part.strip()
+            for item in value
+            for part in str(item).strip().strip("[]").split(",")
+            if part.strip()
+        ]
+        for part in parts:
+            if not (part.isdigit() and 1 <= int(part) <= self.MOST):
+                raise ValidationError(
+                    f"Order periods are whole months from 1 to {self.MOST}, separated by commas "
+                    f"(e.g. 1, 12); “{part}” is not one.",
+                    code="invalid",
+                )
+        return sorted({int(part) for part in parts})
+
+    def has_changed(self, initial, data):
+        try:
+            return sorted(set(initial or [])) != self.to_python(data)
+        except ValidationError:
+            return True
+
+
+def money_column(amount: str, currency: str, description: str):
+    """A list column showing the `amount` attribute in the one money format; `currency` is the
+    dotted path to its currency row (anything with `iso` and `minor_units`)."""
+    read_currency = operator.attrgetter(currency)
+
+    @admin.display(description=description, ordering=amount)
+    def column(self, obj) -> str:
+        value = getattr(obj, amount)
+        if value is None:
+            return "-"
+        row = read_currency(obj)
+        return money_format(value, row.iso, minor_units=row.minor_units)
+
+    return column

@@ -1,18 +1,22 @@
 """What every REST view shares: who acts, and permissions that also guard reads."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
-from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.exceptions import NotFound, Throttled, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import BasePermission, DjangoModelPermissions
+from rest_framework.permissions import BasePermission, DjangoModelPermissions, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.actors import Actor
 from common.moments import checked_moment
 from common.net import client_ip
 from common.parsers import SafeJSONParser
+from common.selectors import job_as_dict, job_for
 from common.throttle import Throttled as BrakeThrottled
 
 
@@ -102,3 +106,34 @@ class TokenObtainApi(ObtainAuthToken):
     under the one sign-in policy (the authentication backend), a braked caller gets a 429."""
 
     parser_classes = [SafeJSONParser, FormParser, MultiPartParser]
+
+
+class JobOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
+    done = serializers.IntegerField(help_text="Units of work done so far (a backtest: orders).")
+    total = serializers.IntegerField()
+    percent = serializers.IntegerField()
+    message = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    result = serializers.JSONField(
+        allow_null=True, help_text="What the job found, once `done` (a backtest's figures)."
+    )
+
+
+class JobApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        responses={200: JobOutput},
+        operation_id="job_retrieve",
+        description="A background job's state and progress, and its result once `done`. Jobs "
+        "are readable by the user who started them and by users with the right to view jobs.",
+    )
+    def get(self, request, job_id: int):
+        job = job_for(user=request.user, job_id=job_id)
+        if job is None:
+            raise NotFound("No such job.")
+        return Response(JobOutput(job_as_dict(job)).data)

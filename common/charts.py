@@ -1,6 +1,6 @@
 """Server-rendered SVG bar charts for admin pages: no script, nothing fetched at run time."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from django.utils.html import format_html, format_html_join
@@ -10,9 +10,15 @@ WIDTH, HEIGHT, PAD = 640, 200, 28
 
 
 def bar_chart(
-    points: Sequence[tuple[str, Decimal | int]], *, title: str, unit: str = ""
+    points: Sequence[tuple[str, Decimal | int]],
+    *,
+    title: str,
+    unit: str = "",
+    shown: Callable[[Decimal | int], str] | None = None,
 ) -> SafeString:
-    """Bars labelled underneath, each with its value in a tooltip; an empty series says so."""
+    """Bars labelled underneath, each with its value in a tooltip; an empty series says so.
+    `shown` writes a value as people read it (money: common.money.money_format)."""
+    shown = shown or (lambda value: f"{value}{unit}")
     if not points:
         return format_html('<p class="chart-empty">{}: nothing yet.</p>', title)
     top = max((value for _, value in points), default=0) or 1
@@ -24,17 +30,17 @@ def bar_chart(
         height = float(value) / float(top) * (HEIGHT - 2 * PAD) if value > 0 else 0
         x = PAD + i * slot + (slot - bar) / 2
         y = HEIGHT - PAD - height
-        shown = label if i % label_every == 0 else ""
+        written = label if i % label_every == 0 else ""
         rows.append(
             (
                 f"{x:.1f}",
                 f"{y:.1f}",
                 f"{bar:.1f}",
                 f"{height:.1f}",
-                f"{label}: {value}{unit}",
+                f"{label}: {shown(value)}",
                 f"{x + bar / 2:.1f}",
                 HEIGHT - PAD + 14,
-                shown,
+                written,
             )
         )
     bars = format_html_join(
@@ -49,7 +55,7 @@ def bar_chart(
         '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{}" '
         'viewBox="0 0 {} {}" width="{}" height="{}">'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"/>'
-        '<text x="{}" y="{}" font-size="10">{}{}</text>{}</svg></figure>',
+        '<text x="{}" y="{}" font-size="10">{}</text>{}</svg></figure>',
         title,
         title,
         WIDTH,
@@ -62,7 +68,6 @@ def bar_chart(
         HEIGHT - PAD,
         2,
         PAD - 10,
-        top,
-        unit,
+        shown(top),
         bars,
     )

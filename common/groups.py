@@ -8,15 +8,18 @@ belongs to the condition's owner (`GroupedCondition`) and the admin inline that 
 owner's groups (`GroupedConditionInline`).
 """
 
+import copy
 import functools
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.html import format_html, format_html_join
 
 from common.actors import Actor
 from common.services import model_create, model_delete_many, model_update
@@ -97,11 +100,18 @@ class ConditionGroups(Generic[T]):
 
 
 def group_resolve(
-    *, model: type[models.Model], owner: dict[str, Any], group: str | None, groupname: str | None
+    *,
+    model: type[models.Model],
+    owner: dict[str, Any],
+    group: str | None,
+    groupname: str | None,
+    actor: Actor | None = None,
+    root: models.Model | None = None,
 ) -> Any:
     """`none` -> no group, `new` -> a new group named `groupname`, else an existing group's name.
 
-    `owner` names the group's parent, e.g. {"promotion": promotion}.
+    `owner` names the group's parent, e.g. {"promotion": promotion}; a new group's creation is
+    recorded on `root` when an actor is given.
     """
     if group in (None, "", GroupChoice.NONE):
         return None
@@ -113,7 +123,9 @@ def group_resolve(
             raise ValidationError(
                 {"groupname": ValidationError(f'The group "{name}" exists already.', code="unique")}
             )
-        return model.objects.create(**owner, name=name)
+        if actor is None:
+            return model.objects.create(**owner, name=name)
+        return model_create(model=model, data={**owner, "name": name}, actor=actor, root=root)
     found = model.objects.filter(**owner, name=group).first()
     if found is None:
         raise ValidationError({"group": f'No group "{group}" here.'})
@@ -142,7 +154,12 @@ def grouped_condition_create(
     """Create a condition of `owner` (e.g. {"rule": rule}) in the group named as the doors name it;
     history goes on `root`."""
     resolved = group_resolve(
-        model=_group_model(model), owner=owner, group=group, groupname=groupname
+        model=_group_model(model),
+        owner=owner,
+        group=group,
+        groupname=groupname,
+        actor=actor,
+        root=root,
     )
     return model_create(
         model=model, data={**owner, "group": resolved, **fields}, actor=actor, root=root
@@ -164,7 +181,12 @@ def grouped_condition_update(
     group_model = _group_model(type(condition))
     if group is not None:
         fields["group"] = group_resolve(
-            model=group_model, owner=owner, group=group, groupname=groupname
+            model=group_model,
+            owner=owner,
+            group=group,
+            groupname=groupname,
+            actor=actor,
+            root=root,
         )
     old_group = condition.group
     condition, changes = model_update(instance=condition, data=fields, actor=actor, root=root)
@@ -185,6 +207,36 @@ def grouped_conditions_delete(
     return deleted
 
 
+def condition_group_create(
+    *, model: type[models.Model], owner: dict[str, Any], name: str, actor: Actor, root: models.Model
+) -> Any:
+    """A named group of `owner` (e.g. {"promotion": promotion}); history goes on `root`."""
+    return model_create(model=model, data={**owner, "name": name}, actor=actor, root=root)
+
+
+def condition_group_update(
+    *, group: models.Model, actor: Actor, root: models.Model, **fields: Any
+) -> Any:
+    return model_update(instance=group, data=fields, actor=actor, root=root)[0]
+
+
+def condition_groups_delete(
+    *, groups: Iterable[models.Model], actor: Actor, root_of: Callable[[Any], models.Model]
+) -> int:
+    """Delete groups; their conditions stay, each then a term of its own (AND-ed)."""
+    return model_delete_many(objects=list(groups), actor=actor, root_of=root_of)
+
+
+def group_choice(name: str | None, existing: Iterable[str]) -> dict[str, str]:
+    """A group typed by name as the services take it: none, an existing group, or a new one."""
+    name = (name or "").strip()
+    if not name:
+        return {"group": GroupChoice.NONE}
+    if name in set(existing):
+        return {"group": name}
+    return {"group": GroupChoice.NEW, "groupname": name}
+
+
 class GroupedCondition:
     """Model mixin: a condition's group must belong to the condition's own owner. The model names
     its owner's foreign key in `group_owner` ("promotion", "rule")."""
@@ -198,17 +250,62 @@ class GroupedCondition:
         return {}
 
 
+class GroupNameInput(forms.TextInput):
+    """A group typed by its name, with the owner's groups offered as suggestions."""
+
+    def __init__(self, attrs=None, names: Iterable[str] = ()):
+        super().__init__(attrs)
+        self.names = list(names)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        options = f"{(attrs or {}).get('id') or name}_groups"
+        field = super().render(name, value, {**(attrs or {}), "list": options}, renderer)
+        return format_html(
+            '{}<datalist id="{}">{}</datalist>',
+            field,
+            options,
+            format_html_join("", '<option value="{}">', ((n,) for n in self.names)),
+        )
+
+
+class GroupedConditionForm(forms.ModelForm):
+    """A condition's group typed by name: conditions with one name are OR-ed, a new name makes a
+    new group (also on the page that adds their owner, before any group exists)."""
+
+    group_name = forms.CharField(
+        required=False,
+        max_length=200,
+        label="group",
+        widget=GroupNameInput(attrs={"size": 12}),
+        help_text="Same name: OR-ed. A new name makes a group; empty: on its own.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        group = self.instance.group if self.instance.pk and self.instance.group_id else None
+        self.initial["group_name"] = group.name if group else ""
+
+
 class GroupedConditionInline:
-    """Admin inline mixin: the group column offers only the groups of the object being edited."""
+    """Admin inline mixin: the group column is typed by name, suggesting the owner's groups."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("group")
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        groups = formset.form.base_fields.get("group")
-        if groups is not None:
-            owner = self.model.group_owner
-            groups.queryset = (
-                groups.queryset.model.objects.filter(**{owner: obj})
+        field = formset.form.base_fields.get("group_name")
+        if field is not None:
+            field = copy.deepcopy(field)
+            group_model = _group_model(self.model)
+            field.widget.names = (
+                list(
+                    group_model.objects.filter(**{self.model.group_owner: obj}).values_list(
+                        "name", flat=True
+                    )
+                )
                 if obj
-                else groups.queryset.none()
+                else []
             )
+            formset.form.base_fields["group_name"] = field
         return formset

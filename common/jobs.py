@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -51,8 +51,17 @@ from ops.models import JobAttempt, JobTask
 
 logger = logging.getLogger(__name__)
 
-# kind -> work(params, actor, progress) returning the message shown when it is done.
-Work = Callable[[dict[str, Any], Actor, Callable[[int], None]], str]
+
+class Finished(NamedTuple):
+    """What a kind's work may answer instead of its message alone: the message and a result kept
+    on the job (JSON), for work that finds figures rather than writing rows."""
+
+    message: str
+    result: dict[str, Any]
+
+
+# kind -> work(params, actor, progress) returning the message shown when it is done (or Finished).
+Work = Callable[[dict[str, Any], Actor, Callable[[int], None]], "str | Finished"]
 JOBS: dict[str, Work] = {}
 # The kinds whose work commits as it goes instead of all at once.
 COMMITS_AS_IT_GOES: set[str] = set()
@@ -171,10 +180,12 @@ def _step(job_id: int, *, worker: str, waits: int) -> tuple[float, int] | None:
         return min(SLOT_WAIT_SECONDS * 2 ** min(waits, 10), SLOT_WAIT_MAX_SECONDS), waits + 1
     job = Job.objects.get(pk=job_id)
     actor = JobTask.objects.filter(job_id=job_id).values_list("actor", flat=True).first()
-    error = ""
+    error, result = "", None
     with _beating(claimed, total=job.total) as progress:
         try:
             message = JOBS[job.kind](job.params, actor_load(actor or {}), progress)
+            if isinstance(message, Finished):
+                message, result = message
             outcome = JobAttempt.Outcome.DONE
         except ValidationError as exc:
             message, outcome = "; ".join(exc.messages), JobAttempt.Outcome.FAILED
@@ -191,7 +202,7 @@ def _step(job_id: int, *, worker: str, waits: int) -> tuple[float, int] | None:
                 outcome = JobAttempt.Outcome.FAILED
                 message = f"Failed: {exc.__class__.__name__}"
     _forget_broken_connection()
-    _finish(job, claimed, outcome=outcome, message=message, error=error)
+    _finish(job, claimed, outcome=outcome, message=message, error=error, result=result)
     if outcome == JobAttempt.Outcome.RETRY:
         return 2.0**claimed.number, 0
     return None
@@ -228,7 +239,15 @@ def _claim(job_id: int, *, worker: str) -> JobAttempt | bool | None:
         return False
 
 
-def _finish(job: Job, attempt: JobAttempt, *, outcome: str, message: str, error: str) -> None:
+def _finish(
+    job: Job,
+    attempt: JobAttempt,
+    *,
+    outcome: str,
+    message: str,
+    error: str,
+    result: dict[str, Any] | None = None,
+) -> None:
     now = timezone.now()
     with transaction.atomic():
         JobAttempt.objects.filter(pk=attempt.pk).update(
@@ -239,7 +258,13 @@ def _finish(job: Job, attempt: JobAttempt, *, outcome: str, message: str, error:
             jobs.filter(status=Job.Status.RUNNING).update(status=Job.Status.QUEUED, message=message)
         elif outcome == JobAttempt.Outcome.DONE:
             # Even if it was swept as lost meanwhile: its work committed, so it is done.
-            jobs.update(status=Job.Status.DONE, done=job.total, message=message, finished_at=now)
+            jobs.update(
+                status=Job.Status.DONE,
+                done=job.total,
+                message=message,
+                result=result,
+                finished_at=now,
+            )
         else:
             jobs.filter(status=Job.Status.RUNNING).update(
                 status=Job.Status.FAILED, done=0, message=message, finished_at=now

@@ -41,6 +41,9 @@ class Job(models.Model):
     total = models.PositiveBigIntegerField()
     done = models.PositiveBigIntegerField(default=0)
     message = models.TextField(blank=True)
+    result = models.JSONField(
+        null=True, blank=True, help_text="What a finished job found (a backtest's figures)."
+    )
     username = models.CharField(max_length=150)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

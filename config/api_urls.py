@@ -1,7 +1,7 @@
 from django.urls import path
 
 from billing import apis as billing_apis
-from common.apis import TokenObtainApi
+from common.apis import JobApi, TokenObtainApi
 from promotions import apis as promotion_apis
 from referrals import apis as referral_apis
 
@@ -15,6 +15,12 @@ urlpatterns = [
         name="redemption-release",
     ),
     path("promotions", promotion_apis.PromotionListApi.as_view(), name="promotion-list"),
+    path(
+        "promotions/<int:promotion_id>/backtest",
+        promotion_apis.PromotionBacktestApi.as_view(),
+        name="promotion-backtest",
+    ),
+    path("jobs/<int:job_id>", JobApi.as_view(), name="job-detail"),
     path("promocodes", promotion_apis.PromoCodeListApi.as_view(), name="promocode-list"),
     path("referrals/attach", referral_apis.ReferralAttachApi.as_view(), name="referral-attach"),
     path("referrals/clicks", referral_apis.LinkClickCreateApi.as_view(), name="link-click"),

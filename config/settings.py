@@ -36,7 +36,8 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with the cockpit's site (dashboard/sites.py)
+    "dashboard.apps.CockpitAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "billmgr_api",
     "digipay_api",
     "ops",
+    "dashboard",
     "demo",
 ]
 
@@ -122,6 +124,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Dates and moments are shown one way everywhere (config/formats, common.money.moment_format).
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -213,6 +217,8 @@ TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS", "0"))
 
 # From how many codes the admin's "Generate promo codes" runs in the background.
 PROMOCODES_BACKGROUND_FROM = int(os.environ.get("PROMOCODES_BACKGROUND_FROM", "500"))
+# The longest window a promotion's backtest replays, in days.
+BACKTEST_MAX_DAYS = int(os.environ.get("BACKTEST_MAX_DAYS", "366"))
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
+from common.money import moment_format
 from ops.models import Schedule
 from ops.schedule import schedule_start
 
@@ -33,8 +33,12 @@ class ScheduleAdmin(admin.ModelAdmin):
         if job is None:
             return "never"
         url = reverse("admin:common_job_progress", args=[job.pk])
-        when = timezone.localtime(job.finished_at or job.created_at)
-        return format_html('<a href="{}">{}</a> {}', url, job.status, f"{when:%Y-%m-%d %H:%M}")
+        return format_html(
+            '<a href="{}">{}</a> {}',
+            url,
+            job.status,
+            moment_format(job.finished_at or job.created_at),
+        )
 
     @admin.display(description="figures")
     def figures(self, schedule: Schedule) -> str:

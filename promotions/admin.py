@@ -1,34 +1,46 @@
 """Operators' admin: every save goes through promotions.services, so history and rules hold."""
 
+import copy
 import csv
+import datetime
 import io
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Sum
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from billing.models import Client, Service, Tariff
+from billing.selectors import money_shown, order_periods
+from common.admin import job_status
 from common.admin_tools import (
+    MonthsField,
     ServiceSavedAdmin,
     admin_actor,
     csv_response,
     group_arg,
 )
 from common.charts import bar_chart
-from common.groups import GroupedConditionInline
+from common.groups import GroupedConditionForm, GroupedConditionInline
+from common.models import Job
+from common.money import moment_format
 from common.selectors import history_of
 from common.throttle import Throttled
 from promotions import codegen, selectors, services
+from promotions.backtest import BACKTEST
 from promotions.engine import Order
 from promotions.engine.present import quote_as_dict
 from promotions.engine.types import Kind
-from promotions.jobs import background_from, generate_codes_start
+from promotions.jobs import background_from, backtest_start, generate_codes_start
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -52,10 +64,39 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DiscountForm(forms.ModelForm):
+    period = MonthsField(
+        required=False,
+        label="order periods",
+        help_text="Tick periods or type months (e.g. 1, 12); none: every period.",
+    )
+
+    class Meta:
+        model = Discount
+        fields = [
+            "type",
+            "pricelist",
+            "percentage",
+            "actiontype",
+            "period",
+            "validity",
+            "validitylength",
+        ]
+
+
 class DiscountInline(admin.TabularInline):
     model = Discount
+    form = DiscountForm
     extra = 0
     filter_horizontal = ["pricelist"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        """The period boxes are the tariffs' periods, read once per page."""
+        formset = super().get_formset(request, obj, **kwargs)
+        field = copy.deepcopy(formset.form.base_fields["period"])
+        field.widget.choices = [(months, f"{months} mo") for months in order_periods()]
+        formset.form.base_fields["period"] = field
+        return formset
 
 
 class ConditionGroupInline(admin.TabularInline):
@@ -64,8 +105,26 @@ class ConditionGroupInline(admin.TabularInline):
     verbose_name_plural = "condition groups (conditions in a group are OR-ed, groups AND-ed)"
 
 
+class ConditionForm(GroupedConditionForm):
+    class Meta:
+        model = Condition
+        fields = [
+            "ctype",
+            "comparison",
+            "pricelist",
+            "amount",
+            "summa",
+            "currency",
+            "periodtype",
+            "periodlength",
+            "account_group",
+            "affiliate",
+        ]
+
+
 class ConditionInline(GroupedConditionInline, admin.TabularInline):
     model = Condition
+    form = ConditionForm
     extra = 0
     fields = [
         "ctype",
@@ -78,7 +137,7 @@ class ConditionInline(GroupedConditionInline, admin.TabularInline):
         "periodlength",
         "account_group",
         "affiliate",
-        "group",
+        "group_name",
     ]
 
 
@@ -97,12 +156,35 @@ class PromoCodeInline(admin.TabularInline):
         return super().get_queryset(request).none()
 
 
+def searched(field) -> AutocompleteSelect:
+    """A picker that searches as one types: the admin's autocomplete, by the search fields of the
+    admin of the model `field` (a foreign key) points to."""
+    return AutocompleteSelect(field, admin.site)
+
+
 class TryOrderForm(forms.Form):
-    client = forms.ModelChoiceField(queryset=Client.objects.select_related("provider"))
-    codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
-    at = forms.DateTimeField(
-        required=False, help_text="When the order is placed (YYYY-MM-DD HH:MM); empty is now."
+    client = forms.ModelChoiceField(
+        queryset=Client.objects.select_related("provider"),
+        widget=searched(Service._meta.get_field("client")),
     )
+    codes = forms.CharField(required=False, help_text="Promo codes, separated by commas.")
+    at = forms.DateTimeField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        zone = timezone.get_current_timezone_name()
+        self.fields[
+            "at"
+        ].help_text = f"When the order is placed (YYYY-MM-DD HH:MM, {zone} time); empty is now."
+
+    def clean(self):
+        data = super().clean()
+        data["at"] = data.get("at") or timezone.now()
+        return data
+
+    @property
+    def moment(self) -> datetime.datetime:
+        return self.cleaned_data["at"]
 
     def order(self, lines: forms.BaseFormSet) -> Order:
         """The form's values as the order contract takes them; its rules are the services'."""
@@ -111,7 +193,7 @@ class TryOrderForm(forms.Form):
         return services.order_build(
             client=client.pk,
             provider=client.provider_id,
-            at=self.cleaned_data["at"],
+            at=self.moment,
             codes=self.cleaned_data["codes"].split(","),
             lines=[
                 {
@@ -142,7 +224,11 @@ def order_messages(exc: ValidationError) -> list[str]:
 
 
 class TryLineForm(forms.Form):
-    tariff = forms.ModelChoiceField(queryset=Tariff.objects.all(), required=False)
+    tariff = forms.ModelChoiceField(
+        queryset=Tariff.objects.all(),
+        required=False,
+        widget=searched(Service._meta.get_field("tariff")),
+    )
     period = forms.IntegerField(initial=1, help_text="months")
     price = forms.DecimalField(
         required=False, help_text="empty: the tariff's price times the period"
@@ -151,31 +237,28 @@ class TryLineForm(forms.Form):
     service = forms.ModelChoiceField(
         queryset=Service.objects.all(),
         required=False,
-        widget=forms.NumberInput,
-        help_text="renewals: the renewed service's id",
+        widget=searched(PromoCodeUsage._meta.get_field("service")),
+        help_text="renewals: the renewed service (search by client or tariff)",
     )
 
 
 TryLineFormSet = forms.formset_factory(TryLineForm, extra=3, max_num=10)
 
 
-def present_quote(quote) -> dict:
-    """The quote as the API answers it, with tariff and promotion names for the page."""
-    data = quote_as_dict(quote)
-    names = dict(
-        Promotion.objects.filter(
-            pk__in={v["promotion"] for line in data["lines"] for v in line["verdicts"]}
-        ).values_list("pk", "name")
-    )
-    tariffs = Tariff.objects.in_bulk({line["tariff"] for line in data["lines"]})
-    for line in data["lines"]:
-        line["tariff"] = tariffs[line["tariff"]].name
-        # Stacked promotions are named in their order: "Stack 5% + Loyalty 10 off".
-        line["promotion"] = " + ".join(names[a["promotion"]] for a in line["applied"])
-        line["code"] = " + ".join(a["code"] for a in line["applied"] if a["code"])
-        for verdict in line["verdicts"]:
-            verdict["promotion"] = names[verdict["promotion"]]
-    return data
+def backtest_charts(result: dict) -> list:
+    """The discount it would have given per month, one chart per currency."""
+    currencies = sorted({iso for m in result["per_month"].values() for iso in m["discount"]})
+    return [
+        bar_chart(
+            [
+                (month, Decimal(values["discount"].get(iso, "0")))
+                for month, values in result["per_month"].items()
+            ],
+            title=f"Discount it would have given per month, {iso}",
+            shown=lambda amount, iso=iso: money_shown(amount, iso),
+        )
+        for iso in currencies
+    ]
 
 
 class ImportCodesForm(forms.Form):
@@ -213,6 +296,11 @@ def _csv_problem(exc: csv.Error) -> str:
     return f"the file is not CSV ({text})"
 
 
+class BacktestForm(forms.Form):
+    start = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label="To (included)", widget=forms.DateInput(attrs={"type": "date"}))
+
+
 class GenerateCodesForm(forms.Form):
     template = forms.CharField(max_length=100, help_text='Each "?" becomes a random character.')
     count = forms.IntegerField(min_value=1, max_value=services.MAX_CODES_PER_CALL, initial=10)
@@ -223,9 +311,20 @@ class GenerateCodesForm(forms.Form):
     )
 
 
+class PromotionChangeList(ChangeList):
+    """What the page's promotions discounted and how often, in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        figures = selectors.promotion_figures(promotions=list(self.result_list))
+        for promotion in self.result_list:
+            promotion.figures = figures.get(promotion.pk, selectors.PromotionFigures())
+
+
 @admin.register(Promotion)
 class PromotionAdmin(ServiceSavedAdmin):
     change_list_template = "admin/promotions/promotion/change_list.html"
+    change_form_template = "admin/promotions/promotion/change_form.html"
     list_display = [
         "id",
         "name",
@@ -235,8 +334,10 @@ class PromotionAdmin(ServiceSavedAdmin):
         "status_display",
         "priority",
         "combine",
-        "budget_burn",
         "code_count",
+        "uses",
+        "given",
+        "budget_burn",
     ]
     list_filter = [StatusFilter, "provider", "archived"]
     search_fields = ["name", "promocodes__code"]
@@ -268,16 +369,29 @@ class PromotionAdmin(ServiceSavedAdmin):
     actions = ["archive", "restore", "generate_codes"]
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).select_related("provider")
-        return selectors.with_budget_spent(queryset)
+        queryset = super().get_queryset(request).select_related("provider__currency")
+        return selectors.with_budget_spent(selectors.promotions_with_code_counts(queryset))
+
+    def get_changelist(self, request, **kwargs):
+        return PromotionChangeList
 
     @admin.display(description="status")
     def status_display(self, obj: Promotion) -> str:
         return obj.status
 
-    @admin.display(description="codes")
+    @admin.display(description="codes", ordering="code_total")
     def code_count(self, obj: Promotion) -> int:
-        return obj.promocodes.count()
+        return obj.code_total
+
+    @admin.display(description="uses")
+    def uses(self, obj: Promotion) -> int:
+        """Orders it discounted (live redemptions), with a code or without."""
+        return obj.figures.uses
+
+    @admin.display(description="discount given")
+    def given(self, obj: Promotion) -> str:
+        amounts = obj.figures.given
+        return ", ".join(money_shown(amounts[c], c) for c in sorted(amounts)) or "-"
 
     @admin.display(description="at a glance")
     def at_a_glance(self, obj: Promotion) -> str:
@@ -332,6 +446,21 @@ class PromotionAdmin(ServiceSavedAdmin):
                 name="promotions_promotion_export_codes",
             ),
             path("try-order/", view(self.try_order_view), name="promotions_promotion_try_order"),
+            path(
+                "<int:promotion_id>/backtest/",
+                view(self.backtest_view),
+                name="promotions_promotion_backtest",
+            ),
+            path(
+                "<int:promotion_id>/backtest/<int:job_id>/",
+                view(self.backtest_result_view),
+                name="promotions_promotion_backtest_result",
+            ),
+            path(
+                "<int:promotion_id>/backtest/<int:job_id>/orders.csv",
+                view(self.backtest_csv_view),
+                name="promotions_promotion_backtest_csv",
+            ),
             path(
                 "<int:promotion_id>/import-codes/",
                 view(self.import_codes_view),
@@ -395,13 +524,97 @@ class PromotionAdmin(ServiceSavedAdmin):
             },
         )
 
+    def _viewed(self, request, promotion_id: int) -> Promotion:
+        promotion = get_object_or_404(Promotion, pk=promotion_id)
+        if not self.has_view_permission(request, promotion):
+            raise PermissionDenied
+        return promotion
+
+    def backtest_view(self, request, promotion_id: int):
+        """The window to replay; starting it shows its page, which follows it to its figures."""
+        promotion = self._viewed(request, promotion_id)
+        yesterday = timezone.localdate() - datetime.timedelta(days=1)
+        form = BacktestForm(
+            request.POST or None,
+            initial={"start": yesterday - datetime.timedelta(days=89), "end": yesterday},
+        )
+        if request.method == "POST" and form.is_valid():
+            try:
+                job = backtest_start(
+                    promotion=promotion,
+                    start=form.cleaned_data["start"],
+                    end=form.cleaned_data["end"],
+                    actor=admin_actor(request, "promotion.backtest"),
+                    back=reverse("admin:promotions_promotion_backtest", args=[promotion.pk]),
+                )
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error({"from": "start", "to": "end"}.get(field), errors)
+            else:
+                return redirect("admin:promotions_promotion_backtest_result", promotion.pk, job.pk)
+        return render(
+            request,
+            "admin/promotions/backtest.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Backtest {promotion.name}",
+                "promotion": promotion,
+                "form": form,
+                "earlier": selectors.backtests_of(promotion=promotion),
+                "opts": self.model._meta,
+            },
+        )
+
+    def _backtest(self, request, promotion_id: int, job_id: int) -> tuple[Promotion, Job]:
+        promotion = self._viewed(request, promotion_id)
+        job = get_object_or_404(Job, pk=job_id, kind=BACKTEST, params__promotion=promotion.pk)
+        return promotion, job
+
+    def backtest_result_view(self, request, promotion_id: int, job_id: int):
+        promotion, job = self._backtest(request, promotion_id, job_id)
+        result = job.result if job.status == Job.Status.DONE else None
+        return render(
+            request,
+            "admin/promotions/backtest_result.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Backtest of {promotion.name}, {job.params['from']} to {job.params['to']}",
+                "promotion": promotion,
+                "job": job,
+                "state": job_status(job),
+                "status_url": reverse("admin:common_job_status", args=[job.pk]),
+                "result": result,
+                "charts": backtest_charts(result) if result else [],
+                "opts": self.model._meta,
+            },
+        )
+
+    def backtest_csv_view(self, request, promotion_id: int, job_id: int):
+        promotion, job = self._backtest(request, promotion_id, job_id)
+        if job.status != Job.Status.DONE:
+            raise Http404("The backtest has not finished.")
+        return csv_response(
+            f"promotion-{promotion.pk}-backtest-{job.pk}.csv",
+            selectors.BACKTEST_CSV_COLUMNS,
+            selectors.backtest_rows(run=job.params["run"]),
+            row=lambda values: [
+                timezone.localtime(v).isoformat()
+                if isinstance(v, datetime.datetime)
+                else ""
+                if v is None
+                else v
+                for v in values
+            ],
+        )
+
     def try_order_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = TryOrderForm(request.POST or None)
         lines = TryLineFormSet(request.POST or None, prefix="lines")
-        result, errors = None, []
+        result, errors, moment = None, [], ""
         if request.method == "POST" and form.is_valid() and lines.is_valid():
+            moment = moment_format(form.moment)
             try:
                 quote = services.order_quote(
                     order=form.order(lines),
@@ -415,7 +628,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                     f"Too many unknown promo codes lately; try again in {exc.retry_after} seconds."
                 ]
             else:
-                result = present_quote(quote)
+                result = selectors.quote_for_people(quote_as_dict(quote))
         return render(
             request,
             "admin/promotions/try_order.html",
@@ -425,6 +638,8 @@ class PromotionAdmin(ServiceSavedAdmin):
                 "form": form,
                 "lines": lines,
                 "result": result,
+                "moment": moment,
+                "media": self.media + form.media + lines.media,
                 "errors": errors,
                 "opts": self.model._meta,
             },
@@ -451,18 +666,20 @@ class PromotionAdmin(ServiceSavedAdmin):
         if not obj.pk or (obj.budget is None and obj.client_budget is None):
             return "-"
         spends = selectors.budget_spends(promotion=obj)
-        budget = f" of {obj.budget:.2f}" if obj.budget is not None else ""
+        currency = obj.provider.currency
+        budget = f" of {money_shown(obj.budget, currency)}" if obj.budget is not None else ""
         table = format_html(
             "<table><tr><th>period</th><th>spent / budget</th></tr>{}</table>",
             format_html_join(
                 "",
                 "<tr><td>{}</td><td>{}{}</td></tr>",
-                ((period, f"{spent:.2f}", budget) for period, spent in spends),
+                ((period, money_shown(spent, currency), budget) for period, spent in spends),
             ),
         )
         chart = bar_chart(
             [(period, spent) for period, spent in spends],
             title=f"Discount given per budget period ({obj.get_budget_period_display()}){budget}",
+            shown=lambda amount: money_shown(amount, currency),
         )
         return format_html("{}{}", chart, table if spends else "")
 
@@ -478,7 +695,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (
-                        timezone.localtime(h.changedate).strftime("%Y-%m-%d %H:%M:%S"),
+                        moment_format(h.changedate),
                         h.desc,
                         h.username,
                         h.ip or "",
@@ -506,12 +723,17 @@ class PromotionAdmin(ServiceSavedAdmin):
                 lambda obj, data: services.discount_update(discount=obj, actor=actor, **data),
                 lambda objs: services.discount_delete_many(discounts=objs, actor=actor),
             ),
+            ConditionGroup: (
+                lambda data: services.condition_group_create(promotion=parent, actor=actor, **data),
+                lambda obj, data: services.condition_group_update(group=obj, actor=actor, **data),
+                lambda objs: services.condition_group_delete_many(groups=objs, actor=actor),
+            ),
             Condition: (
                 lambda data: services.condition_create(
-                    promotion=parent, actor=actor, **group_arg(data)
+                    promotion=parent, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda obj, data: services.condition_update(
-                    condition=obj, actor=actor, **group_arg(data)
+                    condition=obj, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda objs: services.condition_delete_many(conditions=objs, actor=actor),
             ),
@@ -568,6 +790,7 @@ class PromotionAdmin(ServiceSavedAdmin):
                             back=reverse(
                                 "admin:promotions_promotion_change", args=[promotions[0].pk]
                             ),
+                            links=generated_links(promotions),
                         )
                         return redirect("admin:common_job_progress", job.pk)
                     made = sum(
@@ -600,6 +823,22 @@ class PromotionAdmin(ServiceSavedAdmin):
         )
 
 
+def generated_links(promotions: list[Promotion]) -> list[tuple[str, str]]:
+    """Where generated codes are read: each promotion's codes and their CSV export."""
+    codes = reverse("admin:promotions_promocode_changelist")
+    links = []
+    for promotion in promotions:
+        name = f" of {promotion.name}" if len(promotions) > 1 else ""
+        links += [
+            (f"The codes{name}", f"{codes}?promotion__id__exact={promotion.pk}"),
+            (
+                f"Export the codes{name} as CSV",
+                reverse("admin:promotions_promotion_export_codes", args=[promotion.pk]),
+            ),
+        ]
+    return links
+
+
 class PromoCodeForm(forms.ModelForm):
     def clean_code(self):
         code = self.cleaned_data["code"]
@@ -616,16 +855,24 @@ class PromoCodeAdmin(ServiceSavedAdmin):
         "id",
         "code",
         "promotion",
-        "uselimit",
-        "account_uselimit",
         "use_count",
+        "uselimit",
+        "left",
+        "account_uselimit",
         "active_time_type",
     ]
+    list_select_related = ["promotion"]
     list_filter = ["promotion", "active_time_type", "expiretype"]
     search_fields = ["code"]
     readonly_fields = ["use_count"]
     raw_id_fields = ["promotion"]
     form = PromoCodeForm
+
+    @admin.display(description="uses left")
+    def left(self, obj: PromoCode) -> str:
+        if obj.uselimit is None:
+            return "no limit"
+        return f"{obj.uselimit - obj.use_count} of {obj.uselimit}"
 
     @staticmethod
     def create(actor, data):

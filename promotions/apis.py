@@ -20,6 +20,7 @@ from promotions import services
 from promotions.engine import Kind, Order
 from promotions.engine.present import quote_as_dict
 from promotions.filters import PromoCodeFilter, PromotionFilter
+from promotions.jobs import backtest_start
 from promotions.models import PromoCode, Promotion, Redemption
 from promotions.selectors import redemption_as_dict
 from promotions.services.orders import (
@@ -277,3 +278,41 @@ class PromoCodeListApi(generics.ListAPIView):
     filter_backends = [DjangoFilterBackend]
     filterset_class = PromoCodeFilter
     pagination_class = Pagination
+
+
+class BacktestInput(serializers.Serializer):
+    locals()["from"] = serializers.DateField(help_text="The window's first day, YYYY-MM-DD.")
+    to = serializers.DateField(help_text="The window's last day (included), YYYY-MM-DD.")
+
+
+class JobStarted(serializers.Serializer):
+    job = serializers.IntegerField(help_text="Follow it at /api/v1/jobs/{job}.")
+    status = serializers.CharField()
+
+
+class PromotionBacktestApi(APIView):
+    required_perm = "promotions.view_promotion"
+    permission_classes = [HasPerm]
+
+    @extend_schema(
+        request=BacktestInput,
+        responses={202: JobStarted},
+        operation_id="promotion_backtest",
+        description="Replays the provider's past orders in the window through the engine with "
+        "this promotion added to those live then (also a draft or an archived one), in the "
+        "background: follow the job at /api/v1/jobs/{job}; its result holds the figures.",
+    )
+    def post(self, request, promotion_id: int):
+        promotion = get_object_or_404(Promotion, pk=promotion_id)
+        serializer = BacktestInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        window = serializer.validated_data
+        job = service_call(
+            lambda: backtest_start(
+                promotion=promotion,
+                start=window["from"],
+                end=window["to"],
+                actor=api_actor(request, "api.backtest"),
+            )
+        )
+        return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)

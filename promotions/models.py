@@ -227,7 +227,16 @@ class Discount(models.Model):
 
     def __str__(self) -> str:
         scope = "all tariffs" if self.type == self.Type.ALL else "selected tariffs"
-        return f"{self.value_text} on {scope}, {self.get_actiontype_display()}"
+        return f"{self.value_text} on {scope}, {self.get_actiontype_display()}{self.periods_text}"
+
+    @property
+    def periods_text(self) -> str:
+        """`, on orders of 1 or 12 months`; empty when every period qualifies."""
+        months = [str(m) for m in sorted(self.period or []) if isinstance(m, int)]
+        if not months:
+            return ""
+        named = months[0] if len(months) == 1 else f"{', '.join(months[:-1])} or {months[-1]}"
+        return f", on orders of {named} month{'s' if months != ['1'] else ''}"
 
     @property
     def value_text(self) -> str:
@@ -640,3 +649,52 @@ class BudgetCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} of promotion {self.promotion_id} in {self.period}"
+
+
+class BacktestOrder(models.Model):
+    """A past order a backtest found the promotion qualifying for: the rows of its CSV. Figures
+    of the whole run are on its job (common.Job.result); these rows name the run by its `run`."""
+
+    class Kind(models.TextChoices):
+        NEW = "new", "new order"
+        RENEWAL = "renewal", "renewal"
+
+    run = models.UUIDField(db_index=True)
+    expense = models.ForeignKey("billing.Expense", on_delete=models.PROTECT, related_name="+")
+    charged_at = models.DateTimeField()
+    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="+")
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    period = models.PositiveSmallIntegerField()
+    price = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
+    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    discount_alone = models.DecimalField(
+        "discount on its own", max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES
+    )
+    discount = models.DecimalField(
+        "discount given",
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        help_text="What it gives beside the promotions live then: zero where another wins.",
+    )
+    winner = models.ForeignKey(
+        Promotion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(period__gte=1), name="backtest_period_gte_1"),
+            models.CheckConstraint(condition=Q(price__gte=0), name="backtest_price_gte_0"),
+            models.CheckConstraint(
+                condition=Q(discount_alone__gt=0, discount_alone__lte=F("price")),
+                name="backtest_discount_alone_within_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(discount__gte=0, discount__lte=F("price")),
+                name="backtest_discount_within_price",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"backtest {self.run}: expense {self.expense_id}"

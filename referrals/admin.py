@@ -1,4 +1,5 @@
 import datetime
+import functools
 from decimal import Decimal, InvalidOperation
 
 from django import forms
@@ -25,9 +26,11 @@ from common.admin_tools import (
     admin_actor,
     csv_response,
     group_arg,
+    money_column,
 )
 from common.charts import bar_chart
-from common.groups import GroupedConditionInline
+from common.groups import GroupedConditionForm, GroupedConditionInline
+from common.money import moment_format, money_format
 from referrals import selectors, services
 from referrals.models import (
     AttachmentRefusal,
@@ -181,11 +184,14 @@ def month_charts(months: list[selectors.MonthTotal], title: str) -> SafeString:
         return bar_chart([], title=title)
     labels = sorted({m.month: m.label for m in months}.items())
     by_key = {(m.month, m.currency): m.amount.shown for m in months}
+    minor_units = {m.currency: m.amount.minor_units for m in months}
     charts = [
         bar_chart(
             [(label, by_key.get((month, currency), 0)) for month, label in labels],
             title=f"{title} ({currency})",
-            unit=f" {currency}",
+            shown=functools.partial(
+                money_format, currency=currency, minor_units=minor_units[currency]
+            ),
         )
         for currency in sorted({m.currency for m in months})
     ]
@@ -197,6 +203,9 @@ class PartnershipInline(ListedOnlyInline):
     fields = ["partner", "code", "link", "enrolled_at", "page"]
     readonly_fields = fields
     verbose_name_plural = "partners enrolled (with the code and link they hand out)"
+
+    def has_change_permission(self, request, obj=None):
+        return False  # shown only: partners enrol through the doors (referrals.services)
 
     def get_queryset(self, request):
         # The partner's name and the link (from the program's URL) on every row, without a query each.
@@ -429,7 +438,7 @@ class OrderPeriodsField(forms.Field):
         return (initial or []) != self.to_python(data)
 
 
-class RuleConditionForm(forms.ModelForm):
+class RuleConditionForm(GroupedConditionForm):
     orderperiods = OrderPeriodsField(
         required=False, label="order periods", help_text="Months, e.g. 1, 12; empty: any."
     )
@@ -444,7 +453,7 @@ class RuleConditionForm(forms.ModelForm):
             "item_count",
             "referral_count",
             "orderperiods",
-            "group",
+            "group_name",
         ]
 
 
@@ -475,18 +484,37 @@ class RuleAdmin(ServiceSavedAdmin):
     def inline_writers(self, request, parent):
         actor = admin_actor(request, "referralprogram.rule.condition")
         return {
+            RuleConditionGroup: (
+                lambda data: services.rule_condition_group_create(rule=parent, actor=actor, **data),
+                lambda group, data: services.rule_condition_group_update(
+                    group=group, actor=actor, **data
+                ),
+                lambda groups: services.rule_condition_group_delete_many(
+                    groups=groups, actor=actor
+                ),
+            ),
             RuleCondition: (
                 lambda data: services.rule_condition_create(
-                    rule=parent, actor=actor, **group_arg(data)
+                    rule=parent, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda condition, data: services.rule_condition_update(
-                    condition=condition, actor=actor, **group_arg(data)
+                    condition=condition, actor=actor, **group_arg(data, parent.groups.all())
                 ),
                 lambda conditions: services.rule_condition_delete_many(
                     conditions=conditions, actor=actor
                 ),
-            )
+            ),
         }
+
+
+class PartnershipChangeList(ChangeList):
+    """The page's partners' balances summed in one query, not one per row."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        balances = selectors.partnership_balances(self.result_list)
+        for partnership in self.result_list:
+            partnership.balances = balances[(partnership.program_id, partnership.partner_id)]
 
 
 @admin.register(Partnership)
@@ -498,11 +526,14 @@ class PartnershipAdmin(MaskedDetails, ListedOnlyAdmin):
         "partner",
         "program",
         "code",
-        "link",
+        "earned",
+        "payable",
+        "paid",
         "details",
         "enrolled_at",
         "page",
     ]
+    list_select_related = ["partner", "program"]
     list_filter = ["program"]
     search_fields = ["partner__name", "code"]
     fields = ["partner", "program", "code", "link", "details", "enrolled_at"]
@@ -511,6 +542,21 @@ class PartnershipAdmin(MaskedDetails, ListedOnlyAdmin):
     @admin.display(description="partner page")
     def page(self, obj):
         return partner_page_link(obj.program_id, obj.partner_id, "referrals, rewards, payouts")
+
+    def get_changelist(self, request, **kwargs):
+        return PartnershipChangeList
+
+    @admin.display(description="earned")
+    def earned(self, obj):
+        return selectors.money_text(obj.balances.earned) or "-"
+
+    @admin.display(description="payable")
+    def payable(self, obj):
+        return selectors.money_text(obj.balances.payable) or "-"
+
+    @admin.display(description="paid")
+    def paid(self, obj):
+        return selectors.money_text(obj.balances.paid) or "-"
 
 
 @admin.register(AttachmentRefusal)
@@ -586,7 +632,7 @@ class RewardAdmin(LedgerAdmin):
         "beneficiary",
         "referral",
         "rule",
-        "amount",
+        "amount_shown",
         "currency",
         "kind",
         "created_at",
@@ -606,6 +652,8 @@ class RewardAdmin(LedgerAdmin):
     search_fields = ["beneficiary__name"]
     date_hierarchy = "created_at"
     actions = ["export_csv", "pay_partners"]
+    list_select_related = ["beneficiary", "referral__client", "rule", "currency"]
+    amount_shown = money_column("amount", "currency", "amount")
 
     def get_queryset(self, request):
         return selectors.with_states(super().get_queryset(request))
@@ -672,11 +720,11 @@ class RewardAdmin(LedgerAdmin):
                 r.rule.program.name,
                 r.rule.name,
                 r.expense_id,
-                r.amount,
+                money_format(r.amount, r.currency.iso, minor_units=r.currency.minor_units),
                 r.currency.iso,
                 r.kind,
-                r.created_at.isoformat(),
-                r.payable_at.isoformat(),
+                moment_format(r.created_at),
+                moment_format(r.payable_at),
                 r.state,
                 r.reverses_id or "",
                 r.payout_id or "",
@@ -716,7 +764,7 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
         "id",
         "partner",
         "program",
-        "amount",
+        "amount_shown",
         "currency",
         "created_at",
         "paid_by",
@@ -729,6 +777,7 @@ class PayoutAdmin(MaskedDetails, PayoutMarking, LedgerAdmin):
     search_fields = ["batch__reference", "partner__name", "paid_by"]
     date_hierarchy = "created_at"
     list_select_related = ["partner", "program", "currency", "batch"]
+    amount_shown = money_column("amount", "currency", "amount")
     exclude = ["payout_details"]
     readonly_fields = ["details"]
     actions = ["mark_sent", "mark_failed"]

@@ -11,7 +11,7 @@ from django.utils import timezone
 from billing.models import Client, ClientGroup, Currency, Expense, Provider
 from common.comparison import Comparison
 from common.groups import GroupedCondition
-from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_format
 
 PARTNER_PLACEHOLDER = "@ID@"
 # Clients one partner's link may attach from one address in a day, unless the program says.
@@ -524,7 +524,8 @@ class Payout(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} to {self.partner}"
+        shown = money_format(self.amount, self.currency.iso, minor_units=self.currency.minor_units)
+        return f"{shown} to {self.partner}"
 
     @property
     def reference(self) -> str:
@@ -636,7 +637,8 @@ class Reward(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} for {self.beneficiary}"
+        shown = money_format(self.amount, self.currency.iso, minor_units=self.currency.minor_units)
+        return f"{shown} for {self.beneficiary}"
 
 
 class RewardState(models.TextChoices):

@@ -38,7 +38,7 @@ from django.db.models.functions import Coalesce, Round, TruncDate, TruncMonth
 from django.utils import timezone
 
 from billing.models import Client, Currency, Expense
-from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_round
+from common.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, money_format, money_round
 from referrals.models import (
     AttachmentRefusal,
     Partnership,
@@ -70,7 +70,7 @@ class Money:
         return rounded if rounded == self.amount else self.amount.normalize()
 
     def __str__(self) -> str:
-        return f"{self.shown:f} {self.currency}"
+        return money_format(self.amount, self.currency, minor_units=self.minor_units)
 
 
 def money_text(amounts: Iterable[Money]) -> str:
@@ -916,3 +916,19 @@ def program_of_partner(*, provider_id: int, partner_id: int) -> ReferralProgram:
     if default is None:
         raise ValidationError({"partner": f"Partner {partner_id} is in no referral program."})
     return default
+
+
+def partnership_balances(
+    partnerships: Iterable[Partnership], *, at: datetime.datetime | None = None
+) -> dict[tuple[int, int], Balances]:
+    """Each (program, partner)'s balances for a page of partnerships, in one query."""
+    pairs = {(p.program_id, p.partner_id) for p in partnerships}
+    if not pairs:
+        return {}
+    rewards = credited_rewards(partner_ids={partner for _, partner in pairs})
+    rows: dict[tuple[int, int], list[dict]] = {}
+    for row in _sums(rewards, "rule__program_id", "beneficiary_id", at=at or timezone.now()):
+        key = (row["rule__program_id"], row["beneficiary_id"])
+        if key in pairs:
+            rows.setdefault(key, []).append(row)
+    return {key: _balances(rows.get(key, [])) for key in pairs}

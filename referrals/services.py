@@ -14,6 +14,9 @@ from django.utils import timezone
 from billing.models import Client
 from common.actors import Actor
 from common.groups import (
+    condition_group_create,
+    condition_group_update,
+    condition_groups_delete,
     grouped_condition_create,
     grouped_condition_update,
     grouped_conditions_delete,
@@ -33,6 +36,7 @@ from referrals.models import (
     Reward,
     Rule,
     RuleCondition,
+    RuleConditionGroup,
     partner_code,
     partner_link,
 )
@@ -222,6 +226,30 @@ def rule_condition_delete_many(*, conditions: Iterable[RuleCondition], actor: Ac
     return grouped_conditions_delete(
         conditions=conditions, actor=actor, root_of=lambda c: c.rule.program
     )
+
+
+@transaction.atomic
+def rule_condition_group_create(*, rule: Rule, name: str, actor: Actor) -> RuleConditionGroup:
+    _accrual_restart(Rule.objects.filter(pk=rule.pk))
+    return condition_group_create(
+        model=RuleConditionGroup, owner={"rule": rule}, name=name, actor=actor, root=rule.program
+    )
+
+
+@transaction.atomic
+def rule_condition_group_update(
+    *, group: RuleConditionGroup, actor: Actor, **fields: Any
+) -> RuleConditionGroup:
+    _accrual_restart(Rule.objects.filter(pk=group.rule_id))
+    return condition_group_update(group=group, actor=actor, root=group.rule.program, **fields)
+
+
+@transaction.atomic
+def rule_condition_group_delete_many(*, groups: Iterable[RuleConditionGroup], actor: Actor) -> int:
+    """Delete groups; their conditions stay, each AND-ed on its own."""
+    groups = list(groups)
+    _accrual_restart(Rule.objects.filter(pk__in={g.rule_id for g in groups}))
+    return condition_groups_delete(groups=groups, actor=actor, root_of=lambda g: g.rule.program)
 
 
 # Attribution ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from digipay_api.selectors import key_digest
 from ops.models import JobAttempt, JobTask, Schedule, WorkerBeat
 from promotions.engine.rules import rules_version_bump
 from promotions.models import (
+    BacktestOrder,
     BudgetCharge,
     BudgetSpend,
     ClientBudgetSpend,
@@ -428,6 +429,32 @@ class ClientBudgetSpendFactory(factory.django.DjangoModelFactory):
     spent = Decimal("0.00")
 
 
+class BacktestOrderFactory(factory.django.DjangoModelFactory):
+    """A past order a backtest found its promotion qualifying for (a row of its CSV)."""
+
+    class Meta:
+        model = BacktestOrder
+
+    run = factory.Faker("uuid4", cast_to=None)
+    expense = factory.SubFactory(
+        ExpenseFactory,
+        service=factory.SubFactory(ServiceFactory, client=factory.SelfAttribute("..client")),
+        amount=Decimal("20.00"),
+    )
+    charged_at = factory.SelfAttribute("expense.created_at")
+    client = factory.SelfAttribute("expense.client")
+    tariff = factory.SelfAttribute("expense.service.tariff")
+    kind = BacktestOrder.Kind.NEW
+    period = 1
+    price = factory.SelfAttribute("expense.amount")
+    currency = factory.SelfAttribute("expense.currency")
+    discount_alone = Decimal("2.00")
+    discount = Decimal("2.00")
+    winner = factory.SubFactory(
+        PromotionFactory, provider=factory.SelfAttribute("..client.provider")
+    )
+
+
 class BudgetChargeFactory(factory.django.DjangoModelFactory):
     """A redemption's reservation against its promotion's budget."""
 
@@ -545,3 +572,39 @@ class SavedFilterFactory(factory.django.DjangoModelFactory):
     user = factory.SubFactory(UserFactory)
     func = "promotion"
     params = factory.LazyFunction(lambda: {"name": "spring"})
+
+
+def redemption_of(
+    promotion: Promotion,
+    *,
+    discount: Decimal = Decimal("10.00"),
+    price: Decimal = Decimal("100.00"),
+    currency: str = "USD",
+    **fields,
+) -> Redemption:
+    """A redemption whose stored quote has one line of `price` that `promotion` discounted by
+    `discount`, as the redeem service stores it."""
+    line = {
+        "tariff": 1,
+        "period": 1,
+        "kind": "new",
+        "currency": currency,
+        "price": str(price),
+        "discount": str(discount),
+        "final_price": str(price - discount),
+        "promotion": promotion.pk,
+        "code": None,
+        "applied": [{"promotion": promotion.pk, "code": None, "discount": str(discount)}],
+        "verdicts": [],
+    }
+    return RedemptionFactory(
+        client=ClientFactory(provider=promotion.provider),
+        quote={
+            "lines": [line],
+            "codes": [],
+            "total": str(price - discount),
+            "discount_total": str(discount),
+            "explained": False,
+        },
+        **fields,
+    )

@@ -13,7 +13,7 @@ the order names. With `explain`, every live promotion's verdict on every line is
 """
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 
@@ -486,15 +486,6 @@ def quote_order(
     found short under its lock, which do not apply whatever the quote reads.
     """
     client, tariffs, currencies = _resolve(order)
-    order = replace(
-        order,
-        lines=tuple(
-            replace(
-                ln, price=money_round(ln.price, minor_units=currencies[ln.currency].minor_units)
-            )
-            for ln in order.lines
-        ),
-    )
     rules = rules or rules_for(order.provider_id, timezone.localdate(order.at))
     codes = _codes(order)
     needs = rules.needs
@@ -515,13 +506,55 @@ def quote_order(
         ],
     )
     provider = client.provider
-    evaluation = _Evaluation(
-        rules,
-        order,
-        facts,
-        codes,
+    return quote_evaluate(
+        order=order,
+        rules=rules,
+        facts=facts,
+        tariffs=tariffs,
+        currencies=currencies,
         currency=provider.currency.iso,
         max_discount=provider.max_discount,
+        codes=codes,
+        explain=explain,
+        budget_refusals=budget_refusals,
+    )
+
+
+# What the budgeted promotions applied to an order need and have left: (rules, order, its lines,
+# minor units) -> one view per budgeted promotion applied.
+BudgetsLeft = Callable[[RuleSet, Order, list[LineQuote], int], list[BudgetView]]
+
+
+def quote_evaluate(
+    *,
+    order: Order,
+    rules: RuleSet,
+    facts: ClientFacts,
+    tariffs: dict[int, Tariff],
+    currencies: dict[str, Currency],
+    currency: str,
+    max_discount: Decimal,
+    codes: dict[str, CodeRow] | None = None,
+    explain: bool = False,
+    budget_refusals: dict[int, str] | None = None,
+    budgets_left: "BudgetsLeft | None" = None,
+) -> Quote:
+    """The quote of an order whose client, tariffs, currencies, codes and facts are already read
+    (`currency` and `max_discount` are its provider's): `quote_order` reads them for one order;
+    a backtest reads them for many orders at once and replays each through here, so both decide
+    alike. Budgets are read by `budgets_left` (by default what the database holds; a backtest
+    keeps its own)."""
+    order = replace(
+        order,
+        lines=tuple(
+            replace(
+                ln, price=money_round(ln.price, minor_units=currencies[ln.currency].minor_units)
+            )
+            for ln in order.lines
+        ),
+    )
+    evaluation = _Evaluation(
+        rules, order, facts, codes or {}, currency=currency, max_discount=max_discount
     )
     for pid, reason in (budget_refusals or {}).items():
         evaluation.exclude(pid, reason)
@@ -531,7 +564,7 @@ def quote_order(
             evaluation.line(line, tariffs[line.tariff_id], minor_units, explain)
             for line in order.lines
         ]
-        budgets = _budgets(rules, order, lines, minor_units)
+        budgets = (budgets_left or _budgets)(rules, order, lines, minor_units)
         short = [(b.promotion_id, b.refusal()) for b in budgets if b.refusal()]
         if not short:
             break

@@ -18,13 +18,13 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 
 from common.groups import ConditionGroups
 from promotions.engine.conditions import ConditionCheck, ConditionSpec, condition_check
@@ -124,6 +124,30 @@ class RuleSet:
         )
         self._shapes: OrderedDict[Shape, ShapeRules] = OrderedDict()
         self._lock = threading.Lock()
+
+    def restricted(self, ids: Collection[int]) -> "RuleSet":
+        """The same rules with only the promotions `ids` (a backtest asks what one promotion
+        would give on its own); compiled values are shared, nothing is read again."""
+        return RuleSet(
+            provider_id=self.provider_id,
+            version=self.version,
+            day=self.day,
+            promotions=tuple(self.promotions[pid] for pid in self.order if pid in ids),
+            price_slots=self.price_slots,
+        )
+
+    def without_codes(self, ids: Collection[int]) -> "RuleSet":
+        """The same rules where the promotions `ids` need none of their codes (a backtest asks
+        who would have got a coded promotion had they entered one of its codes)."""
+        return RuleSet(
+            provider_id=self.provider_id,
+            version=self.version,
+            day=self.day,
+            promotions=tuple(
+                replace(p, needs_code=False) if p.id in ids else p for p in self.promotions.values()
+            ),
+            price_slots=self.price_slots,
+        )
 
     def __getstate__(self) -> dict:
         # What is computed on demand stays with the process that computed it.
@@ -262,10 +286,17 @@ def _compiled_discount(
     )
 
 
-def compile_rules(provider_id: int, version: int, day: datetime.date) -> RuleSet:
-    """The provider's promotions live on `day`, read from the database in four queries."""
+def compile_rules(
+    provider_id: int, version: int, day: datetime.date, *, also: Collection[int] = ()
+) -> RuleSet:
+    """The provider's promotions live on `day`, read from the database in four queries; with
+    `also`, those promotions too whatever their dates or archiving (a backtest adds a draft to
+    a past day's rules; such a set is never cached under the version)."""
+    chosen = Promotion.objects.status_q(Promotion.Status.ACTIVE, day)
+    if also:
+        chosen |= Q(pk__in=list(also))
     live = list(
-        Promotion.objects.live(day)
+        Promotion.objects.filter(chosen)
         .filter(provider_id=provider_id)
         .annotate(needs_code=Exists(PromoCode.objects.filter(promotion=OuterRef("pk"))))
         .values_list(

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from common import groups as common_groups
 from common.actors import Actor
 from common.groups import (
     grouped_condition_create,
@@ -18,7 +19,7 @@ from common.groups import (
 )
 from common.services import history_record, model_create, model_delete_many, model_update
 from promotions.engine.rules import rules_version_bump
-from promotions.models import Condition, Discount, PromoCode, Promotion
+from promotions.models import Condition, ConditionGroup, Discount, PromoCode, Promotion
 
 
 def rules_changed(*providers: int) -> None:
@@ -207,4 +208,40 @@ def condition_delete_many(*, conditions: Iterable[Condition], actor: Actor) -> i
         conditions=conditions, actor=actor, root_of=lambda c: c.promotion
     )
     rules_changed(*(c.promotion.provider_id for c in conditions))
+    return deleted
+
+
+# Condition groups -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def condition_group_create(*, promotion: Promotion, name: str, actor: Actor) -> ConditionGroup:
+    group = common_groups.condition_group_create(
+        model=ConditionGroup,
+        owner={"promotion": promotion},
+        name=name,
+        actor=actor,
+        root=promotion,
+    )
+    rules_changed(promotion.provider_id)
+    return group
+
+
+@transaction.atomic
+def condition_group_update(*, group: ConditionGroup, actor: Actor, **fields: Any) -> ConditionGroup:
+    group = common_groups.condition_group_update(
+        group=group, actor=actor, root=group.promotion, **fields
+    )
+    rules_changed(group.promotion.provider_id)
+    return group
+
+
+@transaction.atomic
+def condition_group_delete_many(*, groups: Iterable[ConditionGroup], actor: Actor) -> int:
+    """Delete groups; their conditions stay, each AND-ed on its own."""
+    groups = list(groups)
+    deleted = common_groups.condition_groups_delete(
+        groups=groups, actor=actor, root_of=lambda g: g.promotion
+    )
+    rules_changed(*(g.promotion.provider_id for g in groups))
     return deleted

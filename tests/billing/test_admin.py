@@ -99,3 +99,18 @@ def test_bulk_delete_records_history_for_each(staff):
     )
     assert not ClientGroup.objects.exists()
     assert all(any("has been deleted" in d for _, _, d in history(g)) for g in groups)
+
+
+@pytest.mark.parametrize(
+    ("iso", "minor_units", "price", "shown"),
+    [("USD", 2, "1234.5", "1,234.50 USD"), ("JPY", 0, "150000", "150,000 JPY")],
+)
+def test_the_tariff_list_shows_prices_in_the_one_money_format(
+    staff, iso, minor_units, price, shown
+):
+    currency = CurrencyFactory(iso=iso, minor_units=minor_units)
+    TariffFactory(provider=ProviderFactory(currency=currency), price=Decimal(price))
+
+    page = staff.get("/admin/billing/tariff/").content.decode()
+
+    assert f'<td class="field-price_shown">{shown}</td>' in page

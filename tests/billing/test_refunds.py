@@ -181,7 +181,7 @@ def test_the_admin_adds_a_refund_and_refunds_what_is_left(admin_client, charge):
         {"action": "refund_in_full", "_selected_action": [charge.pk]},
         follow=True,
     )
-    assert "Refunded 75" in done.content.decode()
+    assert "Refunded 75.00 USD of #" in done.content.decode()
     charge.refresh_from_db()
     assert charge.refunded == charge.amount
     assert sorted(e.amount for e in Expense.objects.filter(refunds=charge)) == [

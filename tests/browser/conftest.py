@@ -4,7 +4,8 @@ Needs `apt-get install chromium` and `pip install playwright` (no `playwright in
 system Chromium is used). Without them the tests skip with a loud reason, except in CI
 (CI=true), where they fail.
 
-Screenshots of every page go to test-artifacts/screenshots/ at the repository root.
+Screenshots of every page go to test-artifacts/screenshots/ at the repository root; the ones the
+README shows are refreshed in docs/screenshots/ too (`tour.shot(..., docs=True)`).
 """
 
 import os
@@ -18,7 +19,9 @@ import pytest
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-dev-shm-usage"]
 INSTALL_HINT = "install chromium: apt-get install chromium; pip install playwright"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 # How long a step may wait for the page (ms); a 1,000-code job takes about a second.
 TIMEOUT_MS = 20_000
 
@@ -136,14 +139,18 @@ class Tour:
         assert not self.errors, "\n".join(self.errors)
         assert not self.foreign, "\n".join(self.foreign)
 
-    def shot(self, name: str, *, full_page: bool = True) -> Path:
+    def shot(self, name: str, *, full_page: bool = True, docs: bool = False) -> Path:
         """Screenshot of the page (whole, or what the window shows) as
-        test-artifacts/screenshots/NAME.png, after checking that the page (and every one before
-        it) stayed clean."""
+        test-artifacts/screenshots/NAME.png (and docs/screenshots/NAME.png, which the README
+        shows, when `docs`), after checking that the page (and every one before it) stayed
+        clean."""
         assert re.fullmatch(r"[0-9a-z-]+", name), name
         self.assert_clean()
         path = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=full_page)
+        if docs:
+            DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            (DOCS_SCREENSHOTS / path.name).write_bytes(path.read_bytes())
         return path
 
 

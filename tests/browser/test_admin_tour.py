@@ -31,11 +31,22 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 USERNAME, PASSWORD = "operator", "tour-secret"
 PROMOTION = "Spring sale"
-WHEN = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
+WHEN = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$")
 LOCAL_IP = re.compile(r"^(127\.0\.0\.1|::1)$")
 # How long the promotion page with 1,000 codes may take (see the last test).
 HEAVY_PAGE_MS = 90_000
 CONDITIONS = "(registered within the last 1 year(s) OR active services >= 5)"
+PRODUCT = "Promotions & referrals engine"
+
+
+def pick(page, select_id: str, text: str) -> None:
+    """Choose in an autocomplete picker as a person does: open it, type, click the match."""
+    page.click(f"#{select_id} + .select2 .select2-selection")
+    page.fill(".select2-container--open .select2-search__field", text)
+    page.click(f".select2-results__option:text-is('{text}')")
+    expect(page.locator(f"#{select_id} + .select2 .select2-selection__rendered")).to_contain_text(
+        text
+    )
 
 
 @pytest.fixture
@@ -54,7 +65,7 @@ def log_in(tour, *, shots: bool = False) -> None:
     page = tour.page
     tour.goto("/admin/")
     expect(page).to_have_url(re.compile(r"/admin/login/\?next=/admin/$"))
-    expect(page.locator("#site-name")).to_contain_text("Django administration")
+    expect(page.locator("#site-name")).to_contain_text(PRODUCT)
     if shots:
         page.fill("#id_username", USERNAME)
         page.fill("#id_password", "wrong")
@@ -68,7 +79,7 @@ def log_in(tour, *, shots: bool = False) -> None:
     if shots:
         tour.shot("02-login")
     page.click("input[type=submit]")
-    expect(page.locator("#content h1")).to_have_text("Site administration")
+    expect(page.locator("#content h1")).to_have_text("Dashboard")
     expect(page.locator("#user-tools")).to_contain_text(f"Welcome, {USERNAME}", ignore_case=True)
     if shots:
         tour.shot("03-admin-index")
@@ -91,7 +102,8 @@ def test_operator_runs_a_promotion_from_creation_to_archive(tour, substrate, tmp
     # Log in (a wrong password is refused first).
     log_in(tour, shots=True)
 
-    # Create the promotion with a discount and a condition group, from its inlines.
+    # Create the promotion on its add page: a discount for 1- and 12-month orders (ticked), and
+    # two conditions typed into one group, which makes them OR-ed.
     page.click("#content-main a[href='/admin/promotions/promotion/add/']")
     expect(page.locator("#content h1")).to_have_text("Add promotion")
     page.fill("#id_name", PROMOTION)
@@ -100,9 +112,21 @@ def test_operator_runs_a_promotion_from_creation_to_archive(tour, substrate, tmp
     page.fill("#id_todate", (today + datetime.timedelta(days=30)).isoformat())
     page.click("#discounts-group .add-row a")
     page.fill("[name=discounts-0-percentage]", "10")
+    page.check("[name=discounts-0-period][value='1']")
+    page.check("[name=discounts-0-period][value='12']")
     page.click("#groups-group .add-row a")
     page.fill("[name=groups-0-name]", "new or loyal")
-    tour.shot("04-promotion-add")
+    page.click("#conditions-group .add-row a")
+    page.select_option("[name=conditions-0-ctype]", "registration")
+    page.select_option("[name=conditions-0-periodtype]", "year")
+    page.fill("[name=conditions-0-periodlength]", "1")
+    page.fill("[name=conditions-0-group_name]", "new or loyal")
+    page.click("#conditions-group .add-row a")
+    page.select_option("[name=conditions-1-ctype]", "service_count")
+    page.select_option("[name=conditions-1-comparison]", "ge")
+    page.fill("[name=conditions-1-amount]", "5")
+    page.fill("[name=conditions-1-group_name]", "new or loyal")
+    tour.shot("04-promotion-add", docs=True)
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text(
         f"The promotion “{PROMOTION}” was added successfully"
@@ -110,28 +134,16 @@ def test_operator_runs_a_promotion_from_creation_to_archive(tour, substrate, tmp
     promotion_id = int(re.search(r"/promotion/(\d+)/change/", page.url).group(1))
     glance = page.locator(".field-at_a_glance")
     expect(glance).to_contain_text("active")
-    expect(glance).to_contain_text("10% on all tariffs, new orders and renewals")
-    expect(glance).to_contain_text("none: every client qualifies")
-    expect(page.locator("[name=groups-0-name]")).to_have_value("new or loyal")
-
-    # Two conditions in that group: OR-ed, as the at-a-glance panel shows.
-    page.click("#conditions-group .add-row a")
-    page.select_option("[name=conditions-0-ctype]", "registration")
-    page.select_option("[name=conditions-0-periodtype]", "year")
-    page.fill("[name=conditions-0-periodlength]", "1")
-    page.select_option("[name=conditions-0-group]", label="new or loyal")
-    page.click("#conditions-group .add-row a")
-    page.select_option("[name=conditions-1-ctype]", "service_count")
-    page.select_option("[name=conditions-1-comparison]", "ge")
-    page.fill("[name=conditions-1-amount]", "5")
-    page.select_option("[name=conditions-1-group]", label="new or loyal")
-    page.click("input[name=_continue]")
-    expect(page.locator(".messagelist")).to_contain_text(
-        f"The promotion “{PROMOTION}” was changed successfully"
+    expect(glance).to_contain_text(
+        "10% on all tariffs, new orders and renewals, on orders of 1 or 12 months"
     )
     expect(page.locator(".field-at_a_glance code.conditions")).to_have_text(CONDITIONS)
     expect(glance).to_contain_text("0 codes, 0 uses")
-    tour.shot("05-promotion-conditions")
+    expect(page.locator("[name=groups-0-name]")).to_have_value("new or loyal")
+    expect(page.locator("[name=conditions-0-group_name]")).to_have_value("new or loyal")
+    expect(page.locator("[name=discounts-0-period][value='12']")).to_be_checked()
+    expect(page.locator("[name=discounts-0-period][value='3']")).not_to_be_checked()
+    tour.shot("05-promotion-conditions", docs=True)
 
     # Generate 1,000 codes from the changelist: a background job whose progress page completes.
     changelist_action(tour, promotion_id, "generate_codes")
@@ -148,13 +160,18 @@ def test_operator_runs_a_promotion_from_creation_to_archive(tour, substrate, tmp
     expect(page.locator("#job-percent")).to_have_text("100")
     expect(page.locator("#job-message")).to_have_text("1000 promo code(s) generated.")
     expect(page.locator("#job-bar")).to_have_attribute("value", "1000")
-    tour.shot("07-generate-codes-progress")
+    expect(page.locator("#job-links a").first).to_have_text("The codes")
+    tour.shot("07-generate-codes-progress", docs=True)
     expect(page.locator("#job-back a")).to_have_attribute(
         "href", f"/admin/promotions/promotion/{promotion_id}/change/"
     )
+    expect(page.locator("#job-links a:text('Export the codes as CSV')")).to_have_attribute(
+        "href", f"/admin/promotions/promotion/{promotion_id}/codes.csv"
+    )
 
-    # The codes are listed under Promo codes, filtered by the promotion.
-    tour.goto(f"/admin/promotions/promocode/?promotion__id__exact={promotion_id}")
+    # The finished page leads to the codes, listed under Promo codes, filtered by the promotion.
+    page.click("#job-links a:text('The codes')")
+
     expect(page.locator("#changelist .paginator")).to_contain_text("1000 promo codes")
     first = page.locator("#result_list tbody tr").first
     expect(first.locator(".field-promotion")).to_have_text(PROMOTION)
@@ -167,16 +184,17 @@ def test_operator_runs_a_promotion_from_creation_to_archive(tour, substrate, tmp
     tour.goto("/admin/promotions/promotion/")
     page.click("a:text('Try an order')")
     expect(page.locator("#content h1")).to_have_text("Try an order")
-    page.select_option("#id_client", label="Ann Example")
+    pick(page, "id_client", "Ann Example")
     page.fill("#id_codes", code)
-    page.select_option("[name=lines-0-tariff]", label="VPS S")
+    pick(page, "id_lines-0-tariff", "VPS S")
     page.fill("[name=lines-0-period]", "1")
     page.click("input[value=Quote]")
     verdicts = page.locator("#quote-lines .verdicts")
-    expect(verdicts.locator("li.applied")).to_have_text(f"{PROMOTION}: applied: 10% off (1.00)")
+    expect(verdicts.locator("li.applied")).to_have_text(f"{PROMOTION}: applied: 10% off (1.00 USD)")
     expect(page.locator("#quote-lines tbody tr").first).to_contain_text("VPS S")
     expect(page.locator("#quote-codes")).to_contain_text(f"{code}: code {code} is valid")
-    expect(page.locator("#quote-total")).to_have_text("Total 9.00, of which discount 1.00")
+    expect(page.locator("#quote-total")).to_have_text("Total 9.00 USD, of which discount 1.00 USD")
+    expect(page.locator("#quote-moment")).to_contain_text(" UTC.")
     tour.shot("09-try-order")
 
     # Archive it from the changelist.

@@ -65,7 +65,7 @@ def test_a_large_count_runs_in_the_background_and_the_page_follows_it(
     # then every code exists and the status says so, with the way back to the promotion
     assert promotion.promocodes.count() == 300
     status = staff.get(f"/admin/common/job/{job.pk}/status/").json()
-    assert status | {"back": ""} == {
+    assert status | {"back": "", "links": []} == {
         "id": job.pk,
         "status": "done",
         "done": 300,
@@ -74,8 +74,16 @@ def test_a_large_count_runs_in_the_background_and_the_page_follows_it(
         "message": "300 promo code(s) generated.",
         "finished": True,
         "back": "",
+        "links": [],
     }
     assert status["back"] == f"/admin/promotions/promotion/{promotion.pk}/change/"
+    # and the finished page links to the codes and their export
+    assert status["links"] == [
+        ["The codes", f"/admin/promotions/promocode/?promotion__id__exact={promotion.pk}"],
+        ["Export the codes as CSV", f"/admin/promotions/promotion/{promotion.pk}/codes.csv"],
+    ]
+    page = staff.get(response.url).content.decode()
+    assert f'<a href="/admin/promotions/promotion/{promotion.pk}/codes.csv">' in page
 
 
 @pytest.mark.django_db

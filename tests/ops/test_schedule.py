@@ -159,7 +159,7 @@ def test_the_admin_shows_the_last_run_its_figures_and_the_next(earning, settings
     assert "24 h from 03:00" in page
     assert f"/admin/common/job/{job.pk}/progress/" in page and "done" in page
     assert "rewards: 1" in page
-    assert "May 11, 2026, 3 a.m." in page
+    assert "2026-05-11 03:00 UTC" in page
 
 
 @pytest.mark.django_db

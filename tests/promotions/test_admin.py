@@ -15,7 +15,7 @@ from django.utils.html import escape
 from common.actors import Actor
 from common.models import History
 from common.selectors import history_of
-from promotions import codegen, services
+from promotions import codegen, selectors, services
 from promotions.models import (
     Condition,
     ConditionGroup,
@@ -39,6 +39,7 @@ from tests.factories import (
     ServiceFactory,
     TariffFactory,
     UserFactory,
+    redemption_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -315,7 +316,7 @@ def test_deleting_an_inline_condition_drops_its_emptied_group(staff):
         "conditions-0-ctype": condition.ctype,
         "conditions-0-comparison": condition.comparison,
         "conditions-0-amount": condition.amount,
-        "conditions-0-group": group.pk,
+        "conditions-0-group_name": group.name,
         "conditions-0-DELETE": "on",
     }
     response = staff.post(url(Promotion, "change", promotion.pk), data)
@@ -631,6 +632,216 @@ def test_code_usage_rows_cannot_be_deleted_even_by_a_superuser(staff):
     assert PromoCodeUsage.objects.filter(pk=usage.pk).exists()
 
 
+def list_cells(page: str, column: str) -> list[str]:
+    return [
+        re.sub(r"<[^>]+>", "", cell).strip()
+        for cell in re.findall(rf'<td class="field-{column}[^"]*">(.*?)</td>', page, re.S)
+    ]
+
+
+def test_the_promotion_list_shows_uses_and_discount_given_in_bounded_queries(
+    staff, django_assert_max_num_queries
+):
+    yen = CurrencyFactory(iso="JPY", name="yen", minor_units=0)
+    usd = CurrencyFactory(iso="USD")
+    provider = ProviderFactory(currency=usd)
+    promotions = [PromotionFactory(name=f"P{i}", provider=provider) for i in range(8)]
+    for i, promotion in enumerate(promotions):
+        PromoCodeFactory(promotion=promotion)
+        for _ in range(i):
+            redemption_of(promotion, discount=Decimal("600.25"))
+    redemption_of(promotions[1], discount=Decimal("1500"), currency=yen.iso)
+    released = redemption_of(promotions[1], discount=Decimal("99"))
+    released.status, released.released_at = "released", released.created_at
+    released.save()
+
+    with django_assert_max_num_queries(10):
+        page = staff.get(url(Promotion, "changelist") + "?o=1").content.decode()
+
+    # uses: the orders each discounted (P1's yen order too; the released one not)
+    assert list_cells(page, "uses") == ["0", "2", *(str(i) for i in range(2, 8))]
+    given = list_cells(page, "given")
+    assert given[0] == "-"
+    assert given[1] == "1,500 JPY, 600.25 USD"
+    assert given[3] == "1,800.75 USD"
+    assert list_cells(page, "code_count") == ["1"] * 8
+
+
+def test_the_code_list_shows_uses_against_the_limit(staff):
+    PromoCodeFactory(code="LIMITED", uselimit=10, use_count=3)
+    PromoCodeFactory(code="OPEN", use_count=3)
+
+    page = staff.get(url(PromoCode, "changelist") + "?o=2").content.decode()
+
+    assert list_cells(page, "left") == ["7 of 10", "no limit"]
+
+
+# Order periods as checkboxes --------------------------------------------------------------------
+
+
+def discount_row(promotion: Promotion, **period) -> dict:
+    return (
+        promotion_form(promotion)
+        | inline_management()
+        | {
+            "discounts-TOTAL_FORMS": 1,
+            "discounts-0-type": "all",
+            "discounts-0-percentage": "10",
+            "discounts-0-actiontype": "all",
+            "discounts-0-validity": "unlimited",
+            **period,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("ticked", "typed", "saved"),
+    [
+        (["1", "12"], "", [1, 12]),
+        ([], "1, 12", [1, 12]),
+        (["12"], "1,12, 5", [1, 5, 12]),
+        ([], "[12]", [12]),
+        ([], "", []),
+    ],
+)
+def test_order_periods_are_ticked_or_typed(staff, ticked, typed, saved):
+    promotion = PromotionFactory()
+    data = discount_row(
+        promotion, **{"discounts-0-period": ticked, "discounts-0-period_other": typed}
+    )
+
+    response = staff.post(url(Promotion, "change", promotion.pk), data)
+
+    assert response.status_code == 302, form_errors(response)
+    assert promotion.discounts.get().period == saved
+
+
+@pytest.mark.parametrize("typed", ["1, twelve", "0", "1; 12", "1201", "-1"])
+def test_order_periods_that_are_not_months_are_refused_with_a_clear_error(staff, typed):
+    promotion = PromotionFactory()
+    data = discount_row(promotion, **{"discounts-0-period_other": typed})
+
+    response = staff.post(url(Promotion, "change", promotion.pk), data)
+
+    assert response.status_code == 200
+    errors = response.context["inline_admin_formsets"][0].formset.errors[0]["period"]
+    assert errors[0].startswith("Order periods are whole months from 1 to 1200")
+    assert not Discount.objects.exists()
+
+
+def test_the_period_boxes_are_the_tariffs_periods_and_the_summary_names_them(staff):
+    ServiceFactory(period=18)
+    discount = DiscountFactory(period=[1, 12])
+
+    page = staff.get(url(Promotion, "change", discount.promotion.pk)).content.decode()
+
+    offered = re.findall(r'name="discounts-0-period" value="(\d+)"', page)
+    assert offered == ["1", "3", "6", "12", "18", "24", "36"]
+    ticked = re.findall(r'name="discounts-0-period" value="(\d+)"[^>]*checked', page)
+    assert ticked == ["1", "12"]
+    assert "10% on all tariffs, new orders and renewals, on orders of 1 or 12 months" in page
+
+
+# Condition groups -------------------------------------------------------------------------------
+
+
+def test_conditions_are_grouped_on_the_add_page_and_every_write_is_in_history(staff):
+    # given a provider, and an add page with a group row and three conditions naming groups
+    provider = ProviderFactory()
+    data = {
+        "name": "Grouped at once",
+        "provider": provider.pk,
+        "fromdate": "2026-07-01",
+        "todate": "",
+        "priority": 0,
+        "combine": "exclusive",
+        "budget_period": "total",
+        **inline_management(),
+        "groups-TOTAL_FORMS": 1,
+        "groups-0-name": "new or loyal",
+        "conditions-TOTAL_FORMS": 3,
+        "conditions-0-ctype": "registration",
+        "conditions-0-comparison": "ge",
+        "conditions-0-periodtype": "year",
+        "conditions-0-periodlength": "1",
+        "conditions-0-group_name": "new or loyal",
+        "conditions-1-ctype": "service_count",
+        "conditions-1-comparison": "ge",
+        "conditions-1-amount": "5",
+        "conditions-1-group_name": "new or loyal",
+        "conditions-2-ctype": "paid_services",
+        "conditions-2-comparison": "ge",
+        "conditions-2-amount": "1",
+        "conditions-2-group_name": "payers",  # no such row: a new group
+    }
+    # when it is saved
+    response = staff.post(url(Promotion, "add"), data)
+    # then the conditions are in their groups, which combine as the expression says
+    assert response.status_code == 302, form_errors(response)
+    promotion = Promotion.objects.get()
+    grouped = {c.ctype: c.group.name for c in promotion.conditions.select_related("group")}
+    assert grouped == {
+        "registration": "new or loyal",
+        "service_count": "new or loyal",
+        "paid_services": "payers",
+    }
+    assert selectors.conditions_expression(promotion=promotion) == (
+        "(registered within the last 1 year(s) OR active services >= 5) AND (paid services >= 1)"
+    )
+    # and both groups' creation is in the promotion's history
+    lines = list(history_of(obj=promotion).values_list("desc", "action"))
+    assert ('Condition group "new or loyal" has been created', "admin:promotion.change") in lines
+    assert ('Condition group "payers" has been created', "admin:promotion.change") in lines
+
+
+def test_renaming_and_deleting_a_group_inline_write_history(staff):
+    # given a promotion with two groups, a condition in the first
+    promotion = PromotionFactory()
+    first = ConditionGroupFactory(promotion=promotion, name="first")
+    second = ConditionGroupFactory(promotion=promotion, name="second")
+    condition = ConditionFactory(promotion=promotion, group=first)
+    # when the first is renamed and the second deleted on the promotion's page
+    data = promotion_form(promotion) | inline_management(groups=2, conditions=1)
+    data |= {
+        "groups-0-id": first.pk,
+        "groups-0-promotion": promotion.pk,
+        "groups-0-name": "renamed",
+        "groups-1-id": second.pk,
+        "groups-1-promotion": promotion.pk,
+        "groups-1-name": "second",
+        "groups-1-DELETE": "on",
+        "conditions-0-id": condition.pk,
+        "conditions-0-promotion": promotion.pk,
+        "conditions-0-ctype": condition.ctype,
+        "conditions-0-comparison": condition.comparison,
+        "conditions-0-amount": condition.amount,
+        "conditions-0-group_name": "renamed",
+    }
+    response = staff.post(url(Promotion, "change", promotion.pk), data)
+    # then both are done through the services, each with its history line
+    assert response.status_code == 302, form_errors(response)
+    assert list(ConditionGroup.objects.values_list("name", flat=True)) == ["renamed"]
+    assert Condition.objects.get().group.name == "renamed"
+    assert sorted(history_of(obj=promotion).values_list("desc", flat=True)) == [
+        'Condition group "second" has been deleted',
+        'Name has been changed from "first" into "renamed"',
+    ]
+
+
+def test_history_rows_link_to_their_objects(staff):
+    promotion = PromotionFactory(name="Linked")
+    services.promotion_archive(promotion=promotion, actor=Actor(user=None, ip="", action="test"))
+
+    page = staff.get(reverse("admin:common_history_changelist")).content.decode()
+
+    link = url(Promotion, "change", promotion.pk)
+    assert f'<a href="{link}">#{promotion.pk}</a>' in page
+    # and its moment reads as every moment does: local time, the zone named
+    assert re.search(
+        r'<th class="field-changedate[^"]*"><a [^>]*>\d{4}-\d\d-\d\d \d\d:\d\d UTC</a>', page
+    ), page[page.find("field-changedate") - 20 :][:300]
+
+
 @time_machine.travel(datetime.datetime(2026, 3, 2, 12, tzinfo=datetime.UTC), tick=False)
 def test_the_budget_is_charted_per_period_and_the_list_shows_this_periods_burn(staff):
     # given a day budget of 100.00 that gave 25.00 yesterday and 40.00 today
@@ -644,8 +855,8 @@ def test_the_budget_is_charted_per_period_and_the_list_shows_this_periods_burn(s
     listing = staff.get(url(Promotion, "changelist")).content.decode()
     page = staff.get(url(Promotion, "change", promotion.pk)).content.decode()
     # then the list shows today's burn, and the page charts each day against the budget
-    assert "40.00 / 100.00 (40%)" in listing
+    assert "40.00 USD of 100.00 USD (40%)" in listing
     assert "Discount given per budget period (per day) of 100.00" in page
-    assert "<title>2026-03-01: 25.0000</title>" in page
-    assert "<td>2026-03-02</td><td>40.00 of 100.00</td>" in page
+    assert "<title>2026-03-01: 25.00 USD</title>" in page
+    assert "<td>2026-03-02</td><td>40.00 USD of 100.00 USD</td>" in page
     assert staff.get(url(Promotion, "change", unbudgeted.pk)).status_code == 200

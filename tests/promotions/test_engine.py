@@ -4,6 +4,7 @@ import datetime
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -31,6 +32,13 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 NOW = datetime.datetime(2026, 6, 15, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(autouse=True)
+def at_now():
+    """The orders are quoted at NOW, with facts as of then: what the tests make, they make then."""
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture

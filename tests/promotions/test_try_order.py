@@ -56,10 +56,11 @@ def test_the_quote_shows_the_discount_and_why_each_promotion_did_or_did_not_appl
         },
     ).content.decode()
     # then the line costs 60.00, gets 15.00 off from the sale, and both verdicts say why
-    assert "<td>60.00 USD</td>" in page and "<td>15.00</td>" in page and "<td>45.00</td>" in page
+    assert "<td>60.00 USD</td>" in page and "<td>15.00 USD</td>" in page
+    assert "<td>45.00 USD</td>" in page
     assert "<strong>Quarter off</strong>: applied" in page
     assert "<strong>Code only</strong>:" in page and "active services" in page
-    assert "Total <strong>45.00</strong>" in page
+    assert "Total <strong>45.00 USD</strong>, of which discount 15.00 USD" in page
     # and nothing was used
     assert PromoCode.objects.get(code="HALF").use_count == 0
     assert not PromoCodeUsage.objects.exists()
@@ -106,8 +107,8 @@ def test_a_renewal_names_its_service_and_gets_the_discount_valid_months_from_the
     named = staff.post(URL, {"client": client.pk, **lines({**renewal, "service": service.pk})})
     unnamed = staff.post(URL, {"client": client.pk, **lines(renewal)})
     # then the named one gets half off, and the other is told to name the service
-    assert "<td>10.00</td>" in named.content.decode()
-    assert "Total <strong>10.00</strong>" in named.content.decode()
+    assert "<td>10.00 USD</td>" in named.content.decode()
+    assert "Total <strong>10.00 USD</strong>" in named.content.decode()
     assert "name the renewed service" in unnamed.content.decode()
 
 
@@ -149,6 +150,98 @@ def test_unknown_codes_are_braked_as_on_the_doors(staff, settings):
 
 
 @time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_every_reason_names_the_promotions_and_every_amount_its_currency(staff, settings):
+    # given two open promotions on a tariff, the bigger one wins; a code of an expired promotion
+    tariff = TariffFactory(price=Decimal("1200.00"))
+    provider = tariff.provider
+    black_friday = PromotionFactory(
+        name="Black Friday", provider=provider, fromdate=datetime.date(2026, 6, 1)
+    )
+    DiscountFactory(promotion=black_friday, percentage=Decimal("30"))
+    small = PromotionFactory(
+        name="Small one", provider=provider, fromdate=datetime.date(2026, 6, 1)
+    )
+    DiscountFactory(promotion=small, percentage=Decimal("10"))
+    old = PromotionFactory(
+        name="Last spring",
+        provider=provider,
+        fromdate=datetime.date(2026, 3, 1),
+        todate=datetime.date(2026, 3, 31),
+    )
+    PromoCodeFactory(promotion=old, code="OLD")
+    client = ClientFactory(provider=provider)
+    settings.TIME_ZONE = "Europe/Berlin"
+    # when the operator tries a line with the old code
+    page = staff.post(
+        URL,
+        {
+            "client": client.pk,
+            "codes": "OLD",
+            "at": "2026-06-15 12:00",
+            **lines({"tariff": tariff.pk, "period": 1, "kind": "new"}),
+        },
+    ).content.decode()
+    # then the reasons say names and amounts with their currency, never an id
+    assert "<strong>Black Friday</strong>: applied: 30% off (360.00 USD)" in page
+    assert (
+        "<strong>Small one</strong>: not applied: Black Friday is exclusive and goes first "
+        "(it gives 360.00 USD, this one 120.00 USD)" in page
+    )
+    assert "OLD: code OLD belongs to Last spring, which is not active now" in page
+    assert f"promotion {black_friday.pk}" not in page
+    # and the moment is shown in the operator's zone, named
+    assert "As placed at 2026-06-15 12:00 CEST." in page
+    assert "Europe/Berlin time" in page
+
+
+@pytest.mark.parametrize(
+    ("reason", "said"),
+    [
+        (
+            "not chosen: promotion 7 gives 36.00, this one 5.50",
+            "not chosen: Black Friday gives 36.00 USD, this one 5.50 USD",
+        ),
+        ("applied: 12.5% off (1234.50)", "applied: 12.5% off (1,234.50 USD)"),
+        (
+            "expenses in the last 1 month >= 100.00 USD",
+            "expenses in the last 1 month >= 100.00 USD",
+        ),
+        (
+            "code X belongs to promotion 99, which is not active now",
+            "code X belongs to promotion 99, which is not active now",
+        ),
+        ("active services >= 5", "active services >= 5"),
+    ],
+)
+def test_a_reason_is_said_with_names_and_currencies(reason, said):
+    from promotions.selectors import reason_for_people
+
+    assert reason_for_people(reason, names={7: "Black Friday"}, currency="USD") == said
+
+
+@pytest.mark.parametrize(
+    ("model_name", "field_name", "make", "term"),
+    [
+        ("service", "client", lambda: ClientFactory(name="Ann Example"), "Ann"),
+        ("service", "tariff", lambda: TariffFactory(name="VPS S"), "VPS"),
+        ("promocodeusage", "service", lambda: ServiceFactory(tariff__name="VPS S"), "VPS"),
+    ],
+)
+def test_the_pickers_find_clients_tariffs_and_services_as_one_types(
+    staff, model_name, field_name, make, term
+):
+    found = make()
+    app_label = "promotions" if model_name == "promocodeusage" else "billing"
+
+    answer = staff.get(
+        "/admin/autocomplete/",
+        {"app_label": app_label, "model_name": model_name, "field_name": field_name, "term": term},
+    ).json()
+
+    assert answer["results"] == [{"id": str(found.pk), "text": str(found)}]
+
+
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
 def test_stacked_promotions_are_named_in_their_order_with_their_codes(staff):
     # given a combinable 10% first (priority 1) and a combinable 5.00 off with a code
     tariff = TariffFactory(price=Decimal("100.00"))
@@ -179,6 +272,6 @@ def test_stacked_promotions_are_named_in_their_order_with_their_codes(staff):
         },
     ).content.decode()
     # then both apply, named in their order, 10.00 then 5.00 off the 90.00 left
-    assert "<td>15.00</td>" in page and "<td>85.00</td>" in page
+    assert "<td>15.00 USD</td>" in page and "<td>85.00 USD</td>" in page
     assert "<td>Ten + Five off</td><td>FIVE</td>" in page
-    assert f"<strong>Five off</strong>: combined with promotion {first.pk}: 5 off (5.00)" in page
+    assert "<strong>Five off</strong>: combined with Ten: 5 off (5.00 USD)" in page

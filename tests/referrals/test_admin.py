@@ -14,9 +14,11 @@ from referrals.models import (
     Reward,
     Rule,
     RuleCondition,
+    RuleConditionGroup,
 )
 from tests.factories import (
     ExpenseFactory,
+    PartnershipFactory,
     ProviderFactory,
     ReferralFactory,
     ReferralProgramFactory,
@@ -113,7 +115,9 @@ def test_rewards_export_as_csv(admin_client):
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:4] == ["id", "beneficiary", "role", "referral_client"]
     assert rows[1][1:4] == [referral.partner.name, "referrer", "'" + referral.client.name]
-    assert Decimal(rows[1][7]) == Decimal("5.00")
+    # and money and moments read as on every page: minor units, code after; the zone named
+    assert rows[1][7:9] == ["5.00 USD", "USD"]
+    assert rows[1][10] == "2026-03-01 00:00 UTC"
 
 
 def unpaid_rewards(referral, *amounts) -> list[Reward]:
@@ -265,7 +269,7 @@ def test_conditions_added_inline_land_in_their_group(admin_client):
         "conditions-0-ctype": "2",
         "conditions-0-comparison": "ge",
         "conditions-0-item_count": "2",
-        "conditions-0-group": group.pk,
+        "conditions-0-group_name": group.name,
         "conditions-0-rule": rule.pk,
         "conditions-1-ctype": "1",
         "conditions-1-comparison": "gt",
@@ -348,6 +352,73 @@ def test_a_taken_program_title_is_refused_on_the_admin_form(admin_client):
     assert response.status_code == 200
     assert b"A program with this title exists already." in response.content
     assert ReferralProgram.objects.count() == 1
+
+
+def test_the_partner_list_shows_earned_payable_and_paid_in_bounded_queries(
+    admin_client, django_assert_max_num_queries
+):
+    program = ReferralProgramFactory()
+    for i in range(6):
+        referral = ReferralFactory(program=program)
+        PartnershipFactory(program=program, partner=referral.partner)
+        for _ in range(i):
+            RewardFactory(referral=referral, amount=Decimal("1000.50"))
+
+    with django_assert_max_num_queries(9):
+        page = admin_client.get("/admin/referrals/partnership/?o=1").content.decode()
+
+    cells = {
+        column: [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(rf'<td class="field-{column}[^"]*">(.*?)</td>', page, re.S)
+        ]
+        for column in ("earned", "payable", "paid")
+    }
+    assert cells["earned"] == ["-"] + [f"{1000.50 * i:,.2f} USD" for i in range(1, 6)]
+    assert cells["payable"] == cells["earned"]
+    assert cells["paid"] == ["-"] * 6
+
+
+def test_a_rule_condition_group_added_and_deleted_inline_is_in_the_programs_history(
+    admin_client,
+):
+    # given a rule with a group
+    rule = Rule.objects.create(program=ReferralProgramFactory(), name="r", amount=Decimal("5"))
+    doomed = RuleConditionGroupFactory(rule=rule, name="doomed")
+    rule_form = {
+        "program": rule.program_id,
+        "name": "r",
+        "reward_type": "percent",
+        "amount": "5",
+        "schedule": "month",
+        "active": "on",
+        "conditions-TOTAL_FORMS": "0",
+        "conditions-INITIAL_FORMS": "0",
+    }
+    # when the group is deleted and another added on the rule page
+    response = admin_client.post(
+        f"/admin/referrals/rule/{rule.pk}/change/",
+        {
+            **rule_form,
+            "groups-TOTAL_FORMS": "2",
+            "groups-INITIAL_FORMS": "1",
+            "groups-0-id": doomed.pk,
+            "groups-0-name": "doomed",
+            "groups-0-rule": rule.pk,
+            "groups-0-DELETE": "on",
+            "groups-1-name": "fresh",
+            "groups-1-rule": rule.pk,
+        },
+    )
+    # then both went through the services, each with its line in the program's history
+    assert response.status_code == 302, response.content[:3000]
+    assert list(RuleConditionGroup.objects.values_list("name", flat=True)) == ["fresh"]
+    assert sorted(
+        History.objects.filter(object_id=rule.program_id).values_list("desc", "action")
+    ) == [
+        ('Rule condition group "doomed" has been deleted', "admin:referralprogram.rule.condition"),
+        ('Rule condition group "fresh" has been created', "admin:referralprogram.rule.condition"),
+    ]
 
 
 @pytest.mark.parametrize("typed", ["1, \u00b2", "\u0661\u0662", "12, x"])

@@ -66,6 +66,25 @@ def test_the_quote_shows_the_discount_and_why_each_promotion_did_or_did_not_appl
     assert not PromoCodeUsage.objects.exists()
 
 
+@time_machine.travel("2026-06-15 10:00:00+00:00", tick=False)
+def test_the_quote_explains_even_promotions_far_from_the_line(staff):
+    # given a promotion whose only discount is for renewals, which a checkout's default answer
+    # leaves out for a new order (it is not even close)
+    tariff = TariffFactory(price=Decimal("20.00"))
+    renewals = PromotionFactory(
+        name="Renewals only", provider=tariff.provider, fromdate=datetime.date(2026, 6, 1)
+    )
+    DiscountFactory(promotion=renewals, percentage=Decimal("30"), actiontype="prolong")
+    client = ClientFactory(provider=tariff.provider)
+    # when a new order is tried
+    page = staff.post(
+        URL, {"client": client.pk, **lines({"tariff": tariff.pk, "period": 1, "kind": "new"})}
+    ).content.decode()
+    # then the page still says why that promotion gave nothing
+    assert "<strong>Renewals only</strong>:" in page
+    assert "<td>20.00 USD</td>" in page
+
+
 def test_an_order_without_lines_or_with_a_foreign_tariff_says_so(staff):
     client = ClientFactory()
     empty = staff.post(URL, {"client": client.pk, **lines({"period": 1, "kind": "new"})})

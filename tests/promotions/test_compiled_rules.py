@@ -194,6 +194,18 @@ moments = st.one_of(
 )
 
 
+def edges_of(window: tuple[str, int]) -> st.SearchStrategy[datetime.datetime]:
+    """Only the moments a condition over `window` can get wrong: its first moment and NOW, each
+    with a microsecond either side, and a day ahead (the future counts for nothing)."""
+    return st.sampled_from(
+        [
+            *(WINDOW_STARTS[window] + jitter * MICROSECOND for jitter in (-1, 0, 1)),
+            *(NOW + jitter * MICROSECOND for jitter in (-1, 0, 1)),
+            NOW + datetime.timedelta(days=1),
+        ]
+    )
+
+
 @dataclass
 class ServiceSpec:
     tariff: int
@@ -220,8 +232,8 @@ services = st.builds(
 
 
 @st.composite
-def expenses(draw) -> ExpenseSpec:
-    charged, refunded = sorted([draw(moments), draw(moments)])
+def expenses(draw, at: st.SearchStrategy[datetime.datetime] = moments) -> ExpenseSpec:
+    charged, refunded = sorted([draw(at), draw(at)])
     amount = draw(st.sampled_from(CHARGES))
     refund = draw(st.sampled_from([None, Decimal("0.01"), amount]))
     return ExpenseSpec(
@@ -241,14 +253,19 @@ class Client:
     referred_through: int | None  # referral program index 0-1
 
 
-clients = st.builds(
-    Client,
-    groups=st.frozensets(st.integers(0, 1)),
-    registered_at=moments,
-    services=st.lists(services, max_size=4),
-    expenses=st.lists(expenses(), max_size=4),
-    referred_through=st.one_of(st.none(), st.integers(0, 1)),
-)
+def clients_at(at: st.SearchStrategy[datetime.datetime]) -> st.SearchStrategy[Client]:
+    """Clients whose registration and expenses fall on the moments `at` draws."""
+    return st.builds(
+        Client,
+        groups=st.frozensets(st.integers(0, 1)),
+        registered_at=at,
+        services=st.lists(services, max_size=4),
+        expenses=st.lists(expenses(at), max_size=4),
+        referred_through=st.one_of(st.none(), st.integers(0, 1)),
+    )
+
+
+clients = clients_at(moments)
 
 
 # The reference --------------------------------------------------------------------------------
@@ -523,3 +540,50 @@ def test_the_compiled_evaluator_agrees_with_the_reference(
         assert verdict.valid == (
             known and n in live and reference_code_valid(codes[verdict.code][1])
         )
+
+
+# One condition alone decides -------------------------------------------------------------------
+# Above, a condition shows only when it decides a promotion, so a fault at one condition's edge
+# rarely does. Here one live promotion gives 10% on the line under exactly one condition, and its
+# client's registration and expenses fall on that condition's edges.
+
+LINE = (0, Kind.NEW, 1, Decimal(100))
+TEN_PERCENT = DiscountSpec(
+    tariffs=None, action="all", periods=(), percentage=Decimal(10), validity=None
+)
+
+
+@st.composite
+def a_condition_and_a_client(draw) -> tuple[ConditionSpec, Client]:
+    condition = draw(conditions)
+    return condition, draw(clients_at(edges_of(condition.window)))
+
+
+@pytest.mark.django_db
+@time_machine.travel(NOW, tick=False)
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(drawn=a_condition_and_a_client())
+def test_a_single_condition_gives_the_discount_exactly_when_the_reference_says_it_holds(drawn):
+    condition, client = drawn
+    note(f"{condition=}\n{client=}")
+    holds = reference_condition(condition, client, [LINE])
+    event(f"{condition.kind} {'holds' if holds else 'fails'}")
+    promotion = PromotionSpec(window="live", discounts=[TEN_PERCENT], conditions=[condition])
+    with transaction.atomic():
+        provider, tariffs, customer, _, _ = build([promotion], client, daily=set())
+        tariff, kind, period, price = LINE
+        order = Order(
+            client_id=customer.pk,
+            provider_id=provider.pk,
+            at=NOW,
+            lines=(Line(tariffs[tariff].pk, period, price, "USD", kind),),
+            codes=(),
+        )
+        (line,) = quote_order(order=order).lines
+        transaction.set_rollback(True)
+
+    assert line.discount == (Decimal("10.00") if holds else Decimal(0))

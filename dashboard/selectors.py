@@ -23,6 +23,7 @@ from ops.schedule import ACCRUAL
 from promotions.models import PromoCode, Promotion, Redemption
 from promotions.selectors import with_budget_spent
 from referrals.models import Payout, Reward
+from referrals.selectors import reward_sums
 
 DAYS_CHARTED = 30
 # A code is close to its limit from this share of its uses on.
@@ -229,17 +230,7 @@ def dashboard(*, at: datetime.datetime | None = None) -> Dashboard:
     month = today.replace(day=1)
     month_start = timezone.make_aware(datetime.datetime.combine(month, datetime.time.min))
     minor_units = dict(Currency.objects.values_list("iso", "minor_units"))
-    unpaid = Q(payout__isnull=True)
-    ledger = (
-        Reward.objects.order_by()
-        .values("currency__iso")
-        .annotate(
-            held=Sum("amount", filter=unpaid & Q(payable_at__gt=at)),
-            payable=Sum("amount", filter=unpaid & Q(payable_at__lte=at)),
-        )
-        .order_by("currency__iso")
-    )
-    ledger = list(ledger)
+    ledger = list(reward_sums(Reward.objects.all(), at=at))
     payouts = Payout.objects.order_by().values("currency__iso")
     paid = payouts.filter(created_at__gte=month_start).exclude(status=Payout.Status.FAILED)
     paid = paid.annotate(total=Sum("amount")).order_by("currency__iso")

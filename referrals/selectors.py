@@ -249,7 +249,7 @@ def _code(program: ReferralProgram, partner_id: int, enrolled_code: str | None) 
     return partner_code(program, partner_id) if program.promocode else ""
 
 
-def _sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> QuerySet:
+def reward_sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> QuerySet:
     """Every balance per currency (and per `keys`), in one GROUP BY."""
     # Points are credited to the client's account, never transferred: only cash is paid out,
     # so only cash is unpaid, held or payable.
@@ -270,7 +270,7 @@ def _sums(rewards: QuerySet[Reward], *keys: str, at: datetime.datetime) -> Query
 
 
 def _balances(rows: Iterable[dict]) -> Balances:
-    """Balances from _sums' rows of one partner; earned is listed in every currency with rows,
+    """Balances from reward_sums' rows of one partner; earned is listed in every currency with rows,
     the others where they are not zero."""
     found = Balances()
     for row in rows:
@@ -321,7 +321,7 @@ def partner_rows(
     clients = list(page)
     sums: dict[int, list[dict]] = {}
     rewards = credited_rewards(program=program, partner_ids=[c.pk for c in clients])
-    for row in _sums(rewards, "beneficiary_id", at=at):
+    for row in reward_sums(rewards, "beneficiary_id", at=at):
         sums.setdefault(row["beneficiary_id"], []).append(row)
     details = _masked_details(program, [c.pk for c in clients])
     rows = [
@@ -613,7 +613,7 @@ def partner_summary(
         referral_count=referrals.count(),
         referrals=referral_rows(referrals.order_by("-joined_at", "-pk")[:REFERRALS_SHOWN]),
         months=rewards_per_month(rewards),
-        balances=_balances(_sums(rewards, at=at)),
+        balances=_balances(reward_sums(rewards, at=at)),
         payouts=[
             PayoutRow(
                 pk=p.pk,
@@ -927,7 +927,7 @@ def partnership_balances(
         return {}
     rewards = credited_rewards(partner_ids={partner for _, partner in pairs})
     rows: dict[tuple[int, int], list[dict]] = {}
-    for row in _sums(rewards, "rule__program_id", "beneficiary_id", at=at or timezone.now()):
+    for row in reward_sums(rewards, "rule__program_id", "beneficiary_id", at=at or timezone.now()):
         key = (row["rule__program_id"], row["beneficiary_id"])
         if key in pairs:
             rows.setdefault(key, []).append(row)

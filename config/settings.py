@@ -111,10 +111,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
         **DATABASES["default"].get("OPTIONS", {}),
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Server-side binding, and psycopg prepares a statement a connection has run 5 times: the
+    # database then skips parsing and planning it. Measured on the redemption (17 statements):
+    # the database's CPU per redemption fell from 4.7 to 2.8 ms (bench/http_load.py).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
 if env_flag("PGBOUNCER"):
     # Behind PgBouncer in transaction pooling mode a connection is ours only for one transaction:
-    # no server-side (named) cursors, and no prepared statements (psycopg's prepare_threshold
-    # stays None, Django's default; said here so nobody turns it on).
+    # no server-side (named) cursors, and no prepared statements (PgBouncer before 1.21 does not
+    # carry them from one server connection to the next).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
 

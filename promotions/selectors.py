@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import connection, models
-from django.db.models import Case, Count, OuterRef, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    OuterRef,
+    Prefetch,
+    Subquery,
+    Value,
+    When,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -62,8 +71,15 @@ def usage_charge(usage: PromoCodeUsage) -> str:
 
 
 def redemption_as_dict(*, redemption: Redemption) -> dict:
-    """The redemption's stored quote with its live status and usages."""
-    usages = redemption.usages.select_related("promocode").order_by("id")
+    """The redemption's stored quote with its live status and usages (read unless the
+    redemption carries them, as a new one does)."""
+    prefetch_related_objects(
+        [redemption],
+        Prefetch(
+            "usages", queryset=PromoCodeUsage.objects.select_related("promocode").order_by("id")
+        ),
+    )
+    usages = sorted(redemption.usages.all(), key=lambda u: u.pk)
     return {
         "id": redemption.pk,
         "status": redemption.status,

@@ -6,6 +6,7 @@ import itertools
 import json
 from decimal import ROUND_DOWN, Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -13,7 +14,7 @@ from django.utils import timezone
 from common.actors import Actor
 from common.money import money_round
 from common.services import history_record
-from common.throttle import throttle_check, throttle_fail
+from common.throttle import Throttled, brakes_check, throttle_fail
 from promotions.engine import Order, Quote, quote_order
 from promotions.engine.present import quote_as_dict
 from promotions.engine.types import BudgetView
@@ -80,16 +81,16 @@ def _guarded_quote(order: Order, actor: Actor, *, explain: bool = False) -> Quot
     left; the codes are normalised first, so a code typed in lower case is the stored code, not
     a guess."""
     brakes = _guessing_brakes(order, actor) if order.codes else []
-    for scope, keys in brakes:
-        throttle_check(scope=scope, keys=keys)
+    scoped = [(scope, key) for scope, keys in brakes for key in keys]
+    if scoped:
+        brakes_check(keys=scoped)
     quote = quote_order(order=order, explain=explain)
     unknown = sum(1 for verdict in quote.codes if verdict.code_id is None)
     if unknown:
         # Outside any transaction of the caller's work, so a refused order still counts.
         for scope, keys in brakes:
             throttle_fail(scope=scope, keys=keys, count=unknown)
-        for scope, keys in brakes:
-            throttle_check(scope=scope, keys=keys, over=True)
+        brakes_check(keys=scoped, over=True)
     return quote
 
 
@@ -145,13 +146,15 @@ def redemption_redeem(
         caller=redemption_caller(actor),
         idempotency_key=idempotency_key,
     )
-    existing = keyed.first()
+    # A new key is the common case: it is not looked up first. The redemption's insert is the
+    # transaction's first write, so a retry of a committed key fails there on the key's unique
+    # index, before any lock; a retry refused earlier (its codes now used up by itself, a brake,
+    # a client gone) looks its key up too, and answers what was committed.
+    existing = None
     gave_up = "The promotions kept changing during the redemption; try again."
     short: dict[int, str] = {}  # budgets found short under their lock: left out of the quote
     attempt = 0
     while attempt < REQUOTES:
-        if existing is not None:
-            break
         try:
             if attempt == 0 and not short:
                 quote = _guarded_quote(order, actor)
@@ -165,10 +168,12 @@ def redemption_redeem(
             continue
         except _RulesMoved:  # a rule or a code changed since the quote: quote again
             gave_up = "The promotions kept changing during the redemption; try again."
-        except (IntegrityError, RedemptionRefused) as exc:
+        except (IntegrityError, RedemptionRefused, ValidationError, Throttled) as exc:
             # A request with the same key may have committed first: then its answer is ours.
             existing = keyed.first()
-            if existing is None and isinstance(exc, RedemptionRefused):
+            if existing is not None:
+                break
+            if not isinstance(exc, IntegrityError):
                 raise
             # Otherwise the client's own concurrent order took the slot counted: count again.
             gave_up = "The client's other orders kept taking the same codes; try again."
@@ -241,7 +246,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
     }
     # A client's live uses of a code hold distinct slots (a unique index): two of the client's
     # orders counting the same uses collide here, and the later one counts again.
-    PromoCodeUsage.objects.bulk_create(
+    usages = PromoCodeUsage.objects.bulk_create(
         PromoCodeUsage(
             promocode_id=code_id,
             client_id=order.client_id,
@@ -251,6 +256,18 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
         )
         for code_id, verdict in sorted(codes.items())
     )
+    # The answer shows the usages with their codes: they are known here, not read back.
+    for usage in usages:
+        verdict = codes[usage.promocode_id]
+        known = {"id": verdict.code_id, "promotion_id": verdict.promotion_id, "code": verdict.code}
+        # from_db takes the values in the model's field order; the other fields are deferred.
+        names = [f.attname for f in PromoCode._meta.concrete_fields if f.attname in known]
+        usage.promocode = PromoCode.from_db(None, names, [known[n] for n in names])
+    # Into Django's prefetch cache, as prefetch_related fills it: redemption.usages.all() answers
+    # these without a query.
+    prefetched = redemption.usages.all()
+    prefetched._result_cache, prefetched._prefetch_done = usages, True
+    redemption._prefetched_objects_cache = {"usages": prefetched}
     budgets = sorted((b for b in quote.budgets if b.needs > 0), key=lambda b: b.promotion_id)
     BudgetCharge.objects.bulk_create(
         BudgetCharge(

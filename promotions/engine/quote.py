@@ -12,16 +12,19 @@ ones), and carries the first, the runner-up, the promotions ranked above the fir
 the order names. With `explain`, every live promotion's verdict on every line is given.
 """
 
+import datetime
 import heapq
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
-from billing.models import Client, Currency, Tariff
+from billing.models import Client, Currency, Provider, Tariff
 from common.money import money_round
+from common.rawsql import Columns, placeholders
 from promotions.engine.budgets import budget_period_key, budgets_left
 from promotions.engine.codes import CodeRow, code_refusal
 from promotions.engine.conditions import ConditionCheck, Outcome, safely
@@ -39,37 +42,65 @@ from promotions.engine.types import (
     Quote,
     Verdict,
 )
-from promotions.models import PromoCode
+from promotions.models import PromoCode, Promotion, RulesVersion
 
 # Near misses reported per line in the default answer: those that would have given the most.
 NEAR_MISSES = 10
 NEEDS_A_CODE = Outcome(False, "needs one of its promo codes")
 
 
-def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currency]]:
-    """The order's client (with its provider's currency and cap), tariffs and currencies, or a
-    ValidationError naming what is wrong."""
-    client = (
-        Client.objects.filter(pk=order.client_id, provider_id=order.provider_id)
-        .select_related("provider__currency")
-        .only(
-            "id",
-            "registration_date",
-            "provider__max_discount",
-            "provider__currency__iso",
-            "provider__currency__minor_units",
-        )
-        .first()
+@dataclass(frozen=True)
+class _Context:
+    """What an order's quote reads besides its rules: its client (with the provider's currency
+    and cap), tariffs and currencies, and the provider's rules version."""
+
+    client_id: int
+    registered_at: datetime.datetime
+    max_discount: Decimal
+    currency: str
+    rules_version: int
+    tariffs: dict[int, Tariff]
+    currencies: dict[str, Currency]
+
+
+_CLIENT = Columns(Client, "id", "registration_date", alias="c")
+_PROVIDER = Columns(Provider, "max_discount", alias="p")
+_PROVIDER_CURRENCY = Columns(Currency, "iso", alias="pc")
+_LINE_CURRENCY = Columns(Currency, "id", "name", "iso", "minor_units", alias="lc")
+_TARIFF = Columns(Tariff, "id", "name", "provider_id", "charge")
+
+
+def _resolve(order: Order) -> _Context:
+    """The order's context, or a ValidationError naming what is wrong. Two statements (the
+    client with its provider, rules version and the lines' currencies; the tariffs), written by
+    hand: see common.rawsql."""
+    if not order.lines:
+        raise ValidationError({"lines": "An order has at least one line."})
+    q = connection.ops.quote_name
+    isos = sorted({line.currency for line in order.lines})
+    sql = (
+        f"SELECT {_CLIENT.sql()}, {_PROVIDER.sql()}, {_PROVIDER_CURRENCY.sql()}, "
+        f"(SELECT version FROM {q(RulesVersion._meta.db_table)} WHERE provider_id = p.id), "
+        f"{_LINE_CURRENCY.sql()} "
+        f"FROM {_CLIENT.table} c JOIN {_PROVIDER.table} p ON p.id = c.provider_id "
+        f"JOIN {_PROVIDER_CURRENCY.table} pc ON pc.id = p.currency_id "
+        f"LEFT JOIN {_LINE_CURRENCY.table} lc ON lc.iso IN ({placeholders(isos)}) "
+        f"WHERE c.id = %s AND c.provider_id = %s"
     )
-    if client is None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*isos, order.client_id, order.provider_id])
+        rows = cursor.fetchall()
+    if not rows:
         raise ValidationError(
             {"client": f"Client {order.client_id} is not a client of provider {order.provider_id}."}
         )
-    if not order.lines:
-        raise ValidationError({"lines": "An order has at least one line."})
-    tariffs = Tariff.objects.only("id", "name", "provider_id", "charge").in_bulk(
-        {line.tariff_id for line in order.lines}
-    )
+    tariff_ids = sorted({line.tariff_id for line in order.lines})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_TARIFF.sql()} FROM {_TARIFF.table} WHERE id IN ({placeholders(tariff_ids)})",
+            tariff_ids,
+        )
+        tariffs = {t.pk: t for t in map(_TARIFF.instance, cursor.fetchall())}
     foreign = sorted(
         str(line.tariff_id)
         for line in order.lines
@@ -81,13 +112,26 @@ def _resolve(order: Order) -> tuple[Client, dict[int, Tariff], dict[str, Currenc
                 "lines": f"Tariff {', '.join(foreign)} is not a tariff of provider {order.provider_id}."
             }
         )
-    currencies = Currency.objects.in_bulk({line.currency for line in order.lines}, field_name="iso")
-    unknown = sorted({line.currency for line in order.lines} - set(currencies))
+    currencies = {
+        c.iso: c for c in (_LINE_CURRENCY.instance(row[5:]) for row in rows if row[5] is not None)
+    }
+    unknown = sorted(set(isos) - set(currencies))
     if unknown:
         raise ValidationError({"lines": f"Unknown currency {', '.join(unknown)}."})
-    if len({line.currency for line in order.lines}) > 1:
+    if len(isos) > 1:
         raise ValidationError({"lines": "An order is in one currency."})
-    return client, tariffs, currencies
+    client_id, registered_at = _CLIENT.convert(rows[0][0:2])
+    (max_discount,) = _PROVIDER.convert(rows[0][2:3])
+    (currency,) = _PROVIDER_CURRENCY.convert(rows[0][3:4])
+    return _Context(
+        client_id=client_id,
+        registered_at=registered_at,
+        max_discount=max_discount,
+        currency=currency,
+        rules_version=rows[0][4] or 0,
+        tariffs=tariffs,
+        currencies=currencies,
+    )
 
 
 class _Evaluation:
@@ -463,11 +507,32 @@ class _LinePrices:
         return self.priced(discount)[0]
 
 
+_CODE = Columns(PromoCode, *CodeRow.COLUMNS[:3], alias="pc")
+_CODE_PROVIDER = Columns(Promotion, "provider_id", alias="pr")
+_CODE_STATE = Columns(PromoCode, *CodeRow.COLUMNS[4:], alias="pc")
+
+
 def _codes(order: Order) -> dict[str, CodeRow]:
+    """The codes the order names (written by hand: see common.rawsql)."""
     if not order.codes:
         return {}
-    rows = PromoCode.objects.filter(code__in=order.codes).values_list(*CodeRow.COLUMNS)
-    return {row[1]: CodeRow(*row) for row in rows}
+    codes = sorted(order.codes)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_CODE.sql()}, {_CODE_PROVIDER.sql()}, {_CODE_STATE.sql()} "
+            f"FROM {_CODE.table} pc JOIN {_CODE_PROVIDER.table} pr ON pr.id = pc.promotion_id "
+            f"WHERE pc.code IN ({placeholders(codes)})",
+            codes,
+        )
+        rows = [
+            CodeRow(
+                *_CODE.convert(row[:3]),
+                *_CODE_PROVIDER.convert(row[3:4]),
+                *_CODE_STATE.convert(row[4:]),
+            )
+            for row in cursor.fetchall()
+        ]
+    return {row.code: row for row in rows}
 
 
 def quote_order(
@@ -485,15 +550,17 @@ def quote_order(
     gives the order (no partial discounts); `budget_refusals` names promotions a redemption
     found short under its lock, which do not apply whatever the quote reads.
     """
-    client, tariffs, currencies = _resolve(order)
-    rules = rules or rules_for(order.provider_id, timezone.localdate(order.at))
+    context = _resolve(order)
+    rules = rules or rules_for(
+        order.provider_id, timezone.localdate(order.at), version=context.rules_version
+    )
     codes = _codes(order)
     needs = rules.needs
     if rules.validity_discounts and any(ln.service_id for ln in order.lines):
         needs = needs | {Fact.SERVICES}
     facts = load_facts(
-        client_id=client.pk,
-        registered_at=client.registration_date,
+        client_id=context.client_id,
+        registered_at=context.registered_at,
         at=order.at,
         needs=needs,
         windows=rules.windows,
@@ -505,15 +572,14 @@ def quote_order(
             and (c.account_uselimit is not None or c.expiretype == "period")
         ],
     )
-    provider = client.provider
     return quote_evaluate(
         order=order,
         rules=rules,
         facts=facts,
-        tariffs=tariffs,
-        currencies=currencies,
-        currency=provider.currency.iso,
-        max_discount=provider.max_discount,
+        tariffs=context.tariffs,
+        currencies=context.currencies,
+        currency=context.currency,
+        max_discount=context.max_discount,
         codes=codes,
         explain=explain,
         budget_refusals=budget_refusals,

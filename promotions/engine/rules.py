@@ -389,9 +389,11 @@ def _remember(key: tuple[int, int, datetime.date], rules: RuleSet) -> None:
             _process_sets.popitem(last=False)
 
 
-def rules_for(provider_id: int, day: datetime.date) -> RuleSet:
-    """The provider's compiled rules for orders placed on `day`, at the current version."""
-    version = rules_version(provider_id)
+def rules_for(provider_id: int, day: datetime.date, *, version: int | None = None) -> RuleSet:
+    """The provider's compiled rules for orders placed on `day`, at the current version (or at
+    `version`, the current one as the caller has just read it)."""
+    if version is None:
+        version = rules_version(provider_id)
     key = (provider_id, version, day)
     found = _process_sets.get(key)
     if found is not None:

@@ -30,9 +30,10 @@ class Columns:
     def table(self) -> str:
         return connection.ops.quote_name(self.model._meta.db_table)
 
-    def sql(self) -> str:
+    def sql(self, *, qualified: bool = True) -> str:
         quote = connection.ops.quote_name
-        return ", ".join(f"{quote(self.alias)}.{quote(f.column)}" for f in self.fields)
+        prefix = f"{quote(self.alias)}." if qualified else ""
+        return ", ".join(f"{prefix}{quote(f.column)}" for f in self.fields)
 
     def convert(self, values: Sequence[Any]) -> list[Any]:
         """One row's values (these columns, in order) as the ORM would give them."""
@@ -60,3 +61,29 @@ class Columns:
 def placeholders(values: Sequence[Any]) -> str:
     """`%s, %s, ...` for an IN list (NULL when empty: IN (NULL) matches nothing)."""
     return ", ".join(["%s"] * len(values)) or "NULL"
+
+
+def insert(objs: Sequence[Model]) -> None:
+    """INSERT model instances of one model (each already validated) in one statement, and set
+    their primary keys from RETURNING: what `bulk_create` does, for the few rows every
+    redemption writes, without its compiler (measured: 0.5-1 ms of CPU per call)."""
+    if not objs:
+        return
+    meta = objs[0]._meta
+    pk = meta.auto_field  # the database draws it
+    fields = [f for f in meta.concrete_fields if f is not pk]
+    quote = connection.ops.quote_name
+    rows, params = [], []
+    for obj in objs:
+        rows.append(f"({', '.join(['%s'] * len(fields))})")
+        params += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES {', '.join(rows)} RETURNING {quote(pk.column)}",
+            params,
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    for obj, pk_value in zip(objs, ids, strict=True):
+        setattr(obj, pk.attname, pk_value)
+        obj._state.adding, obj._state.db = False, connection.alias

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from common.actors import Actor
 from common.money import money_round
+from common.rawsql import Columns, insert
 from common.services import history_record
 from common.throttle import Throttled, brakes_check, throttle_fail
 from promotions.engine import Order, Quote, quote_order
@@ -223,7 +224,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
     redemption.full_clean(
         exclude=["client", "provider"], validate_unique=False, validate_constraints=False
     )
-    redemption.save()  # a concurrent twin under the same key fails here, before any lock
+    insert([redemption])  # a concurrent twin under the same key fails here, before any lock
     history_record(
         obj=redemption,
         actor=actor,
@@ -246,7 +247,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
     }
     # A client's live uses of a code hold distinct slots (a unique index): two of the client's
     # orders counting the same uses collide here, and the later one counts again.
-    usages = PromoCodeUsage.objects.bulk_create(
+    usages = [
         PromoCodeUsage(
             promocode_id=code_id,
             client_id=order.client_id,
@@ -255,7 +256,8 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
             client_slot=next(n for n in itertools.count(1) if n not in slots[code_id]),
         )
         for code_id, verdict in sorted(codes.items())
-    )
+    ]
+    insert(usages)
     # The answer shows the usages with their codes: they are known here, not read back.
     for usage in usages:
         verdict = codes[usage.promocode_id]
@@ -269,7 +271,7 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
     prefetched._result_cache, prefetched._prefetch_done = usages, True
     redemption._prefetched_objects_cache = {"usages": prefetched}
     budgets = sorted((b for b in quote.budgets if b.needs > 0), key=lambda b: b.promotion_id)
-    BudgetCharge.objects.bulk_create(
+    charges = [
         BudgetCharge(
             redemption=redemption,
             promotion_id=b.promotion_id,
@@ -279,7 +281,8 @@ def _redeem(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor
             client_budgeted=b.client_left is not None,
         )
         for b in budgets
-    )
+    ]
+    insert(charges)
     # The locks, last: one guarded update per code, in primary-key order, then the budgets'
     # (each promotion's row, then its client row), in promotion order.
     for code_id, verdict in sorted(codes.items()):
@@ -382,28 +385,23 @@ def _settings(row) -> tuple:
     return tuple(getattr(row, name) for name in SETTINGS)
 
 
+_SETTINGS = Columns(PromoCode, *SETTINGS)
+
+
 def _take_use(*, code_id: int, text: str) -> tuple:
     """Take one use of the code, or refuse when it is used up. The update takes the code's row
     lock; it answers the code's settings read under that lock (one statement for both)."""
-    fields = [PromoCode._meta.get_field(name) for name in SETTINGS]
-    table = connection.ops.quote_name(PromoCode._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET use_count = use_count + 1 "
-            f"WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) RETURNING {columns}",
+            f"UPDATE {_SETTINGS.table} SET use_count = use_count + 1 "
+            f"WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) "
+            f"RETURNING {_SETTINGS.sql(qualified=False)}",
             [code_id],
         )
         row = cursor.fetchone()
     if row is None:
         raise RedemptionRefused(f"code {text} has been used up")
-    converters = connection.ops.get_db_converters
-    values = []
-    for field, value in zip(fields, row, strict=True):
-        for convert in converters(field.get_col(PromoCode._meta.db_table)):
-            value = convert(value, field, connection)
-        values.append(value)
-    return tuple(values)
+    return tuple(_SETTINGS.convert(row))
 
 
 def _version_and_slots(

@@ -142,11 +142,14 @@ def redemption_redeem(
     order = dataclasses.replace(order, at=timezone.now())
     # A key is the caller's own, per provider: another caller's or provider's equal key is
     # another order.
-    keyed = Redemption.objects.filter(
-        provider_id=order.provider_id,
-        caller=redemption_caller(actor),
-        idempotency_key=idempotency_key,
-    )
+
+    def committed() -> Redemption | None:
+        return Redemption.objects.filter(
+            provider_id=order.provider_id,
+            caller=redemption_caller(actor),
+            idempotency_key=idempotency_key,
+        ).first()
+
     # A new key is the common case: it is not looked up first. The redemption's insert is the
     # transaction's first write, so a retry of a committed key fails there on the key's unique
     # index, before any lock; a retry refused earlier (its codes now used up by itself, a brake,
@@ -171,7 +174,7 @@ def redemption_redeem(
             gave_up = "The promotions kept changing during the redemption; try again."
         except (IntegrityError, RedemptionRefused, ValidationError, Throttled) as exc:
             # A request with the same key may have committed first: then its answer is ours.
-            existing = keyed.first()
+            existing = committed()
             if existing is not None:
                 break
             if not isinstance(exc, IntegrityError):

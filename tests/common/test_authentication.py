@@ -5,7 +5,6 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from common.authentication import TokenAuthentication
-
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

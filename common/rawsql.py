@@ -25,15 +25,20 @@ class Columns:
         self.alias = alias or model._meta.db_table
         # per database vendor: each column's expression and the converters of its values
         self._converters: dict[str, list[tuple[Any, list[Converter]]]] = {}
+        self._sql: dict[tuple[str, bool], str] = {}
 
     @property
     def table(self) -> str:
         return connection.ops.quote_name(self.model._meta.db_table)
 
     def sql(self, *, qualified: bool = True) -> str:
-        quote = connection.ops.quote_name
-        prefix = f"{quote(self.alias)}." if qualified else ""
-        return ", ".join(f"{prefix}{quote(f.column)}" for f in self.fields)
+        key = (connection.vendor, qualified)
+        found = self._sql.get(key)
+        if found is None:
+            quote = connection.ops.quote_name
+            prefix = f"{quote(self.alias)}." if qualified else ""
+            found = self._sql[key] = ", ".join(f"{prefix}{quote(f.column)}" for f in self.fields)
+        return found
 
     def convert(self, values: Sequence[Any]) -> list[Any]:
         """One row's values (these columns, in order) as the ORM would give them."""
@@ -56,11 +61,6 @@ class Columns:
         # from_db takes the values in the model's field order.
         names = [f.attname for f in self.model._meta.concrete_fields if f.attname in given]
         return self.model.from_db(None, names, [given[name] for name in names])
-
-
-def placeholders(values: Sequence[Any]) -> str:
-    """`%s, %s, ...` for an IN list (NULL when empty: IN (NULL) matches nothing)."""
-    return ", ".join(["%s"] * len(values)) or "NULL"
 
 
 def insert(objs: Sequence[Model]) -> None:

@@ -13,7 +13,9 @@ the order names. With `explain`, every live promotion's verdict on every line is
 """
 
 import datetime
+import functools
 import heapq
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -24,7 +26,7 @@ from django.utils import timezone
 
 from billing.models import Client, Currency, Provider, Tariff
 from common.money import money_round
-from common.rawsql import Columns, placeholders
+from common.rawsql import Columns
 from promotions.engine.budgets import budget_period_key, budgets_left
 from promotions.engine.codes import CodeRow, code_refusal
 from promotions.engine.conditions import ConditionCheck, Outcome, safely
@@ -52,7 +54,7 @@ NEEDS_A_CODE = Outcome(False, "needs one of its promo codes")
 @dataclass(frozen=True)
 class _Context:
     """What an order's quote reads besides its rules: its client (with the provider's currency
-    and cap), tariffs and currencies, and the provider's rules version."""
+    and cap), tariffs, currencies and codes, and the provider's rules version."""
 
     client_id: int
     registered_at: datetime.datetime
@@ -61,46 +63,84 @@ class _Context:
     rules_version: int
     tariffs: dict[int, Tariff]
     currencies: dict[str, Currency]
+    codes: dict[str, CodeRow]
 
 
 _CLIENT = Columns(Client, "id", "registration_date", alias="c")
 _PROVIDER = Columns(Provider, "max_discount", alias="p")
 _PROVIDER_CURRENCY = Columns(Currency, "iso", alias="pc")
 _LINE_CURRENCY = Columns(Currency, "id", "name", "iso", "minor_units", alias="lc")
-_TARIFF = Columns(Tariff, "id", "name", "provider_id", "charge")
+_TARIFF = Columns(Tariff, "id", "name", "provider_id", "charge", alias="t")
+_CODE = Columns(PromoCode, *CodeRow.COLUMNS[:3], alias="k")
+_CODE_PROVIDER = Columns(Promotion, "provider_id", alias="kp")
+_CODE_STATE = Columns(PromoCode, *CodeRow.COLUMNS[4:], alias="k")
+# Where each part of a context row starts: client, provider, its currency, rules version, line
+# currency, tariff, code, code's provider, code's state.
+_PARTS = (_CLIENT, _PROVIDER, _PROVIDER_CURRENCY, None, _LINE_CURRENCY, _TARIFF)
+_CODE_PARTS = (_CODE, _CODE_PROVIDER, _CODE_STATE)
+
+
+@functools.lru_cache(maxsize=256)
+def _context_sql(vendor: str, currencies: int, tariffs: int, codes: int) -> str:
+    """The context's statement for an order of this shape (built once per shape). Each LEFT JOIN
+    adds the rows the order names, so the statement answers one row per (currency, tariff,
+    code) found, or one row of NULLs where none is."""
+    q = connection.ops.quote_name
+    columns = ", ".join(
+        f"(SELECT version FROM {q(RulesVersion._meta.db_table)} WHERE provider_id = p.id)"
+        if part is None
+        else part.sql()
+        for part in (*_PARTS, *(_CODE_PARTS if codes else ()))
+    )
+    sql = (
+        f"SELECT {columns} "
+        f"FROM {_CLIENT.table} c JOIN {_PROVIDER.table} p ON p.id = c.provider_id "
+        f"JOIN {_PROVIDER_CURRENCY.table} pc ON pc.id = p.currency_id "
+        f"LEFT JOIN {_LINE_CURRENCY.table} lc ON lc.iso IN ({', '.join(['%s'] * currencies)}) "
+        f"LEFT JOIN {_TARIFF.table} t ON t.id IN ({', '.join(['%s'] * tariffs)}) "
+    )
+    if codes:
+        sql += (
+            f"LEFT JOIN {_CODE.table} k ON k.code IN ({', '.join(['%s'] * codes)}) "
+            f"LEFT JOIN {_CODE_PROVIDER.table} kp ON kp.id = k.promotion_id "
+        )
+    return sql + "WHERE c.id = %s AND c.provider_id = %s"
 
 
 def _resolve(order: Order) -> _Context:
-    """The order's context, or a ValidationError naming what is wrong. Two statements (the
-    client with its provider, rules version and the lines' currencies; the tariffs), written by
-    hand: see common.rawsql."""
+    """The order's context, or a ValidationError naming what is wrong: one hand-written
+    statement for the client with its provider, the rules version, and the currencies, tariffs
+    and codes the order names (see common.rawsql)."""
     if not order.lines:
         raise ValidationError({"lines": "An order has at least one line."})
-    q = connection.ops.quote_name
     isos = sorted({line.currency for line in order.lines})
-    sql = (
-        f"SELECT {_CLIENT.sql()}, {_PROVIDER.sql()}, {_PROVIDER_CURRENCY.sql()}, "
-        f"(SELECT version FROM {q(RulesVersion._meta.db_table)} WHERE provider_id = p.id), "
-        f"{_LINE_CURRENCY.sql()} "
-        f"FROM {_CLIENT.table} c JOIN {_PROVIDER.table} p ON p.id = c.provider_id "
-        f"JOIN {_PROVIDER_CURRENCY.table} pc ON pc.id = p.currency_id "
-        f"LEFT JOIN {_LINE_CURRENCY.table} lc ON lc.iso IN ({placeholders(isos)}) "
-        f"WHERE c.id = %s AND c.provider_id = %s"
-    )
+    tariff_ids = sorted({line.tariff_id for line in order.lines})
+    texts = sorted(set(order.codes))
+    sql = _context_sql(connection.vendor, len(isos), len(tariff_ids), len(texts))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*isos, order.client_id, order.provider_id])
+        cursor.execute(sql, [*isos, *tariff_ids, *texts, order.client_id, order.provider_id])
         rows = cursor.fetchall()
     if not rows:
         raise ValidationError(
             {"client": f"Client {order.client_id} is not a client of provider {order.provider_id}."}
         )
-    tariff_ids = sorted({line.tariff_id for line in order.lines})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_TARIFF.sql()} FROM {_TARIFF.table} WHERE id IN ({placeholders(tariff_ids)})",
-            tariff_ids,
-        )
-        tariffs = {t.pk: t for t in map(_TARIFF.instance, cursor.fetchall())}
+    starts = list(itertools.accumulate(len(p.fields) if p else 1 for p in (*_PARTS, *_CODE_PARTS)))
+    line_currency, tariff, code = starts[3], starts[4], starts[5]
+    tariffs: dict[int, Tariff] = {}
+    currencies: dict[str, Currency] = {}
+    codes: dict[str, CodeRow] = {}
+    for row in rows:
+        if row[line_currency] is not None and row[line_currency + 2] not in currencies:
+            found = _LINE_CURRENCY.instance(row[line_currency:tariff])
+            currencies[found.iso] = found
+        if row[tariff] is not None and row[tariff] not in tariffs:
+            tariffs[row[tariff]] = _TARIFF.instance(row[tariff:code])
+        if texts and row[code] is not None and row[code + 1] not in codes:
+            parts, at = [], code
+            for part in _CODE_PARTS:
+                parts += part.convert(row[at : at + len(part.fields)])
+                at += len(part.fields)
+            codes[row[code + 1]] = CodeRow(*parts)
     foreign = sorted(
         str(line.tariff_id)
         for line in order.lines
@@ -112,9 +152,6 @@ def _resolve(order: Order) -> _Context:
                 "lines": f"Tariff {', '.join(foreign)} is not a tariff of provider {order.provider_id}."
             }
         )
-    currencies = {
-        c.iso: c for c in (_LINE_CURRENCY.instance(row[5:]) for row in rows if row[5] is not None)
-    }
     unknown = sorted(set(isos) - set(currencies))
     if unknown:
         raise ValidationError({"lines": f"Unknown currency {', '.join(unknown)}."})
@@ -131,6 +168,7 @@ def _resolve(order: Order) -> _Context:
         rules_version=rows[0][4] or 0,
         tariffs=tariffs,
         currencies=currencies,
+        codes=codes,
     )
 
 
@@ -507,34 +545,6 @@ class _LinePrices:
         return self.priced(discount)[0]
 
 
-_CODE = Columns(PromoCode, *CodeRow.COLUMNS[:3], alias="pc")
-_CODE_PROVIDER = Columns(Promotion, "provider_id", alias="pr")
-_CODE_STATE = Columns(PromoCode, *CodeRow.COLUMNS[4:], alias="pc")
-
-
-def _codes(order: Order) -> dict[str, CodeRow]:
-    """The codes the order names (written by hand: see common.rawsql)."""
-    if not order.codes:
-        return {}
-    codes = sorted(order.codes)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_CODE.sql()}, {_CODE_PROVIDER.sql()}, {_CODE_STATE.sql()} "
-            f"FROM {_CODE.table} pc JOIN {_CODE_PROVIDER.table} pr ON pr.id = pc.promotion_id "
-            f"WHERE pc.code IN ({placeholders(codes)})",
-            codes,
-        )
-        rows = [
-            CodeRow(
-                *_CODE.convert(row[:3]),
-                *_CODE_PROVIDER.convert(row[3:4]),
-                *_CODE_STATE.convert(row[4:]),
-            )
-            for row in cursor.fetchall()
-        ]
-    return {row.code: row for row in rows}
-
-
 def quote_order(
     *,
     order: Order,
@@ -554,7 +564,7 @@ def quote_order(
     rules = rules or rules_for(
         order.provider_id, timezone.localdate(order.at), version=context.rules_version
     )
-    codes = _codes(order)
+    codes = context.codes
     needs = rules.needs
     if rules.validity_discounts and any(ln.service_id for ln in order.lines):
         needs = needs | {Fact.SERVICES}

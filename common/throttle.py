@@ -106,7 +106,7 @@ def brakes_check(
     """Raise Throttled when any (scope, key) has spent its scope's failures in the current window
     (`over`: when it has gone past them, for a check made after counting the request's own
     failures). One statement for every scope: a checkout asks this on every order with codes."""
-    at = at or timezone.now()
+    at, keys = at or timezone.now(), list(keys)
     wanted: dict[str, str] = {}  # digest -> scope
     groups, params = [], []
     for scope in dict.fromkeys(scope for scope, _ in keys):

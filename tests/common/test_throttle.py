@@ -9,7 +9,7 @@ import time_machine
 from rest_framework.test import APIClient
 
 from common.models import Attempt
-from common.throttle import Throttled, throttle_check, throttle_fail, throttle_take
+from common.throttle import Throttled, brakes_check, throttle_check, throttle_fail, throttle_take
 from tests.conftest import Door, run_in_threads
 from tests.factories import (
     ClientFactory,
@@ -178,3 +178,27 @@ def test_an_address_key_counts_on_the_addresses_network_in_every_scope(settings,
     with pytest.raises(Throttled):
         throttle_check(scope=scope, keys=["ip:::ffff:192.0.2.1"], at=at)
     throttle_check(scope=scope, keys=["ip:192.0.2.2"], at=at)
+
+
+@pytest.mark.django_db
+def test_one_check_of_two_scopes_refuses_with_the_first_scope_spent(settings):
+    # given a key that spent the caller scope's budget, and one under the client scope's
+    settings.THROTTLE_PROMOCODE_FAILURES = 3
+    settings.THROTTLE_PROMOCODE_CALLER_FAILURES = 2
+    at = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+    throttle_fail(scope="promocode", keys=["client:1"], count=2, at=at)
+    throttle_fail(scope="promocode_caller", keys=["caller:1"], count=2, at=at)
+    keys = (k for k in [("promocode", "client:1"), ("promocode_caller", "caller:1")])
+    # when both are checked at once (the keys given as a generator)
+    with pytest.raises(Throttled) as refused:
+        brakes_check(keys=keys, at=at)
+    # then the spent scope refuses; counted past it, the client's scope refuses first
+    assert refused.value.scope == "promocode_caller"
+    throttle_fail(scope="promocode", keys=["client:1"], count=1, at=at)
+    with pytest.raises(Throttled) as refused:
+        brakes_check(keys=[("promocode", "client:1"), ("promocode_caller", "caller:1")], at=at)
+    assert refused.value.scope == "promocode"
+    # and a check made after counting (`over`) lets the exact budget through
+    brakes_check(
+        keys=[("promocode", "client:1"), ("promocode_caller", "caller:1")], at=at, over=True
+    )

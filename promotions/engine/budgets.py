@@ -5,13 +5,17 @@ and what the order needs. Reading reserves nothing: a redemption reserves with a
 import datetime
 from decimal import ROUND_DOWN, Decimal
 
-from django.db.models import Q
+from django.db import connection
 from django.utils import timezone
 
 from common.money import money_round
+from common.rawsql import Columns
 from promotions.engine.types import BudgetView
+from promotions.models import BudgetSpend, ClientBudgetSpend
 
 TOTAL = "total"
+_SPENT = Columns(BudgetSpend, "promotion_id", "spent")
+_CLIENT_SPENT = Columns(ClientBudgetSpend, "promotion_id", "spent")
 
 
 def budget_period_key(period: str, at: datetime.datetime) -> str:
@@ -31,24 +35,28 @@ def budgets_left(
     minor_units: int,
 ) -> list[BudgetView]:
     """For each promotion: (period, what the order needs, budget, client budget) -> what is left,
-    in two queries (the promotions' spends and the client's)."""
-    from promotions.models import BudgetSpend, ClientBudgetSpend
-
-    def of(model, extra: dict, which: list[int]) -> dict[int, Decimal]:
-        if not which:
-            return {}
-        q = Q()
-        for pid in which:
-            q |= Q(promotion_id=pid, period=needs[pid][0])
-        rows = model.objects.filter(q, **extra).values_list("promotion_id", "spent")
-        return dict(rows)
-
-    spent = of(BudgetSpend, {}, [p for p, n in needs.items() if n[2] is not None])
-    client_spent = of(
-        ClientBudgetSpend,
-        {"client_id": client_id},
-        [p for p, n in needs.items() if n[3] is not None],
-    )
+    in one hand-written statement (the promotions' spends and the client's; see common.rawsql)."""
+    budgeted = [(pid, n[0]) for pid, n in sorted(needs.items()) if n[2] is not None]
+    client_budgeted = [(pid, n[0]) for pid, n in sorted(needs.items()) if n[3] is not None]
+    spent: dict[int, Decimal] = {}
+    client_spent: dict[int, Decimal] = {}
+    selects, params = [], []
+    for kind, columns, keys, extra in (
+        (0, _SPENT, budgeted, ""),
+        (1, _CLIENT_SPENT, client_budgeted, "client_id = %s AND "),
+    ):
+        if keys:
+            selects.append(
+                f"SELECT {kind}, {columns.sql(qualified=False)} FROM {columns.table} "
+                f"WHERE {extra}({' OR '.join(['(promotion_id = %s AND period = %s)'] * len(keys))})"
+            )
+            params += [*([client_id] if extra else []), *(v for key in keys for v in key)]
+    if selects:
+        with connection.cursor() as cursor:
+            cursor.execute(" UNION ALL ".join(selects), params)
+            for kind, *row in cursor.fetchall():
+                pid, used = _SPENT.convert(row)
+                (client_spent if kind else spent)[pid] = used
 
     def left_of(limit: Decimal | None, used: Decimal) -> Decimal | None:
         if limit is None:

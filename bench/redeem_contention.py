@@ -47,9 +47,14 @@ def _redeem_many(job):
     locked_at = []
 
     def note_lock(execute, sql, params, many, context):
+        before = time.perf_counter()
         result = execute(sql, params, many, context)
         if sql.startswith("UPDATE") and "promocode" in sql:
             locked_at.append(time.perf_counter())  # the guarded update has the row lock now
+        elif sql.startswith("WITH taken AS (UPDATE"):
+            # The one-statement redemption takes the lock inside its statement and, outside a
+            # transaction, commits at its end: the statement's time bounds the lock's.
+            locked_at.append(before)
         return result
 
     for client_id, code, key in attempts:

@@ -63,6 +63,10 @@ class Columns:
         return self.model.from_db(None, names, [given[name] for name in names])
 
 
+def _insert_fields(meta) -> list[Field]:
+    return [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database draws it
+
+
 def insert(objs: Sequence[Model]) -> None:
     """INSERT model instances of one model (each already validated) in one statement, and set
     their primary keys from RETURNING: what `bulk_create` does, for the few rows every
@@ -70,8 +74,7 @@ def insert(objs: Sequence[Model]) -> None:
     if not objs:
         return
     meta = objs[0]._meta
-    pk = meta.auto_field  # the database draws it
-    fields = [f for f in meta.concrete_fields if f is not pk]
+    fields = _insert_fields(meta)
     quote = connection.ops.quote_name
     rows, params = [], []
     for obj in objs:
@@ -80,10 +83,40 @@ def insert(objs: Sequence[Model]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES {', '.join(rows)} RETURNING {quote(pk.column)}",
+            f"VALUES {', '.join(rows)} RETURNING {quote(meta.pk.column)}",
             params,
         )
         ids = [row[0] for row in cursor.fetchall()]
     for obj, pk_value in zip(objs, ids, strict=True):
-        setattr(obj, pk.attname, pk_value)
-        obj._state.adding, obj._state.db = False, connection.alias
+        inserted(obj, pk_value)
+
+
+def insert_select(
+    obj: Model, *, computed: dict[str, tuple[str, list[Any]]]
+) -> tuple[str, list[Any]]:
+    """`INSERT INTO table (columns) SELECT values` for one validated instance, to end with the
+    caller's `FROM ...`: a column named (by attname) in `computed` takes that SQL expression
+    (with its parameters), the others the instance's values as parameters."""
+    meta = obj._meta
+    quote = connection.ops.quote_name
+    fields = _insert_fields(meta)
+    values, params = [], []
+    for f in fields:
+        if f.attname in computed:
+            expression, expression_params = computed[f.attname]
+            values.append(expression)
+            params += expression_params
+        else:
+            values.append("%s")
+            params.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"SELECT {', '.join(values)}"
+    )
+    return sql, params
+
+
+def inserted(obj: Model, pk_value: Any) -> None:
+    """Mark an instance written by a hand-written INSERT as saved, with its primary key."""
+    setattr(obj, obj._meta.pk.attname, pk_value)
+    obj._state.adding, obj._state.db = False, connection.alias

@@ -16,7 +16,15 @@ M = TypeVar("M", bound=models.Model)
 
 
 def history_record(*, obj: models.Model, actor: Actor, desc: str) -> History:
-    record = History(
+    record = history_line(obj=obj, actor=actor, desc=desc)
+    insert([record])  # every write records one: see common.rawsql
+    return record
+
+
+def history_line(*, obj: models.Model, actor: Actor, desc: str) -> History:
+    """The history line of a write, not yet saved (a writer that inserts it in its own statement
+    takes it from here, so every line reads alike)."""
+    return History(
         content_type=ContentType.objects.get_for_model(obj, for_concrete_model=True),
         object_id=obj.pk,
         desc=desc,
@@ -25,8 +33,6 @@ def history_record(*, obj: models.Model, actor: Actor, desc: str) -> History:
         ip=actor.ip or None,
         action=actor.action,
     )
-    insert([record])  # every write records one: see common.rawsql
-    return record
 
 
 def display_value(value: Any) -> str:

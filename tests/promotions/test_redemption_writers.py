@@ -1,0 +1,192 @@
+"""The redemption's two writers: the common order on PostgreSQL in one statement, every other
+order (and every order on SQLite) statement by statement. Both must write the same rows and
+refuse alike; the tests run each order through both."""
+
+import datetime
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from common.actors import Actor
+from common.models import History
+from promotions import services
+from promotions.engine import Kind, Line, Order
+from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.services import redemption as redemption_services
+from tests.factories import (
+    ClientFactory,
+    DiscountFactory,
+    PromoCodeFactory,
+    PromoCodeUsageFactory,
+    PromotionFactory,
+    ServiceFactory,
+    TariffFactory,
+    UserFactory,
+)
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+WRITERS = ["one statement", "statement by statement"]
+
+
+@pytest.fixture(params=WRITERS)
+def writer(request, monkeypatch) -> str:
+    if request.param != "one statement":
+        monkeypatch.setattr(redemption_services, "_fits_one_statement", lambda *a: False)
+    return request.param
+
+
+@pytest.fixture
+def shop(db):
+    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
+    return promotion
+
+
+def renewal(promotion, client, service, *codes: str) -> Order:
+    return Order(
+        client_id=client.pk,
+        provider_id=promotion.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(
+                tariff_id=service.tariff_id,
+                period=1,
+                price=Decimal("10.00"),
+                currency="USD",
+                kind=Kind.RENEWAL,
+                service_id=service.pk,
+            ),
+        ),
+        codes=codes,
+    )
+
+
+def test_both_writers_write_the_same_rows(shop, writer):
+    # given a code without a per-client limit, which the client holds live in slots 1 and 3
+    # (slot 2's use was released), and a renewal of the client's service
+    code = PromoCodeFactory(promotion=shop, code="SAME", use_count=5)
+    client = ClientFactory(provider=shop.provider)
+    for slot, status in ((1, "active"), (2, "released"), (3, "active")):
+        PromoCodeUsageFactory(promocode=code, client=client, client_slot=slot, status=status)
+    service = ServiceFactory(client=client, tariff=TariffFactory(provider=shop.provider))
+    actor = Actor(user=UserFactory(username="till"), ip="10.0.0.9", action="api.redeem")
+    # when the order is redeemed, its statements captured
+    with CaptureQueriesContext(connection) as ctx:
+        redemption, created = services.redemption_redeem(
+            order=renewal(shop, client, service, "same"), idempotency_key="k1", actor=actor
+        )
+    # then the redemption stores the quote it answered, with its one usage
+    stored = Redemption.objects.get()
+    assert created and stored.pk == redemption.pk
+    assert stored.quote == redemption.quote and stored.quote["discount_total"] == "1.00"
+    assert (stored.idempotency_key, stored.caller, stored.status) == (
+        "k1",
+        f"user:{actor.user.pk}",
+        "active",
+    )
+    # and the usage takes the lowest free slot, names the renewed service, and is the answer's
+    usage = PromoCodeUsage.objects.get(redemption=stored)
+    assert (usage.promocode_id, usage.client_id, usage.client_slot, usage.service_id) == (
+        code.pk,
+        client.pk,
+        2,
+        service.pk,
+    )
+    assert [(u.pk, u.promocode.code) for u in redemption.usages.all()] == [(usage.pk, "SAME")]
+    # and the code's use is taken once, with one history line of who redeemed it
+    assert PromoCode.objects.get(pk=code.pk).use_count == 6
+    line = History.objects.get(object_id=stored.pk, content_type__model="redemption")
+    assert (line.desc, line.user_id, line.username, line.ip, line.action) == (
+        "Order redeemed with SAME",
+        actor.user.pk,
+        "till",
+        "10.0.0.9",
+        "api.redeem",
+    )
+    # and the one-statement writer wrote it all in one statement, after the quote's reads
+    writes = [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith("SELECT")]
+    writes = [sql for sql in writes if not sql.startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(writes) == (1 if writer == "one statement" else 4)
+
+
+def test_both_writers_refuse_a_code_used_up_after_the_quote_and_write_nothing(
+    shop, writer, monkeypatch
+):
+    # given a code with one use left, taken by another order right after this order's quote
+    code = PromoCodeFactory(promotion=shop, code="LAST", uselimit=1)
+    real_quote = redemption_services.quote_order
+
+    def quote_then_use_up(**kwargs):
+        quote = real_quote(**kwargs)
+        PromoCode.objects.filter(pk=code.pk).update(use_count=1)
+        return quote
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_use_up)
+    monkeypatch.setattr(
+        redemption_services, "_guarded_quote", lambda order, actor: quote_then_use_up(order=order)
+    )
+    client = ClientFactory(provider=shop.provider)
+    order = Order(
+        client_id=client.pk,
+        provider_id=shop.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(
+                tariff_id=TariffFactory(provider=shop.provider).pk,
+                period=1,
+                price=Decimal("10.00"),
+                currency="USD",
+            ),
+        ),
+        codes=("LAST",),
+    )
+    # when the order is redeemed
+    with pytest.raises(services.RedemptionRefused) as refused:
+        services.redemption_redeem(order=order, idempotency_key="k", actor=Actor.system("t"))
+    # then it is refused as used up, and nothing of it is written
+    assert refused.value.reason == "code LAST has been used up"
+    assert not Redemption.objects.exists() and not PromoCodeUsage.objects.exists()
+    assert not History.objects.filter(content_type__model="redemption").exists()
+    assert PromoCode.objects.get(pk=code.pk).use_count == 1
+
+
+def test_both_writers_quote_again_when_the_code_changes_after_the_quote(shop, writer, monkeypatch):
+    # given a code whose dates an operator changes right after the order's first quote
+    code = PromoCodeFactory(promotion=shop, code="SHIFT")
+    real_quote = redemption_services.quote_order
+    quotes = []
+
+    def quote_then_change(**kwargs):
+        quotes.append(real_quote(**kwargs))
+        if len(quotes) == 1:
+            services.promocode_update(promocode=code, actor=Actor.system("t"), uselimit=50)
+        return quotes[-1]
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_change)
+    client = ClientFactory(provider=shop.provider)
+    order = Order(
+        client_id=client.pk,
+        provider_id=shop.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(
+                tariff_id=TariffFactory(provider=shop.provider).pk,
+                period=1,
+                price=Decimal("10.00"),
+                currency="USD",
+            ),
+        ),
+        codes=("SHIFT",),
+    )
+    # when the order is redeemed
+    redemption, created = services.redemption_redeem(
+        order=order, idempotency_key="k", actor=Actor.system("t")
+    )
+    # then the first quote was dropped, and the code's use taken once under its new settings
+    assert created and len(quotes) == 2
+    assert PromoCode.objects.get(pk=code.pk).use_count == 1
+    assert PromoCodeUsage.objects.filter(redemption=redemption).count() == 1
+    assert Redemption.objects.count() == 1

@@ -5,39 +5,46 @@ request on the redemption path (bench/http_load.py profiles), most of it buildin
 The same statement, written once, answers the same user; everything else is DRF's.
 """
 
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
-from rest_framework.authtoken.models import Token
 
 from common.rawsql import Columns
 
-_TOKEN = Columns(Token, "key", "user_id", "created", alias="t")
-
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    _user: Columns | None = None
+    _columns: dict[type, tuple[Columns, Columns]] = {}  # per token model: its and its user's
 
-    @classmethod
-    def _user_columns(cls) -> Columns:
-        if cls._user is None:
-            model = get_user_model()
-            cls._user = Columns(model, *(f.attname for f in model._meta.concrete_fields), alias="u")
-        return cls._user
+    def _columns_of(self, model) -> tuple[Columns, Columns]:
+        found = self._columns.get(model)
+        if found is None:
+            user_model = model._meta.get_field("user").related_model
+            found = self._columns[model] = (
+                Columns(model, *(f.attname for f in model._meta.concrete_fields), alias="t"),
+                Columns(
+                    user_model, *(f.attname for f in user_model._meta.concrete_fields), alias="u"
+                ),
+            )
+        return found
 
     def authenticate_credentials(self, key):
-        users = self._user_columns()
+        model = self.get_model()
+        tokens, users = self._columns_of(model)
+        q = connection.ops.quote_name
+        user_field = model._meta.get_field("user")
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT {_TOKEN.sql()}, {users.sql()} FROM {_TOKEN.table} t "
-                f"JOIN {users.table} u ON u.id = t.user_id WHERE t.key = %s",
+                f"SELECT {tokens.sql()}, {users.sql()} FROM {tokens.table} t "
+                f"JOIN {users.table} u "
+                f"ON u.{q(users.model._meta.pk.column)} = t.{q(user_field.column)} "
+                f"WHERE t.{q(model._meta.pk.column)} = %s",
                 [key],
             )
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        token, user = _TOKEN.instance(row[:3]), users.instance(row[3:])
+        split = len(tokens.fields)
+        token, user = tokens.instance(row[:split]), users.instance(row[split:])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         token.user = user

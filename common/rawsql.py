@@ -60,7 +60,7 @@ class Columns:
         given = dict(zip((f.attname for f in self.fields), self.convert(values), strict=True))
         # from_db takes the values in the model's field order.
         names = [f.attname for f in self.model._meta.concrete_fields if f.attname in given]
-        return self.model.from_db(None, names, [given[name] for name in names])
+        return self.model.from_db(connection.alias, names, [given[name] for name in names])
 
 
 def _insert_fields(meta) -> list[Field]:

@@ -80,11 +80,12 @@ _PARTS = (_CLIENT, _PROVIDER, _PROVIDER_CURRENCY, None, _LINE_CURRENCY, _TARIFF)
 _CODE_PARTS = (_CODE, _CODE_PROVIDER, _CODE_STATE)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def _context_sql(vendor: str, currencies: int, tariffs: int, codes: int) -> str:
     """The context's statement for an order of this shape (built once per shape). Each LEFT JOIN
     adds the rows the order names, so the statement answers one row per (currency, tariff,
-    code) found, or one row of NULLs where none is."""
+    code) found, or one row of NULLs where none is: at most one currency and one tariff are
+    joined (an order of more is read by `_named`), so the rows are at most the codes'."""
     q = connection.ops.quote_name
     columns = ", ".join(
         f"(SELECT version FROM {q(RulesVersion._meta.db_table)} WHERE provider_id = p.id)"
@@ -96,34 +97,54 @@ def _context_sql(vendor: str, currencies: int, tariffs: int, codes: int) -> str:
         f"SELECT {columns} "
         f"FROM {_CLIENT.table} c JOIN {_PROVIDER.table} p ON p.id = c.provider_id "
         f"JOIN {_PROVIDER_CURRENCY.table} pc ON pc.id = p.currency_id "
-        f"LEFT JOIN {_LINE_CURRENCY.table} lc ON lc.iso IN ({', '.join(['%s'] * currencies)}) "
-        f"LEFT JOIN {_TARIFF.table} t ON t.id IN ({', '.join(['%s'] * tariffs)}) "
+        f"LEFT JOIN {_LINE_CURRENCY.table} lc ON lc.iso IN ({_params(currencies)}) "
+        f"LEFT JOIN {_TARIFF.table} t ON t.id IN ({_params(tariffs)}) "
     )
     if codes:
         sql += (
-            f"LEFT JOIN {_CODE.table} k ON k.code IN ({', '.join(['%s'] * codes)}) "
+            f"LEFT JOIN {_CODE.table} k ON k.code IN ({_params(codes)}) "
             f"LEFT JOIN {_CODE_PROVIDER.table} kp ON kp.id = k.promotion_id "
         )
     return sql + "WHERE c.id = %s AND c.provider_id = %s"
+
+
+def _params(count: int) -> str:
+    return ", ".join(["%s"] * count) or "NULL"  # IN (NULL) matches nothing
+
+
+def _named(columns: Columns, column: str, values: list) -> list:
+    """The rows of `columns`' table whose `column` is one of `values` (an order of several
+    tariffs or currencies)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns.sql()} FROM {columns.table} {columns.alias} "
+            f"WHERE {columns.alias}.{column} IN ({_params(len(values))})",
+            values,
+        )
+        return [columns.instance(row) for row in cursor.fetchall()]
 
 
 def _resolve(order: Order) -> _Context:
     """The order's context, or a ValidationError naming what is wrong: one hand-written
     statement for the client with its provider, the rules version, and the currencies, tariffs
     and codes the order names (see common.rawsql)."""
-    if not order.lines:
-        raise ValidationError({"lines": "An order has at least one line."})
     isos = sorted({line.currency for line in order.lines})
     tariff_ids = sorted({line.tariff_id for line in order.lines})
     texts = sorted(set(order.codes))
-    sql = _context_sql(connection.vendor, len(isos), len(tariff_ids), len(texts))
+    joined_isos = isos if len(isos) == 1 else []
+    joined_tariffs = tariff_ids if len(tariff_ids) == 1 else []
+    sql = _context_sql(connection.vendor, len(joined_isos), len(joined_tariffs), len(texts))
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*isos, *tariff_ids, *texts, order.client_id, order.provider_id])
+        cursor.execute(
+            sql, [*joined_isos, *joined_tariffs, *texts, order.client_id, order.provider_id]
+        )
         rows = cursor.fetchall()
     if not rows:
         raise ValidationError(
             {"client": f"Client {order.client_id} is not a client of provider {order.provider_id}."}
         )
+    if not order.lines:
+        raise ValidationError({"lines": "An order has at least one line."})
     starts = list(itertools.accumulate(len(p.fields) if p else 1 for p in (*_PARTS, *_CODE_PARTS)))
     line_currency, tariff, code = starts[3], starts[4], starts[5]
     tariffs: dict[int, Tariff] = {}
@@ -141,6 +162,10 @@ def _resolve(order: Order) -> _Context:
                 parts += part.convert(row[at : at + len(part.fields)])
                 at += len(part.fields)
             codes[row[code + 1]] = CodeRow(*parts)
+    if len(tariff_ids) > 1:
+        tariffs = {t.pk: t for t in _named(_TARIFF, "id", tariff_ids)}
+    if len(isos) > 1:
+        currencies = {c.iso: c for c in _named(_LINE_CURRENCY, "iso", isos)}
     foreign = sorted(
         str(line.tariff_id)
         for line in order.lines

@@ -7,7 +7,7 @@ import json
 from decimal import ROUND_DOWN, Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -174,16 +174,27 @@ def redemption_redeem(
             continue
         except _RulesMoved:  # a rule or a code changed since the quote: quote again
             gave_up = "The promotions kept changing during the redemption; try again."
-        except (IntegrityError, RedemptionRefused, ValidationError, Throttled) as exc:
+        except (
+            IntegrityError,
+            OperationalError,
+            RedemptionRefused,
+            ValidationError,
+            Throttled,
+        ) as exc:
+            if isinstance(exc, OperationalError) and not _deadlocked(exc):
+                raise
             # A request with the same key may have committed first: then its answer is ours.
             existing = committed()
             if existing is not None:
                 break
-            if not isinstance(exc, IntegrityError):
+            if not isinstance(exc, IntegrityError | OperationalError):
                 raise
-            # Otherwise the client's own concurrent order took the slot counted: count again.
+            # Otherwise the client's own concurrent order took the slot counted (or, written by
+            # the other writer, met this one in the opposite lock order): count again.
             gave_up = "The client's other orders kept taking the same codes; try again."
         attempt += 1
+    if existing is None:
+        existing = committed()  # a retry whose requotes kept finding the rules moved
     if existing is None:
         raise RedemptionRefused(gave_up)
     if existing.fingerprint != fingerprint:
@@ -191,6 +202,16 @@ def redemption_redeem(
             f"Idempotency key {idempotency_key!r} was used for a different order."
         )
     return existing, False
+
+
+# PostgreSQL's "deadlock detected": the one-statement writer takes the code's lock before its
+# inserts, `_redeem` after them, so the same client's two orders sharing a code, one written by
+# each, can meet in opposite orders; PostgreSQL aborts one, which counts again like a collision.
+DEADLOCK_SQLSTATE = "40P01"
+
+
+def _deadlocked(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_SQLSTATE
 
 
 def _refuse_unusable(quote: Quote) -> None:
@@ -325,7 +346,7 @@ def _carry(redemption: Redemption, usages: list[PromoCodeUsage], codes: dict) ->
         known = {"id": verdict.code_id, "promotion_id": verdict.promotion_id, "code": verdict.code}
         # from_db takes the values in the model's field order; the other fields are deferred.
         names = [f.attname for f in PromoCode._meta.concrete_fields if f.attname in known]
-        usage.promocode = PromoCode.from_db(None, names, [known[n] for n in names])
+        usage.promocode = PromoCode.from_db(connection.alias, names, [known[n] for n in names])
     # Into Django's prefetch cache, as prefetch_related fills it: redemption.usages.all() answers
     # these without a query.
     prefetched = redemption.usages.all()
@@ -392,8 +413,8 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         f"RETURNING id), "
         f"r AS ({redemption_sql} FROM taken RETURNING id), "
         f"h AS ({history_sql} FROM r RETURNING id), "
-        f"u AS ({usage_sql} FROM r RETURNING id) "
-        f"SELECT r.id, h.id, u.id FROM r, h, u"
+        f"u AS ({usage_sql} FROM r RETURNING id, client_slot) "
+        f"SELECT r.id, h.id, u.id, u.client_slot FROM r, h, u"
     )
     params = [
         code_id,
@@ -409,7 +430,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         row = cursor.fetchone()
     if row is None:
         _why_not_taken(order, quote, code_id, verdict)
-    redemption_id, history_id, usage_id = row
+    redemption_id, history_id, usage_id, usage.client_slot = row
     inserted(writes.redemption, redemption_id)
     inserted(writes.history, history_id)
     writes.history.object_id = redemption_id

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -674,3 +675,81 @@ def test_equal_discounts_name_the_other_as_runner_up(shop):
     line = quote_order(order=order_for(shop)).lines[0]
     assert line.promotion_id == first.pk
     assert [v.promotion_id for v in line.verdicts] == [first.pk, second.pk]
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("foreign client, no lines", {"client"}),
+        ("no lines", {"lines"}),
+        ("one of three tariffs foreign", {"lines"}),
+        ("two currencies", {"lines"}),
+    ],
+)
+def test_an_order_the_engine_cannot_read_names_what_is_wrong_first(shop, case, error):
+    # given orders wrong in one way each, named in the order the engine checks them
+    other = ProviderFactory()
+    mine = [TariffFactory(provider=shop["provider"]) for _ in range(2)]
+    line = Line(tariff_id=mine[0].pk, period=1, price=Decimal("10"), currency="USD")
+    lines = {
+        "foreign client, no lines": (),
+        "no lines": (),
+        "one of three tariffs foreign": (
+            line,
+            Line(tariff_id=mine[1].pk, period=1, price=Decimal("10"), currency="USD"),
+            Line(
+                tariff_id=TariffFactory(provider=other).pk,
+                period=1,
+                price=Decimal("10"),
+                currency="USD",
+            ),
+        ),
+        "two currencies": (
+            line,
+            Line(tariff_id=mine[1].pk, period=1, price=Decimal("10"), currency="EUR"),
+        ),
+    }[case]
+    CurrencyFactory(iso="EUR")
+    provider = other if case == "foreign client, no lines" else shop["provider"]
+    order = Order(client_id=shop["client"].pk, provider_id=provider.pk, at=NOW, lines=lines)
+    # when it is quoted
+    with pytest.raises(ValidationError) as refused:
+        quote_order(order=order)
+    # then the first thing wrong is named
+    assert set(refused.value.message_dict) == error
+    if case == "one of three tariffs foreign":
+        assert refused.value.message_dict["lines"] == [
+            f"Tariff {lines[2].tariff_id} is not a tariff of provider {shop['provider'].pk}."
+        ]
+    if case == "two currencies":
+        assert refused.value.message_dict["lines"] == ["An order is in one currency."]
+
+
+def test_an_order_of_many_tariffs_and_codes_reads_each_row_once(shop):
+    # given an order of 40 tariffs' lines naming 10 codes
+    promotion = PromotionFactory(provider=shop["provider"], fromdate=datetime.date(2020, 1, 1))
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
+    codes = [PromoCodeFactory(promotion=promotion, code=f"MANY{i}").code for i in range(10)]
+    tariffs = [TariffFactory(provider=shop["provider"]) for _ in range(40)]
+    lines = tuple(
+        Line(tariff_id=t.pk, period=1, price=Decimal("10"), currency="USD") for t in tariffs
+    )
+    order = Order(
+        client_id=shop["client"].pk,
+        provider_id=shop["provider"].pk,
+        at=NOW,
+        lines=lines,
+        codes=tuple(codes),
+    )
+    # when it is quoted, its statements captured
+    with CaptureQueriesContext(connection) as ctx:
+        quote = quote_order(order=order)
+    # then every line is answered, every code judged, and no statement read more rows than
+    # the order names (the codes' rows are not multiplied by the tariffs')
+    assert len(quote.lines) == 40 and all(lq.discount == Decimal("1.00") for lq in quote.lines)
+    assert sorted(v.code for v in quote.codes) == sorted(codes)
+    with connection.cursor() as cursor:
+        for query in ctx.captured_queries:
+            if query["sql"].startswith("SELECT") and "billing_client" in query["sql"]:
+                cursor.execute(f"SELECT COUNT(*) FROM ({query['sql']}) AS context")
+                assert cursor.fetchone()[0] <= len(codes)

@@ -3,10 +3,12 @@ order (and every order on SQLite) statement by statement. Both must write the sa
 refuse alike; the tests run each order through both."""
 
 import datetime
+import threading
+import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from common.actors import Actor
@@ -21,6 +23,7 @@ from tests.factories import (
     PromoCodeFactory,
     PromoCodeUsageFactory,
     PromotionFactory,
+    ProviderFactory,
     ServiceFactory,
     TariffFactory,
     UserFactory,
@@ -190,3 +193,118 @@ def test_both_writers_quote_again_when_the_code_changes_after_the_quote(shop, wr
     assert PromoCode.objects.get(pk=code.pk).use_count == 1
     assert PromoCodeUsage.objects.filter(redemption=redemption).count() == 1
     assert Redemption.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_orders_of_one_client_written_by_different_writers_both_commit(monkeypatch):
+    # given a client's two orders sharing code ONE: A names two codes (written statement by
+    # statement: its usage first, ONE's lock last), B names ONE alone (one statement: ONE's
+    # lock first), and A pauses between its usage and ONE's lock while B runs
+    provider = ProviderFactory()
+    first = PromotionFactory(provider=provider, fromdate=datetime.date(2020, 1, 1), todate=None)
+    DiscountFactory(promotion=first, percentage=Decimal("10"))
+    second = PromotionFactory(provider=provider, fromdate=datetime.date(2020, 1, 1), todate=None)
+    second_tariff = TariffFactory(provider=provider)
+    DiscountFactory(promotion=second, percentage=Decimal("50"), type="pricelist").pricelist.set(
+        [second_tariff]
+    )
+    one = PromoCodeFactory(promotion=first, code="ONE")
+    PromoCodeFactory(promotion=second, code="TWO")
+    client = ClientFactory(provider=provider)
+    now = datetime.datetime.now(datetime.UTC)
+    line = Line(
+        tariff_id=TariffFactory(provider=provider).pk, period=1, price=Decimal("10"), currency="USD"
+    )
+    other_line = Line(tariff_id=second_tariff.pk, period=1, price=Decimal("10"), currency="USD")
+    orders = {
+        "A": Order(
+            client_id=client.pk,
+            provider_id=provider.pk,
+            at=now,
+            lines=(line, other_line),
+            codes=("ONE", "TWO"),
+        ),
+        "B": Order(
+            client_id=client.pk, provider_id=provider.pk, at=now, lines=(line,), codes=("ONE",)
+        ),
+    }
+    a_wrote_its_usages = threading.Event()
+    real_carry = redemption_services._carry
+
+    def carry_then_pause(redemption, usages, codes):
+        real_carry(redemption, usages, codes)
+        if threading.current_thread().name == "A":
+            a_wrote_its_usages.set()
+            time.sleep(1.0)
+
+    monkeypatch.setattr(redemption_services, "_carry", carry_then_pause)
+    results = {}
+
+    def redeem(name):
+        try:
+            if name == "B":
+                a_wrote_its_usages.wait(10)
+            results[name] = services.redemption_redeem(
+                order=orders[name], idempotency_key=name, actor=Actor.system("t")
+            )
+        except Exception as exc:  # the test reports what either order raised
+            results[name] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=redeem, args=(name,), name=name) for name in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then both orders are redeemed (the one that met the other in the opposite lock order
+    # counted again), and ONE's two uses hold two slots
+    assert all(isinstance(r, tuple) and r[1] for r in results.values()), results
+    assert PromoCode.objects.get(pk=one.pk).use_count == 2
+    assert sorted(
+        PromoCodeUsage.objects.filter(promocode=one).values_list("client_slot", flat=True)
+    ) == [1, 2]
+
+
+def test_a_retry_of_a_committed_key_answers_it_even_while_the_rules_keep_moving(
+    shop, writer, monkeypatch
+):
+    # given a committed redemption of a code
+    PromoCodeFactory(promotion=shop, code="AGAIN")
+    client = ClientFactory(provider=shop.provider)
+    order = Order(
+        client_id=client.pk,
+        provider_id=shop.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(
+                tariff_id=TariffFactory(provider=shop.provider).pk,
+                period=1,
+                price=Decimal("10.00"),
+                currency="USD",
+            ),
+        ),
+        codes=("AGAIN",),
+    )
+    committed, _ = services.redemption_redeem(
+        order=order, idempotency_key="same", actor=Actor.system("t")
+    )
+    # and an operator renaming the promotion after every quote of the retry
+    real_quote = redemption_services.quote_order
+    renames = iter(range(100))
+
+    def quote_then_change(**kwargs):
+        quote = real_quote(**kwargs)
+        services.promotion_update(
+            promotion=shop, actor=Actor.system("t"), name=f"Renamed {next(renames)}"
+        )
+        return quote
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_change)
+    # when the same order is retried under its key
+    answer, created = services.redemption_redeem(
+        order=order, idempotency_key="same", actor=Actor.system("t")
+    )
+    # then the committed redemption answers, and nothing more is written
+    assert (answer.pk, created) == (committed.pk, False)
+    assert Redemption.objects.count() == 1 and PromoCodeUsage.objects.count() == 1

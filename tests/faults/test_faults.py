@@ -9,9 +9,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import OperationalError, connection, connections
 
@@ -78,6 +80,9 @@ WORKER = textwrap.dedent(
         return usage
 
     redemption._take_use = take_then_hang
+    # The writer that takes the use inside an open transaction (the one-statement writer has no
+    # such moment: see the test after this one).
+    redemption._fits_one_statement = lambda *args: False
     client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
     order = Order(
         client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
@@ -128,6 +133,92 @@ def test_a_worker_killed_mid_redemption_leaves_the_code_unused_and_a_retry_redee
     # and the same order under the same key redeems now, once
     _, created = services.redemption_redeem(order=order, idempotency_key="killed", actor=ACTOR)
     assert created and PromoCode.objects.get(pk=code.pk).use_count == 1
+
+
+ONE_STATEMENT_WORKER = textwrap.dedent(
+    """
+    import datetime, sys
+    from decimal import Decimal
+    import django
+    django.setup()
+    from common.actors import Actor
+    from promotions import services
+    from promotions.engine import Line, Order
+
+    client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
+    order = Order(
+        client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
+        lines=(Line(tariff_id=tariff, period=1, price=Decimal("10"), currency="USD"),),
+        codes=(code,),
+    )
+    services.redemption_redeem(order=order, idempotency_key="killed", actor=Actor.system("w"))
+    """
+)
+
+
+def _backends_running(prefix: str) -> list[tuple[str | None]]:
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE query LIKE %s AND pid <> "
+            "pg_backend_pid() AND state = 'active'",
+            [prefix + "%"],
+        )
+        return cursor.fetchall()
+
+
+def _wait_for(predicate, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_worker_killed_inside_its_one_statement_redemption_leaves_all_or_nothing():
+    # given a code that may be used once, and another connection holding the order's key
+    # uncommitted, so the worker's one statement takes the use and then waits on the key
+    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    DiscountFactory(promotion=promotion, percentage=Decimal("10"))
+    code = PromoCodeFactory(promotion=promotion, code="ONCE", uselimit=1)
+    order = order_for(code)
+    blocker = psycopg.connect(_test_database_url().replace("postgres://", "postgresql://"))
+    blocker.execute(
+        f"INSERT INTO {Redemption._meta.db_table} (idempotency_key, caller, fingerprint, "
+        "client_id, provider_id, quote, status, created_at) "
+        "VALUES ('killed', 'system', 'x', %s, %s, '{}', 'active', now())",
+        [order.client_id, order.provider_id],
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DATABASE_URL": _test_database_url(),
+    }
+    args = [str(order.client_id), str(order.provider_id), str(order.lines[0].tariff_id), "ONCE"]
+    worker = subprocess.Popen(
+        [sys.executable, "-c", ONE_STATEMENT_WORKER, *args], cwd=REPO, env=env
+    )
+    try:
+        _wait_for(lambda: ("Lock",) in _backends_running("WITH taken AS (UPDATE"))
+        # when the worker is killed while its statement waits, and the key is let go
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        worker.kill()
+        blocker.rollback()
+        blocker.close()
+    # (the statement's backend finishes it: a statement sent is the server's to end)
+    _wait_for(lambda: not _backends_running("WITH taken AS (UPDATE"))
+    # then the code's use, its usage and the redemption are all written or none is
+    written = Redemption.objects.count()
+    assert written in (0, 1)
+    assert PromoCode.objects.get(pk=code.pk).use_count == written
+    assert PromoCodeUsage.objects.count() == written
+    # and the same order under the same key answers once: the written redemption, or a new one
+    redemption, created = services.redemption_redeem(
+        order=order, idempotency_key="killed", actor=Actor.system("w")
+    )
+    assert created == (written == 0)
+    assert Redemption.objects.count() == 1 and PromoCode.objects.get(pk=code.pk).use_count == 1
+    assert list(redemption.usages.values_list("promocode_id", flat=True)) == [code.pk]
 
 
 def _test_database_url() -> str:

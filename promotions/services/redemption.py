@@ -1,5 +1,6 @@
 """Quotes behind the guessing brake, redemptions of an order's codes, and their release."""
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -7,7 +8,7 @@ import json
 from decimal import ROUND_DOWN, Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -279,10 +280,6 @@ def _prepare(order: Order, quote: Quote, key: str, fingerprint: str, actor: Acto
 def _write(order: Order, quote: Quote, key: str, fingerprint: str, actor: Actor) -> Redemption:
     writes = _prepare(order, quote, key, fingerprint, actor)
     if _fits_one_statement(quote, writes):
-        # Its own atomicity: one statement (a savepoint only inside a caller's transaction).
-        if connection.in_atomic_block:
-            with transaction.atomic():
-                return _redeem_in_one_statement(order, quote, writes)
         return _redeem_in_one_statement(order, quote, writes)
     with transaction.atomic():
         return _redeem(order, quote, writes)
@@ -316,7 +313,7 @@ def _redeem(order: Order, quote: Quote, writes: _Writes) -> Redemption:
     ]
     insert(usages)
     _carry(redemption, usages, codes)
-    budgets = sorted((b for b in quote.budgets if b.needs > 0), key=lambda b: b.promotion_id)
+    budgets = _needed(quote)
     charges = [
         BudgetCharge(
             redemption=redemption,
@@ -358,11 +355,17 @@ def _carry(redemption: Redemption, usages: list[PromoCodeUsage], codes: dict) ->
 
 
 def _fits_one_statement(quote: Quote, writes: _Writes) -> bool:
-    """The common order, on PostgreSQL: one code without a per-client limit, no budget."""
+    """The common order, on PostgreSQL: one code without a per-client limit, and at most one
+    budgeted promotion."""
     if connection.vendor != "postgresql" or len(writes.codes) != 1:
         return False
     (verdict,) = writes.codes.values()
-    return verdict.row.account_uselimit is None and not any(b.needs > 0 for b in quote.budgets)
+    return verdict.row.account_uselimit is None and len(_needed(quote)) <= 1
+
+
+def _needed(quote: Quote) -> list:
+    """The budgets the order takes from, in promotion order (the order their rows are locked)."""
+    return sorted((b for b in quote.budgets if b.needs > 0), key=lambda b: b.promotion_id)
 
 
 def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Redemption:
@@ -406,31 +409,74 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     usage_sql, usage_params = insert_select(
         usage, computed={"redemption_id": ("r.id", []), "client_slot": lowest_free_slot}
     )
+    # The budget the order takes from (at most one promotion's: the promotion's row, then the
+    # client's), each take after the code's, as `_redeem` takes them; the redemption needs all.
+    (budget,) = _needed(quote) or (None,)
+    takes, take_params, after = [], [], "taken"
+    for kind, limited in (
+        ("budget", budget and budget.left),
+        ("client_budget", budget and budget.client_left),
+    ):
+        if limited is None:
+            continue
+        take_sql, params = _budget_take_sql(
+            kind,
+            promotion_id=budget.promotion_id,
+            period=budget.period,
+            amount=budget.needs,
+            client_id=order.client_id,
+            after=after,
+        )
+        after = f"take_{kind}"
+        takes.append(f"{after} AS ({take_sql}), ")
+        take_params += params
+    charge_sql, charge_params = "", []
+    if budget is not None:
+        charge = BudgetCharge(
+            promotion_id=budget.promotion_id,
+            period=budget.period,
+            amount=budget.needs,
+            budgeted=budget.left is not None,
+            client_budgeted=budget.client_left is not None,
+        )
+        charge_sql, charge_params = insert_select(charge, computed={"redemption_id": ("r.id", [])})
+        charge_sql = f", c AS ({charge_sql} FROM r RETURNING id)"
     sql = (
         f"WITH taken AS (UPDATE {codes} SET use_count = use_count + 1 "
         f"WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) AND {same_settings} "
         f"AND (SELECT COALESCE(MAX(version), 0) FROM {versions} WHERE provider_id = %s) = %s "
         f"RETURNING id), "
-        f"r AS ({redemption_sql} FROM taken RETURNING id), "
+        f"{''.join(takes)}"
+        f"r AS ({redemption_sql} FROM {after} RETURNING id), "
         f"h AS ({history_sql} FROM r RETURNING id), "
-        f"u AS ({usage_sql} FROM r RETURNING id, client_slot) "
-        f"SELECT r.id, h.id, u.id, u.client_slot FROM r, h, u"
+        f"u AS ({usage_sql} FROM r RETURNING id, client_slot){charge_sql} "
+        # Without the redemption (a guard refused) the statement fails here, so the code's use
+        # and any budget taken before the refusal are not kept: 1/0 is SQL's way to abort.
+        f"SELECT (SELECT id FROM r), (SELECT id FROM h), (SELECT id FROM u), "
+        f"(SELECT client_slot FROM u), 1 / (SELECT COUNT(*) FROM r)"
     )
     params = [
         code_id,
         *settings,
         order.provider_id,
         quote.rules_version,
+        *take_params,
         *redemption_params,
         *history_params,
         *usage_params,
+        *charge_params,
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        _why_not_taken(order, quote, code_id, verdict)
-    redemption_id, history_id, usage_id, usage.client_slot = row
+    try:
+        # Its own atomicity: one statement (a savepoint only inside a caller's transaction).
+        alone = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+        with alone, connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+    except DataError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != DIVISION_BY_ZERO_SQLSTATE:
+            raise
+        _why_not_taken(order, quote, code_id, verdict, budget)
+    redemption_id, history_id, usage_id, usage.client_slot, _ = row
     inserted(writes.redemption, redemption_id)
     inserted(writes.history, history_id)
     writes.history.object_id = redemption_id
@@ -440,7 +486,13 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     return writes.redemption
 
 
-def _why_not_taken(order: Order, quote: Quote, code_id: int, verdict: CodeVerdict) -> None:
+# The one-statement redemption's abort (see its last line).
+DIVISION_BY_ZERO_SQLSTATE = "22012"
+
+
+def _why_not_taken(
+    order: Order, quote: Quote, code_id: int, verdict: CodeVerdict, budget: BudgetView | None
+) -> None:
     """The one statement wrote nothing: raise what `_redeem` would have, in its order."""
     q = connection.ops.quote_name
     with connection.cursor() as cursor:
@@ -457,7 +509,15 @@ def _why_not_taken(order: Order, quote: Quote, code_id: int, verdict: CodeVerdic
     uselimit = settings[SETTINGS.index("uselimit")]
     if uselimit is not None and use_count >= uselimit:
         raise RedemptionRefused(f"code {verdict.code} has been used up")
-    raise _RulesMoved  # its settings changed since the quote read them
+    if settings != _settings(verdict.row):
+        raise _RulesMoved  # its settings changed since the quote read them
+    for kind, limited in (
+        ("budget", budget and budget.left),
+        ("client_budget", budget and budget.client_left),
+    ):
+        if limited is not None and _budget_left(kind, budget, order.client_id) < budget.needs:
+            raise _BudgetShort(budget.promotion_id, _short_reason(kind, budget, order.client_id))
+    raise _RulesMoved  # what refused has changed since: quote again
 
 
 # Budgets ----------------------------------------------------------------------------------------
@@ -474,10 +534,8 @@ def _budget_move(
 ) -> bool:
     """One guarded update of a budget row: take `amount` while `spent + amount <= limit` (the
     promotion's current limit, read by the same statement), or give it back. False: no room."""
-    model, limit, extra = _BUDGET_ROWS[kind]
-    q = connection.ops.quote_name
-    table = q(model._meta.db_table)
-    promotions = q(model._meta.get_field("promotion").related_model._meta.db_table)
+    model, _, extra = _BUDGET_ROWS[kind]
+    table = connection.ops.quote_name(model._meta.db_table)
     where = "promotion_id = %s AND period = %s" + (f" AND {extra} = %s" if extra else "")
     params = [promotion_id, period, *([client_id] if extra else [])]
     if give_back:
@@ -487,25 +545,42 @@ def _budget_move(
         )
         params = [amount, *params, amount]
     else:
-        # One statement: the period's row is made with `amount` when the limit allows it, or
-        # moved by `amount` only while `spent + amount <= limit` (a concurrent first insert of
-        # the row waits on the unique index, then takes the update). ROUND: SQLite keeps
-        # decimals as binary floats, and sums of cents must compare exactly.
-        keys = ["promotion_id", *([extra] if extra else []), "period"]
-        key_values = ["CAST(%s AS INTEGER)"] * (len(keys) - 1) + ["CAST(%s AS VARCHAR(10))"]
-        cap = f"(SELECT {q(limit)} FROM {promotions} WHERE id = {table}.promotion_id)"
-        sql = (
-            f"INSERT INTO {table} ({', '.join(keys)}, spent) "
-            f"SELECT {', '.join(key_values)}, CAST(%s AS NUMERIC(20, 4)) "
-            f"WHERE CAST(%s AS NUMERIC(20, 4)) <= (SELECT {q(limit)} FROM {promotions} WHERE id = %s) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE "
-            f"SET spent = ROUND({table}.spent + excluded.spent, 4) "
-            f"WHERE ROUND({table}.spent + excluded.spent, 4) <= {cap} RETURNING id"
+        sql, params = _budget_take_sql(
+            kind, promotion_id=promotion_id, period=period, amount=amount, client_id=client_id
         )
-        params = [*params[:1], *params[2:], params[1], amount, amount, promotion_id]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() is not None
+
+
+def _budget_take_sql(
+    kind: str, *, promotion_id: int, period: str, amount, client_id: int, after: str = ""
+) -> tuple[str, list]:
+    """The guarded take of `amount` from a budget row, as (sql, params); `after` names a row
+    source (a WITH query) the take waits for, in the one-statement redemption.
+
+    One statement: the period's row is made with `amount` when the limit allows it, or moved by
+    `amount` only while `spent + amount <= limit` (a concurrent first insert of the row waits on
+    the unique index, then takes the update). ROUND: SQLite keeps decimals as binary floats,
+    and sums of cents must compare exactly."""
+    model, limit, extra = _BUDGET_ROWS[kind]
+    q = connection.ops.quote_name
+    table = q(model._meta.db_table)
+    promotions = q(model._meta.get_field("promotion").related_model._meta.db_table)
+    keys = ["promotion_id", *([extra] if extra else []), "period"]
+    key_values = ["CAST(%s AS INTEGER)"] * (len(keys) - 1) + ["CAST(%s AS VARCHAR(10))"]
+    cap = f"(SELECT {q(limit)} FROM {promotions} WHERE id = {table}.promotion_id)"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(keys)}, spent) "
+        f"SELECT {', '.join(key_values)}, CAST(%s AS NUMERIC(20, 4)) "
+        f"{f'FROM {after} ' if after else ''}"
+        f"WHERE CAST(%s AS NUMERIC(20, 4)) <= (SELECT {q(limit)} FROM {promotions} WHERE id = %s) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE "
+        f"SET spent = ROUND({table}.spent + excluded.spent, 4) "
+        f"WHERE ROUND({table}.spent + excluded.spent, 4) <= {cap} RETURNING id"
+    )
+    params = [promotion_id, *([client_id] if extra else []), period, amount, amount, promotion_id]
+    return sql, params
 
 
 def _reserve(budget, *, client_id: int) -> None:
@@ -527,6 +602,16 @@ def _reserve(budget, *, client_id: int) -> None:
 
 
 def _short_reason(kind: str, budget, client_id: int) -> str:
+    left = _budget_left(kind, budget, client_id)
+    views = {
+        "budget": BudgetView(budget.promotion_id, budget.period, budget.needs, left, None),
+        "client_budget": BudgetView(budget.promotion_id, budget.period, budget.needs, None, left),
+    }
+    return views[kind].refusal() or f"budget: {left} left, this order needs {budget.needs}"
+
+
+def _budget_left(kind: str, budget, client_id: int) -> Decimal:
+    """What is left of a budget row now, in the order's minor units, rounded down."""
     model, limit, extra = _BUDGET_ROWS[kind]
     rows = model.objects.filter(promotion_id=budget.promotion_id, period=budget.period)
     if extra:
@@ -534,14 +619,9 @@ def _short_reason(kind: str, budget, client_id: int) -> str:
     spent = rows.values_list("spent", flat=True).first() or Decimal(0)
     cap = Promotion.objects.filter(pk=budget.promotion_id).values_list(limit, flat=True).first()
     minor_units = max(-budget.needs.as_tuple().exponent, 0)
-    left = money_round(
+    return money_round(
         max((cap or Decimal(0)) - spent, Decimal(0)), minor_units=minor_units, rounding=ROUND_DOWN
     )
-    views = {
-        "budget": BudgetView(budget.promotion_id, budget.period, budget.needs, left, None),
-        "client_budget": BudgetView(budget.promotion_id, budget.period, budget.needs, None, left),
-    }
-    return views[kind].refusal() or f"budget: {left} left, this order needs {budget.needs}"
 
 
 # A code's settings as the quote read them; the guarded update returns them as they are now.

@@ -15,7 +15,14 @@ from common.actors import Actor
 from common.models import History
 from promotions import services
 from promotions.engine import Kind, Line, Order
-from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.models import (
+    BudgetCharge,
+    BudgetSpend,
+    ClientBudgetSpend,
+    PromoCode,
+    PromoCodeUsage,
+    Redemption,
+)
 from promotions.services import redemption as redemption_services
 from tests.factories import (
     ClientFactory,
@@ -308,3 +315,60 @@ def test_a_retry_of_a_committed_key_answers_it_even_while_the_rules_keep_moving(
     # then the committed redemption answers, and nothing more is written
     assert (answer.pk, created) == (committed.pk, False)
     assert Redemption.objects.count() == 1 and PromoCodeUsage.objects.count() == 1
+
+
+def test_both_writers_take_the_budget_and_refuse_when_it_ran_short_after_the_quote(
+    shop, writer, monkeypatch
+):
+    # given a code of a promotion with a budget of 30.00 and a client budget of 12.00
+    services.promotion_update(
+        promotion=shop, actor=Actor.system("t"), budget=Decimal("30"), client_budget=Decimal("12")
+    )
+    PromoCodeFactory(promotion=shop, code="FUND")
+    client = ClientFactory(provider=shop.provider)
+    tariff = TariffFactory(provider=shop.provider)
+
+    def order() -> Order:
+        line = Line(tariff_id=tariff.pk, period=1, price=Decimal("100.00"), currency="USD")
+        return Order(
+            client_id=client.pk,
+            provider_id=shop.provider_id,
+            at=datetime.datetime.now(datetime.UTC),
+            lines=(line,),
+            codes=("FUND",),
+        )
+
+    # when the client redeems an order worth 10.00 of both budgets
+    first, _ = services.redemption_redeem(
+        order=order(), idempotency_key="a", actor=Actor.system("t")
+    )
+    # then both rows hold 10.00 and one charge names both
+    assert BudgetSpend.objects.get(promotion=shop).spent == Decimal("10.00")
+    assert ClientBudgetSpend.objects.get(promotion=shop, client=client).spent == Decimal("10.00")
+    assert list(
+        BudgetCharge.objects.values_list("redemption_id", "amount", "budgeted", "client_budgeted")
+    ) == [(first.pk, Decimal("10.00"), True, True)]
+    # when, without the client budget, another order's quote finds 20.00 left, but other
+    # orders spend it before the write
+    real_quote = redemption_services.quote_order
+    spent_after_quote = []
+
+    def quote_then_spend(**kwargs):
+        quote = real_quote(**kwargs)
+        if not spent_after_quote:
+            spent_after_quote.append(True)
+            BudgetSpend.objects.filter(promotion=shop).update(spent=Decimal("30.00"))
+        return quote
+
+    monkeypatch.setattr(redemption_services, "quote_order", quote_then_spend)
+    monkeypatch.setattr(
+        redemption_services, "_guarded_quote", lambda order, actor: quote_then_spend(order=order)
+    )
+    services.promotion_update(promotion=shop, actor=Actor.system("t"), client_budget=None)
+    with pytest.raises(services.RedemptionRefused) as refused:
+        services.redemption_redeem(order=order(), idempotency_key="b", actor=Actor.system("t"))
+    # then it is refused with what is left, and nothing of it is kept
+    assert refused.value.reason == "budget: 0.00 left, this order needs 10.00"
+    assert Redemption.objects.count() == 1 and PromoCodeUsage.objects.count() == 1
+    assert PromoCode.objects.get(code="FUND").use_count == 1
+    assert BudgetSpend.objects.get(promotion=shop).spent == Decimal("30.00")

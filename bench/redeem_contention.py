@@ -47,14 +47,27 @@ def _redeem_many(job):
     locked_at = []
 
     def note_lock(execute, sql, params, many, context):
-        before = time.perf_counter()
+        one_statement = "AS taken_id)" in sql
+        if one_statement:
+            # The one-statement redemption takes the lock inside its statement (after waiting
+            # for it) and, outside a transaction, commits at its end: the statement notes the
+            # database clock when its update holds the row, in a session setting read after.
+            sql = sql.replace("AS taken_id)", "AS taken_id, clock_timestamp() AS at)", 1)
+            sql = sql.replace(
+                "1 / (SELECT COUNT(*) FROM ",
+                "1 / (SELECT COUNT(*) FROM (SELECT set_config('bench.locked_at', "
+                "(SELECT extract(epoch FROM at)::text FROM taken), false)) AS stamp, ",
+            )
         result = execute(sql, params, many, context)
-        if sql.startswith("UPDATE") and "promocode" in sql:
+        if one_statement:
+            returned_wall, returned = time.time(), time.perf_counter()
+            with context["connection"].connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('bench.locked_at', true)")
+                (stamp,) = cursor.fetchone()
+            if stamp:
+                locked_at.append(returned - (returned_wall - float(stamp)))
+        elif sql.startswith("UPDATE") and "promocode" in sql:
             locked_at.append(time.perf_counter())  # the guarded update has the row lock now
-        elif sql.startswith("WITH taken AS (UPDATE"):
-            # The one-statement redemption takes the lock inside its statement and, outside a
-            # transaction, commits at its end: the statement's time bounds the lock's.
-            locked_at.append(before)
         return result
 
     for client_id, code, key in attempts:

@@ -369,12 +369,15 @@ def _needed(quote: Quote) -> list:
 
 
 def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Redemption:
-    """The same writes as `_redeem`, for an order that fits, as one statement: the code's guarded
-    update (which also requires the code's settings and the rules version the quote read, so a
-    moved rule writes nothing), then the redemption, its history line and its usage, each only
-    when the row before it was written. Measured need: the seven round trips of `_redeem` (with
-    BEGIN and COMMIT) were 40% of a redemption's CPU in the app server and the database
-    (bench/http_load.py). The code's row lock is held for this one statement.
+    """The same writes as `_redeem`, for an order that fits, as one statement, in `_redeem`'s
+    order: the redemption, its history line, its usage and its budget charge, then the code's
+    guarded update (which also requires the code's settings and the rules version the quote
+    read), then the budget's guarded takes; when a guard refuses, the statement fails as a whole
+    (its last line divides by the guarded rows' count) and `_why_not_taken` says why. Measured
+    need: the seven round trips of `_redeem` (with BEGIN and COMMIT) were 40% of a redemption's
+    CPU in the app server and the database (bench/http_load.py). Locks are taken in `_redeem`'s
+    order (the key's and the slot's unique entries, the code's row, the budgets' rows), the
+    code's last but the budgets', and held to the statement's end.
 
     The usage takes the client's lowest free slot of the code, as `_redeem` gives it; a
     concurrent twin under the same key, or the client's concurrent order taking the same slot,
@@ -410,7 +413,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         usage, computed={"redemption_id": ("r.id", []), "client_slot": lowest_free_slot}
     )
     # The budget the order takes from (at most one promotion's: the promotion's row, then the
-    # client's), each take after the code's, as `_redeem` takes them; the redemption needs all.
+    # client's), each take after the code's, as `_redeem` takes them.
     (budget,) = _needed(quote) or (None,)
     takes, take_params, after = [], [], "taken"
     for kind, limited in (
@@ -428,7 +431,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
             after=after,
         )
         after = f"take_{kind}"
-        takes.append(f"{after} AS ({take_sql}), ")
+        takes.append(f", {after} AS ({take_sql})")
         take_params += params
     charge_sql, charge_params = "", []
     if budget is not None:
@@ -442,29 +445,30 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         charge_sql, charge_params = insert_select(charge, computed={"redemption_id": ("r.id", [])})
         charge_sql = f", c AS ({charge_sql} FROM r RETURNING id)"
     sql = (
-        f"WITH taken AS (UPDATE {codes} SET use_count = use_count + 1 "
-        f"WHERE id = %s AND (uselimit IS NULL OR use_count < uselimit) AND {same_settings} "
-        f"AND (SELECT COALESCE(MAX(version), 0) FROM {versions} WHERE provider_id = %s) = %s "
-        f"RETURNING id), "
-        f"{''.join(takes)}"
-        f"r AS ({redemption_sql} FROM {after} RETURNING id), "
+        f"WITH r AS ({redemption_sql} RETURNING id), "
         f"h AS ({history_sql} FROM r RETURNING id), "
-        f"u AS ({usage_sql} FROM r RETURNING id, client_slot){charge_sql} "
-        # Without the redemption (a guard refused) the statement fails here, so the code's use
-        # and any budget taken before the refusal are not kept: 1/0 is SQL's way to abort.
+        f"u AS ({usage_sql} FROM r RETURNING id, client_slot){charge_sql}, "
+        # FROM u: the code's row is locked after the rows before it are written.
+        f"taken AS (UPDATE {codes} SET use_count = use_count + 1 FROM u "
+        f"WHERE {codes}.id = %s AND (uselimit IS NULL OR use_count < uselimit) "
+        f"AND {same_settings} "
+        f"AND (SELECT COALESCE(MAX(version), 0) FROM {versions} WHERE provider_id = %s) = %s "
+        f"RETURNING {codes}.id AS taken_id)"
+        f"{''.join(takes)} "
+        # A guard refused (no row taken): 1/0 fails the statement, so nothing of it is kept.
         f"SELECT (SELECT id FROM r), (SELECT id FROM h), (SELECT id FROM u), "
-        f"(SELECT client_slot FROM u), 1 / (SELECT COUNT(*) FROM r)"
+        f"(SELECT client_slot FROM u), 1 / (SELECT COUNT(*) FROM {after})"
     )
     params = [
+        *redemption_params,
+        *history_params,
+        *usage_params,
+        *charge_params,
         code_id,
         *settings,
         order.provider_id,
         quote.rules_version,
         *take_params,
-        *redemption_params,
-        *history_params,
-        *usage_params,
-        *charge_params,
     ]
     try:
         # Its own atomicity: one statement (a savepoint only inside a caller's transaction).

@@ -20,11 +20,12 @@ from django.db import OperationalError, connection, connections
 from common.actors import Actor
 from promotions import services
 from promotions.engine import Line, Order
-from promotions.models import PromoCode, PromoCodeUsage, Redemption
+from promotions.models import BudgetSpend, PromoCode, PromoCodeUsage, Redemption
 from promotions.services import codes as code_services
 from referrals import accrual
 from referrals.models import AccrualMark, Reward
 from tests.factories import (
+    BudgetSpendFactory,
     ClientFactory,
     DiscountFactory,
     ExpenseFactory,
@@ -156,6 +157,9 @@ ONE_STATEMENT_WORKER = textwrap.dedent(
 )
 
 
+ONE_STATEMENT = f'WITH r AS (INSERT INTO "{Redemption._meta.db_table}"'
+
+
 def _backends_running(prefix: str) -> list[tuple[str | None]]:
     with connections["default"].cursor() as cursor:
         cursor.execute(
@@ -174,18 +178,20 @@ def _wait_for(predicate, seconds: float = 15) -> None:
 
 
 def test_a_worker_killed_inside_its_one_statement_redemption_leaves_all_or_nothing():
-    # given a code that may be used once, and another connection holding the order's key
-    # uncommitted, so the worker's one statement takes the use and then waits on the key
-    promotion = PromotionFactory(fromdate=datetime.date(2020, 1, 1), todate=None)
+    # given a code that may be used once, of a promotion with a budget whose row another
+    # connection holds locked, so the worker's one statement takes the code's use (its
+    # redemption and usage written) and then waits on the budget's row
+    promotion = PromotionFactory(
+        fromdate=datetime.date(2020, 1, 1), todate=None, budget=Decimal("1000")
+    )
     DiscountFactory(promotion=promotion, percentage=Decimal("10"))
     code = PromoCodeFactory(promotion=promotion, code="ONCE", uselimit=1)
+    BudgetSpendFactory(promotion=promotion, period="total", spent=Decimal("0"))
     order = order_for(code)
     blocker = psycopg.connect(_test_database_url().replace("postgres://", "postgresql://"))
     blocker.execute(
-        f"INSERT INTO {Redemption._meta.db_table} (idempotency_key, caller, fingerprint, "
-        "client_id, provider_id, quote, status, created_at) "
-        "VALUES ('killed', 'system', 'x', %s, %s, '{}', 'active', now())",
-        [order.client_id, order.provider_id],
+        f"UPDATE {BudgetSpend._meta.db_table} SET spent = spent WHERE promotion_id = %s",
+        [promotion.pk],
     )
     env = {
         **os.environ,
@@ -197,8 +203,8 @@ def test_a_worker_killed_inside_its_one_statement_redemption_leaves_all_or_nothi
         [sys.executable, "-c", ONE_STATEMENT_WORKER, *args], cwd=REPO, env=env
     )
     try:
-        _wait_for(lambda: ("Lock",) in _backends_running("WITH taken AS (UPDATE"))
-        # when the worker is killed while its statement waits, and the key is let go
+        _wait_for(lambda: ("Lock",) in _backends_running(ONE_STATEMENT))
+        # when the worker is killed while its statement waits, and the budget's row is let go
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     finally:
@@ -206,12 +212,13 @@ def test_a_worker_killed_inside_its_one_statement_redemption_leaves_all_or_nothi
         blocker.rollback()
         blocker.close()
     # (the statement's backend finishes it: a statement sent is the server's to end)
-    _wait_for(lambda: not _backends_running("WITH taken AS (UPDATE"))
-    # then the code's use, its usage and the redemption are all written or none is
+    _wait_for(lambda: not _backends_running(ONE_STATEMENT))
+    # then the code's use, its usage, the redemption and its charge are all written or none is
     written = Redemption.objects.count()
     assert written in (0, 1)
     assert PromoCode.objects.get(pk=code.pk).use_count == written
     assert PromoCodeUsage.objects.count() == written
+    assert BudgetSpend.objects.get(promotion=promotion).spent == Decimal("1.00") * written
     # and the same order under the same key answers once: the written redemption, or a new one
     redemption, created = services.redemption_redeem(
         order=order, idempotency_key="killed", actor=Actor.system("w")

@@ -61,7 +61,8 @@ def order_for(code: PromoCode) -> Order:
     )
 
 
-WORKER = textwrap.dedent(
+# What every redeeming worker starts with, and how it redeems the order its arguments name.
+WORKER_HEAD = textwrap.dedent(
     """
     import datetime, os, sys, time
     from decimal import Decimal
@@ -71,7 +72,23 @@ WORKER = textwrap.dedent(
     from promotions import services
     from promotions.engine import Line, Order
     from promotions.services import redemption
-
+    """
+)
+WORKER_REDEEM = textwrap.dedent(
+    """
+    client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
+    order = Order(
+        client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
+        lines=(Line(tariff_id=tariff, period=1, price=Decimal("10"), currency="USD"),),
+        codes=(code,),
+    )
+    services.redemption_redeem(order=order, idempotency_key="killed", actor=Actor.system("w"))
+    """
+)
+WORKER = (
+    WORKER_HEAD
+    + textwrap.dedent(
+        """
     real_take = redemption._take_use
 
     def take_then_hang(**kwargs):
@@ -81,17 +98,12 @@ WORKER = textwrap.dedent(
         return usage
 
     redemption._take_use = take_then_hang
-    # The writer that takes the use inside an open transaction (the one-statement writer has no
-    # such moment: see the test after this one).
+    # The writer that takes the use inside an open transaction (the one-statement writer takes
+    # it inside its statement: see the test after this one).
     redemption._fits_one_statement = lambda *args: False
-    client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
-    order = Order(
-        client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
-        lines=(Line(tariff_id=tariff, period=1, price=Decimal("10"), currency="USD"),),
-        codes=(code,),
+        """
     )
-    services.redemption_redeem(order=order, idempotency_key="killed", actor=Actor.system("w"))
-    """
+    + WORKER_REDEEM
 )
 
 
@@ -136,25 +148,8 @@ def test_a_worker_killed_mid_redemption_leaves_the_code_unused_and_a_retry_redee
     assert created and PromoCode.objects.get(pk=code.pk).use_count == 1
 
 
-ONE_STATEMENT_WORKER = textwrap.dedent(
-    """
-    import datetime, sys
-    from decimal import Decimal
-    import django
-    django.setup()
-    from common.actors import Actor
-    from promotions import services
-    from promotions.engine import Line, Order
-
-    client, provider, tariff, code = (int(a) if a.isdigit() else a for a in sys.argv[1:5])
-    order = Order(
-        client_id=client, provider_id=provider, at=datetime.datetime.now(datetime.UTC),
-        lines=(Line(tariff_id=tariff, period=1, price=Decimal("10"), currency="USD"),),
-        codes=(code,),
-    )
-    services.redemption_redeem(order=order, idempotency_key="killed", actor=Actor.system("w"))
-    """
-)
+# A worker redeeming the order its arguments name, without hooks.
+ONE_STATEMENT_WORKER = WORKER_HEAD + WORKER_REDEEM
 
 
 ONE_STATEMENT = f'WITH r AS (INSERT INTO "{Redemption._meta.db_table}"'

@@ -55,6 +55,24 @@ def shop(db):
     return promotion
 
 
+def order_of(promotion, code: str) -> Order:
+    """A new client's order of one line worth 10.00, naming `code`."""
+    return Order(
+        client_id=ClientFactory(provider=promotion.provider).pk,
+        provider_id=promotion.provider_id,
+        at=datetime.datetime.now(datetime.UTC),
+        lines=(
+            Line(
+                tariff_id=TariffFactory(provider=promotion.provider).pk,
+                period=1,
+                price=Decimal("10.00"),
+                currency="USD",
+            ),
+        ),
+        codes=(code,),
+    )
+
+
 def renewal(promotion, client, service, *codes: str) -> Order:
     return Order(
         client_id=client.pk,
@@ -138,21 +156,7 @@ def test_both_writers_refuse_a_code_used_up_after_the_quote_and_write_nothing(
     monkeypatch.setattr(
         redemption_services, "_guarded_quote", lambda order, actor: quote_then_use_up(order=order)
     )
-    client = ClientFactory(provider=shop.provider)
-    order = Order(
-        client_id=client.pk,
-        provider_id=shop.provider_id,
-        at=datetime.datetime.now(datetime.UTC),
-        lines=(
-            Line(
-                tariff_id=TariffFactory(provider=shop.provider).pk,
-                period=1,
-                price=Decimal("10.00"),
-                currency="USD",
-            ),
-        ),
-        codes=("LAST",),
-    )
+    order = order_of(shop, "LAST")
     # when the order is redeemed
     with pytest.raises(services.RedemptionRefused) as refused:
         services.redemption_redeem(order=order, idempotency_key="k", actor=Actor.system("t"))
@@ -176,21 +180,7 @@ def test_both_writers_quote_again_when_the_code_changes_after_the_quote(shop, wr
         return quotes[-1]
 
     monkeypatch.setattr(redemption_services, "quote_order", quote_then_change)
-    client = ClientFactory(provider=shop.provider)
-    order = Order(
-        client_id=client.pk,
-        provider_id=shop.provider_id,
-        at=datetime.datetime.now(datetime.UTC),
-        lines=(
-            Line(
-                tariff_id=TariffFactory(provider=shop.provider).pk,
-                period=1,
-                price=Decimal("10.00"),
-                currency="USD",
-            ),
-        ),
-        codes=("SHIFT",),
-    )
+    order = order_of(shop, "SHIFT")
     # when the order is redeemed
     redemption, created = services.redemption_redeem(
         order=order, idempotency_key="k", actor=Actor.system("t")
@@ -278,21 +268,7 @@ def test_a_retry_of_a_committed_key_answers_it_even_while_the_rules_keep_moving(
 ):
     # given a committed redemption of a code
     PromoCodeFactory(promotion=shop, code="AGAIN")
-    client = ClientFactory(provider=shop.provider)
-    order = Order(
-        client_id=client.pk,
-        provider_id=shop.provider_id,
-        at=datetime.datetime.now(datetime.UTC),
-        lines=(
-            Line(
-                tariff_id=TariffFactory(provider=shop.provider).pk,
-                period=1,
-                price=Decimal("10.00"),
-                currency="USD",
-            ),
-        ),
-        codes=("AGAIN",),
-    )
+    order = order_of(shop, "AGAIN")
     committed, _ = services.redemption_redeem(
         order=order, idempotency_key="same", actor=Actor.system("t")
     )

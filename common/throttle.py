@@ -100,40 +100,68 @@ def _scoped(keys: Iterable[ScopedKey]) -> list[ScopedKey]:
     return sorted({(s, k) for s, k in keys if k}, key=lambda sk: _digest(*sk))
 
 
-def brakes_check(
+@dataclass(frozen=True)
+class SpentCheck:
+    """Whether a scope's keys have spent its budget, as a scalar SQL expression (1 or NULL) a
+    caller may read in a statement of its own (the checkout reads it with the order's context)."""
+
+    scope: str
+    sql: str
+    params: list
+    retry_after: int
+
+
+def brakes_spent(
     *, keys: Iterable[ScopedKey], at: datetime.datetime | None = None, over: bool = False
-) -> None:
-    """Raise Throttled when any (scope, key) has spent its scope's failures in the current window
-    (`over`: when it has gone past them, for a check made after counting the request's own
-    failures). One statement for every scope: a checkout asks this on every order with codes."""
+) -> list[SpentCheck]:
+    """One check per scope of `keys`, in their order: spent when a key has used the scope's
+    failures in the current window (`over`: gone past them, for a check made after counting
+    the request's own failures)."""
     at, keys = at or timezone.now(), list(keys)
-    wanted: dict[str, str] = {}  # digest -> scope
-    groups, params = [], []
+    checks = []
     for scope in dict.fromkeys(scope for scope, _ in keys):
         digests = _hashed(scope, (k for s, k in keys if s == scope))
         if not digests:
             continue
-        wanted.update(dict.fromkeys(digests, scope))
         allowed = budget(scope).failures
-        groups.append(
-            f"(window_start = %s AND failures >= %s AND key IN ({', '.join(['%s'] * len(digests))}))"
+        start, retry_after = _window(scope, at)
+        checks.append(
+            SpentCheck(
+                scope,
+                f"(SELECT 1 FROM {Attempt._meta.db_table} WHERE window_start = %s "
+                f"AND failures >= %s AND key IN ({', '.join(['%s'] * len(digests))}) LIMIT 1)",
+                [
+                    connection.ops.adapt_datetimefield_value(start),
+                    allowed + 1 if over else allowed,
+                    *digests,
+                ],
+                retry_after,
+            )
         )
-        start, _ = _window(scope, at)
-        params += [
-            connection.ops.adapt_datetimefield_value(start),
-            allowed + 1 if over else allowed,
-        ]
-        params += digests
-    if not groups:
+    return checks
+
+
+def brakes_refuse(checks: list[SpentCheck], values: Iterable) -> None:
+    """Raise Throttled for the first check whose value (read by the caller) says spent."""
+    for check, value in zip(checks, values, strict=True):
+        if value:
+            raise _refused(check.scope, check.retry_after)
+
+
+def brakes_check(
+    *, keys: Iterable[ScopedKey], at: datetime.datetime | None = None, over: bool = False
+) -> None:
+    """Raise Throttled when any (scope, key) has spent its scope's failures (see
+    `brakes_spent`), in one statement for every scope."""
+    checks = brakes_spent(keys=keys, at=at, over=over)
+    if not checks:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT key FROM {Attempt._meta.db_table} WHERE {' OR '.join(groups)}", params
+            f"SELECT {', '.join(c.sql for c in checks)}", [p for c in checks for p in c.params]
         )
-        spent = {wanted[key] for (key,) in cursor.fetchall()}
-    for scope in dict.fromkeys(wanted.values()):
-        if scope in spent:
-            raise _refused(scope, _window(scope, at)[1])
+        values = cursor.fetchone()
+    brakes_refuse(checks, values)
 
 
 def throttle_check(

@@ -2,7 +2,7 @@
 the quote."""
 
 from promotions.codegen import normalize_code
-from promotions.engine.quote import quote_order
+from promotions.engine.quote import OrderContext, order_context, quote_order
 from promotions.engine.types import Kind, Line, LineQuote, Order, Quote, Verdict
 
 __all__ = [
@@ -10,8 +10,10 @@ __all__ = [
     "Line",
     "LineQuote",
     "Order",
+    "OrderContext",
     "Quote",
     "Verdict",
     "normalize_code",
+    "order_context",
     "quote_order",
 ]

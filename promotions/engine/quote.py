@@ -16,7 +16,7 @@ import datetime
 import functools
 import heapq
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -52,7 +52,7 @@ NEEDS_A_CODE = Outcome(False, "needs one of its promo codes")
 
 
 @dataclass(frozen=True)
-class _Context:
+class OrderContext:
     """What an order's quote reads besides its rules: its client (with the provider's currency
     and cap), tariffs, currencies and codes, and the provider's rules version."""
 
@@ -64,6 +64,7 @@ class _Context:
     tariffs: dict[int, Tariff]
     currencies: dict[str, Currency]
     codes: dict[str, CodeRow]
+    read_with: tuple = ()  # the values of the caller's expressions (order_context's read_with)
 
 
 _CLIENT = Columns(Client, "id", "registration_date", alias="c")
@@ -81,7 +82,9 @@ _CODE_PARTS = (_CODE, _CODE_PROVIDER, _CODE_STATE)
 
 
 @functools.lru_cache(maxsize=64)
-def _context_sql(vendor: str, currencies: int, tariffs: int, codes: int) -> str:
+def _context_sql(
+    vendor: str, currencies: int, tariffs: int, codes: int, read_with: tuple[str, ...]
+) -> str:
     """The context's statement for an order of this shape (built once per shape). Each LEFT JOIN
     adds the rows the order names, so the statement answers one row per (currency, tariff,
     code) found, or one row of NULLs where none is: at most one currency and one tariff are
@@ -93,6 +96,7 @@ def _context_sql(vendor: str, currencies: int, tariffs: int, codes: int) -> str:
         else part.sql()
         for part in (*_PARTS, *(_CODE_PARTS if codes else ()))
     )
+    columns += "".join(f", {expression}" for expression in read_with)
     sql = (
         f"SELECT {columns} "
         f"FROM {_CLIENT.table} c JOIN {_PROVIDER.table} p ON p.id = c.provider_id "
@@ -124,19 +128,35 @@ def _named(columns: Columns, column: str, values: list) -> list:
         return [columns.instance(row) for row in cursor.fetchall()]
 
 
-def _resolve(order: Order) -> _Context:
+def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -> OrderContext:
     """The order's context, or a ValidationError naming what is wrong: one hand-written
     statement for the client with its provider, the rules version, and the currencies, tariffs
-    and codes the order names (see common.rawsql)."""
+    and codes the order names (see common.rawsql). `read_with`: scalar SQL expressions (with
+    their parameters) the caller wants read in the same statement (the guessing brakes), their
+    values in `read_with` of the answer; quote_order takes the answer as its `context`."""
     isos = sorted({line.currency for line in order.lines})
     tariff_ids = sorted({line.tariff_id for line in order.lines})
     texts = sorted(set(order.codes))
     joined_isos = isos if len(isos) == 1 else []
     joined_tariffs = tariff_ids if len(tariff_ids) == 1 else []
-    sql = _context_sql(connection.vendor, len(joined_isos), len(joined_tariffs), len(texts))
+    sql = _context_sql(
+        connection.vendor,
+        len(joined_isos),
+        len(joined_tariffs),
+        len(texts),
+        tuple(expression for expression, _ in read_with),
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            sql, [*joined_isos, *joined_tariffs, *texts, order.client_id, order.provider_id]
+            sql,
+            [
+                *(p for _, params in read_with for p in params),
+                *joined_isos,
+                *joined_tariffs,
+                *texts,
+                order.client_id,
+                order.provider_id,
+            ],
         )
         rows = cursor.fetchall()
     if not rows:
@@ -185,7 +205,7 @@ def _resolve(order: Order) -> _Context:
     client_id, registered_at = _CLIENT.convert(rows[0][0:2])
     (max_discount,) = _PROVIDER.convert(rows[0][2:3])
     (currency,) = _PROVIDER_CURRENCY.convert(rows[0][3:4])
-    return _Context(
+    return OrderContext(
         client_id=client_id,
         registered_at=registered_at,
         max_discount=max_discount,
@@ -194,6 +214,7 @@ def _resolve(order: Order) -> _Context:
         tariffs=tariffs,
         currencies=currencies,
         codes=codes,
+        read_with=tuple(rows[0][len(rows[0]) - len(read_with) :]),
     )
 
 
@@ -576,6 +597,7 @@ def quote_order(
     explain: bool = False,
     rules: RuleSet | None = None,
     budget_refusals: dict[int, str] | None = None,
+    context: OrderContext | None = None,
 ) -> Quote:
     """Read-only: decides every line's discount against the provider's rules for the order's day.
 
@@ -585,7 +607,7 @@ def quote_order(
     gives the order (no partial discounts); `budget_refusals` names promotions a redemption
     found short under its lock, which do not apply whatever the quote reads.
     """
-    context = _resolve(order)
+    context = context or order_context(order)
     rules = rules or rules_for(
         order.provider_id, timezone.localdate(order.at), version=context.rules_version
     )

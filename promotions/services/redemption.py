@@ -17,8 +17,8 @@ from common.models import History
 from common.money import money_round
 from common.rawsql import Columns, insert, insert_select, inserted
 from common.services import history_line, history_record
-from common.throttle import Throttled, brakes_check, throttle_fail
-from promotions.engine import Order, Quote, quote_order
+from common.throttle import Throttled, brakes_check, brakes_refuse, brakes_spent, throttle_fail
+from promotions.engine import Order, Quote, order_context, quote_order
 from promotions.engine.present import quote_as_dict
 from promotions.engine.types import BudgetView, CodeVerdict
 from promotions.models import (
@@ -85,9 +85,12 @@ def _guarded_quote(order: Order, actor: Actor, *, explain: bool = False) -> Quot
     a guess."""
     brakes = _guessing_brakes(order, actor) if order.codes else []
     scoped = [(scope, key) for scope, keys in brakes for key in keys]
-    if scoped:
-        brakes_check(keys=scoped)
-    quote = quote_order(order=order, explain=explain)
+    # The brakes are read with the order's context, in its statement; a refusal answers before
+    # anything of the order is.
+    spent = brakes_spent(keys=scoped)
+    context = order_context(order, read_with=[(check.sql, check.params) for check in spent])
+    brakes_refuse(spent, context.read_with)
+    quote = quote_order(order=order, explain=explain, context=context)
     unknown = sum(1 for verdict in quote.codes if verdict.code_id is None)
     if unknown:
         # Outside any transaction of the caller's work, so a refused order still counts.

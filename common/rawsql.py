@@ -57,14 +57,29 @@ class Columns:
 
     def instance(self, values: Sequence[Any]) -> Model:
         """A model instance holding these fields (the others deferred), as `.only()` gives."""
-        given = dict(zip((f.attname for f in self.fields), self.convert(values), strict=True))
-        # from_db takes the values in the model's field order.
-        names = [f.attname for f in self.model._meta.concrete_fields if f.attname in given]
-        return self.model.from_db(connection.alias, names, [given[name] for name in names])
+        names = (f.attname for f in self.fields)
+        return deferred_instance(self.model, **dict(zip(names, self.convert(values), strict=True)))
 
 
-def _insert_fields(meta) -> list[Field]:
-    return [f for f in meta.concrete_fields if f is not meta.auto_field]  # the database draws it
+def deferred_instance(model: type[Model], **given: Any) -> Model:
+    """An instance of `model` as loaded from the database with only `given` (by attname), the
+    other fields deferred."""
+    # from_db takes the values in the model's field order.
+    names = [f.attname for f in model._meta.concrete_fields if f.attname in given]
+    return model.from_db(connection.alias, names, [given[name] for name in names])
+
+
+def _insert_into(meta) -> tuple[str, list[Field]]:
+    """`INSERT INTO table (columns)` and its fields: every concrete one but the primary key,
+    which the database draws."""
+    fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    return f"INSERT INTO {quote(meta.db_table)} ({columns})", fields
+
+
+def _value(field: Field, obj: Model) -> Any:
+    return field.get_db_prep_save(field.pre_save(obj, True), connection)
 
 
 def insert(objs: Sequence[Model]) -> None:
@@ -74,16 +89,13 @@ def insert(objs: Sequence[Model]) -> None:
     if not objs:
         return
     meta = objs[0]._meta
-    fields = _insert_fields(meta)
-    quote = connection.ops.quote_name
-    rows, params = [], []
-    for obj in objs:
-        rows.append(f"({', '.join(['%s'] * len(fields))})")
-        params += [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    head, fields = _insert_into(meta)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    params = [_value(f, obj) for obj in objs for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES {', '.join(rows)} RETURNING {quote(meta.pk.column)}",
+            f"{head} VALUES {', '.join([row] * len(objs))} "
+            f"RETURNING {connection.ops.quote_name(meta.pk.column)}",
             params,
         )
         ids = [row[0] for row in cursor.fetchall()]
@@ -97,9 +109,7 @@ def insert_select(
     """`INSERT INTO table (columns) SELECT values` for one validated instance, to end with the
     caller's `FROM ...`: a column named (by attname) in `computed` takes that SQL expression
     (with its parameters), the others the instance's values as parameters."""
-    meta = obj._meta
-    quote = connection.ops.quote_name
-    fields = _insert_fields(meta)
+    head, fields = _insert_into(obj._meta)
     values, params = [], []
     for f in fields:
         if f.attname in computed:
@@ -108,12 +118,8 @@ def insert_select(
             params += expression_params
         else:
             values.append("%s")
-            params.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"SELECT {', '.join(values)}"
-    )
-    return sql, params
+            params.append(_value(f, obj))
+    return f"{head} SELECT {', '.join(values)}", params
 
 
 def inserted(obj: Model, pk_value: Any) -> None:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from common.actors import Actor
 from common.models import History
 from common.money import money_round
-from common.rawsql import Columns, insert, insert_select, inserted
+from common.rawsql import Columns, deferred_instance, insert, insert_select, inserted
 from common.services import history_line, history_record
 from common.throttle import Throttled, brakes_check, brakes_refuse, brakes_spent, throttle_fail
 from promotions.engine import Order, Quote, order_context, quote_order
@@ -193,8 +193,8 @@ def redemption_redeem(
                 break
             if not isinstance(exc, IntegrityError | OperationalError):
                 raise
-            # Otherwise the client's own concurrent order took the slot counted (or, written by
-            # the other writer, met this one in the opposite lock order): count again.
+            # Otherwise the client's own concurrent order took the slot counted (or deadlocked
+            # with this one): count again.
             gave_up = "The client's other orders kept taking the same codes; try again."
         attempt += 1
     if existing is None:
@@ -208,9 +208,11 @@ def redemption_redeem(
     return existing, False
 
 
-# PostgreSQL's "deadlock detected": the one-statement writer takes the code's lock before its
-# inserts, `_redeem` after them, so the same client's two orders sharing a code, one written by
-# each, can meet in opposite orders; PostgreSQL aborts one, which counts again like a collision.
+# PostgreSQL's "deadlock detected". Both writers take the key's and slot's index entries, then
+# the code's row, then the budgets'; but the one statement checks its foreign keys (share locks
+# on the rows it names) at its end, after the code's lock, where `_redeem` checks each insert's
+# at once. Should the same client's two orders meet there, PostgreSQL aborts one, which counts
+# again like a collision.
 DEADLOCK_SQLSTATE = "40P01"
 
 
@@ -343,10 +345,9 @@ def _carry(redemption: Redemption, usages: list[PromoCodeUsage], codes: dict) ->
     """The answer shows the usages with their codes: they are known here, not read back."""
     for usage in usages:
         verdict = codes[usage.promocode_id]
-        known = {"id": verdict.code_id, "promotion_id": verdict.promotion_id, "code": verdict.code}
-        # from_db takes the values in the model's field order; the other fields are deferred.
-        names = [f.attname for f in PromoCode._meta.concrete_fields if f.attname in known]
-        usage.promocode = PromoCode.from_db(connection.alias, names, [known[n] for n in names])
+        usage.promocode = deferred_instance(
+            PromoCode, id=verdict.code_id, promotion_id=verdict.promotion_id, code=verdict.code
+        )
     # Into Django's prefetch cache, as prefetch_related fills it: redemption.usages.all() answers
     # these without a query.
     prefetched = redemption.usages.all()
@@ -387,7 +388,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     fails the whole statement on the unique index (IntegrityError), as in `_redeem`."""
     ((code_id, verdict),) = writes.codes.items()
     q = connection.ops.quote_name
-    codes, versions = _SETTINGS.table, q(RulesVersion._meta.db_table)
+    codes = _SETTINGS.table
     usages = q(PromoCodeUsage._meta.db_table)
     settings = [
         field.get_db_prep_value(value, connection)
@@ -419,12 +420,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     # client's), each take after the code's, as `_redeem` takes them.
     (budget,) = _needed(quote) or (None,)
     takes, take_params, after = [], [], "taken"
-    for kind, limited in (
-        ("budget", budget and budget.left),
-        ("client_budget", budget and budget.client_left),
-    ):
-        if limited is None:
-            continue
+    for kind in _budget_kinds(budget):
         take_sql, params = _budget_take_sql(
             kind,
             promotion_id=budget.promotion_id,
@@ -455,7 +451,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         f"taken AS (UPDATE {codes} SET use_count = use_count + 1 FROM u "
         f"WHERE {codes}.id = %s AND (uselimit IS NULL OR use_count < uselimit) "
         f"AND {same_settings} "
-        f"AND (SELECT COALESCE(MAX(version), 0) FROM {versions} WHERE provider_id = %s) = %s "
+        f"AND {_version_sql()} = %s "
         f"RETURNING {codes}.id AS taken_id)"
         f"{''.join(takes)} "
         # A guard refused (no row taken): 1/0 fails the statement, so nothing of it is kept.
@@ -501,12 +497,10 @@ def _why_not_taken(
     order: Order, quote: Quote, code_id: int, verdict: CodeVerdict, budget: BudgetView | None
 ) -> None:
     """The one statement wrote nothing: raise what `_redeem` would have, in its order."""
-    q = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT use_count, {_SETTINGS.sql(qualified=False)}, "
-            f"(SELECT COALESCE(MAX(version), 0) FROM {q(RulesVersion._meta.db_table)} "
-            f"WHERE provider_id = %s) FROM {_SETTINGS.table} WHERE id = %s",
+            f"SELECT use_count, {_SETTINGS.sql(qualified=False)}, {_version_sql()} "
+            f"FROM {_SETTINGS.table} WHERE id = %s",
             [order.provider_id, code_id],
         )
         row = cursor.fetchone()
@@ -518,11 +512,8 @@ def _why_not_taken(
         raise RedemptionRefused(f"code {verdict.code} has been used up")
     if settings != _settings(verdict.row):
         raise _RulesMoved  # its settings changed since the quote read them
-    for kind, limited in (
-        ("budget", budget and budget.left),
-        ("client_budget", budget and budget.client_left),
-    ):
-        if limited is not None and _budget_left(kind, budget, order.client_id) < budget.needs:
+    for kind in _budget_kinds(budget):
+        if _budget_left(kind, budget, order.client_id) < budget.needs:
             raise _BudgetShort(budget.promotion_id, _short_reason(kind, budget, order.client_id))
     raise _RulesMoved  # what refused has changed since: quote again
 
@@ -590,12 +581,19 @@ def _budget_take_sql(
     return sql, params
 
 
+def _budget_kinds(budget: BudgetView | None) -> list[str]:
+    """The rows an order takes a budgeted promotion's discount from, in their lock order: the
+    promotion's (when it has a budget), then the client's (when it has a client budget)."""
+    if budget is None:
+        return []
+    limits = (("budget", budget.left), ("client_budget", budget.client_left))
+    return [kind for kind, limit in limits if limit is not None]
+
+
 def _reserve(budget, *, client_id: int) -> None:
     """Take what the order needs from the promotion's budget and the client's, or refuse with
     what is left (read after the guarded update found no room)."""
-    for kind, limited in (("budget", budget.left), ("client_budget", budget.client_left)):
-        if limited is None:
-            continue
+    for kind in _budget_kinds(budget):
         moved = _budget_move(
             kind,
             promotion_id=budget.promotion_id,
@@ -629,6 +627,13 @@ def _budget_left(kind: str, budget, client_id: int) -> Decimal:
     return money_round(
         max((cap or Decimal(0)) - spent, Decimal(0)), minor_units=minor_units, rounding=ROUND_DOWN
     )
+
+
+def _version_sql() -> str:
+    """The provider's current rules version (0 before its first rule) as a scalar subquery of
+    one parameter, the provider."""
+    versions = connection.ops.quote_name(RulesVersion._meta.db_table)
+    return f"(SELECT COALESCE(MAX(version), 0) FROM {versions} WHERE provider_id = %s)"
 
 
 # A code's settings as the quote read them; the guarded update returns them as they are now.
@@ -668,8 +673,7 @@ def _version_and_slots(
     usages = q(PromoCodeUsage._meta.db_table)
     sql = (
         f"SELECT v.version, u.promocode_id, u.client_slot "
-        f"FROM (SELECT COALESCE(MAX(version), 0) AS version FROM {q(RulesVersion._meta.db_table)} "
-        f"WHERE provider_id = %s) AS v LEFT JOIN {usages} AS u ON u.client_id = %s "
+        f"FROM (SELECT {_version_sql()} AS version) AS v LEFT JOIN {usages} AS u ON u.client_id = %s "
         f"AND u.status = %s AND u.promocode_id IN ({', '.join(['%s'] * len(code_ids)) or 'NULL'})"
     )
     with connection.cursor() as cursor:

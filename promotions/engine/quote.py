@@ -75,10 +75,14 @@ _TARIFF = Columns(Tariff, "id", "name", "provider_id", "charge", alias="t")
 _CODE = Columns(PromoCode, *CodeRow.COLUMNS[:3], alias="k")
 _CODE_PROVIDER = Columns(Promotion, "provider_id", alias="kp")
 _CODE_STATE = Columns(PromoCode, *CodeRow.COLUMNS[4:], alias="k")
-# Where each part of a context row starts: client, provider, its currency, rules version, line
-# currency, tariff, code, code's provider, code's state.
+# A context row's parts: client, provider, its currency, rules version (None: one column), line
+# currency, tariff, then code, code's provider, code's state; and where the line currency's,
+# the tariff's and the code's columns start.
 _PARTS = (_CLIENT, _PROVIDER, _PROVIDER_CURRENCY, None, _LINE_CURRENCY, _TARIFF)
 _CODE_PARTS = (_CODE, _CODE_PROVIDER, _CODE_STATE)
+_LINE_CURRENCY_AT, _TARIFF_AT, _CODE_AT = list(
+    itertools.accumulate(len(p.fields) if p else 1 for p in _PARTS)
+)[3:6]
 
 
 @functools.lru_cache(maxsize=64)
@@ -165,8 +169,7 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
         )
     if not order.lines:
         raise ValidationError({"lines": "An order has at least one line."})
-    starts = list(itertools.accumulate(len(p.fields) if p else 1 for p in (*_PARTS, *_CODE_PARTS)))
-    line_currency, tariff, code = starts[3], starts[4], starts[5]
+    line_currency, tariff, code = _LINE_CURRENCY_AT, _TARIFF_AT, _CODE_AT
     tariffs: dict[int, Tariff] = {}
     currencies: dict[str, Currency] = {}
     codes: dict[str, CodeRow] = {}

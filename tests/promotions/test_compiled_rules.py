@@ -115,21 +115,22 @@ example_windows = st.shared(
     key="windows",
 )
 windows = example_windows.flatmap(st.sampled_from)
+
+
+def counted(kind: str):
+    """A condition on how many of the client's services count (of any tariff)."""
+    return st.builds(
+        ConditionSpec,
+        kind=st.just(kind),
+        comparison=comparisons,
+        amount=st.integers(0, 3),
+        or_group=or_groups,
+    )
+
+
 conditions = st.one_of(
-    st.builds(
-        ConditionSpec,
-        kind=st.just("service_count"),
-        comparison=comparisons,
-        amount=st.integers(0, 3),
-        or_group=or_groups,
-    ),
-    st.builds(
-        ConditionSpec,
-        kind=st.just("paid_services"),
-        comparison=comparisons,
-        amount=st.integers(0, 3),
-        or_group=or_groups,
-    ),
+    counted("service_count"),
+    counted("paid_services"),
     st.builds(
         ConditionSpec,
         kind=st.just("has_tariff"),

@@ -78,6 +78,33 @@ def service_call(fn, *, field_names: dict[str, str] | None = None):
         raise ValidationError(nested_errors(exc.message_dict, field_names or {})) from None
 
 
+# One instance per input serializer class, its fields built once: see `validated`.
+_PREBUILT: dict[type[serializers.Serializer], serializers.Serializer] = {}
+
+
+def validated(serializer_class: type[serializers.Serializer], data) -> dict:
+    """What `serializer_class(data=data).is_valid(raise_exception=True)` validates, or the same
+    ValidationError.
+
+    Measured need: DRF builds a serializer's fields afresh for each instance (a deep copy of the
+    declared ones); for an order that was 0.3 ms of a redemption's 2.7 ms of CPU in the app
+    server, against 0.03 ms for validating it (bench/http_load.py profiles). Valid data goes
+    through one instance per class, built once: `run_validation` keeps nothing on it, so requests
+    in parallel share it. Invalid data is worded by a fresh instance, exactly as is_valid
+    words it (the shared one is never bound to data)."""
+    serializer = _PREBUILT.get(serializer_class)
+    if serializer is None:
+        serializer = serializer_class()
+        serializer.fields  # noqa: B018 -- built here, once, rather than by requests in parallel
+        _PREBUILT[serializer_class] = serializer
+    try:
+        return serializer.run_validation(data)
+    except ValidationError:
+        fresh = serializer_class(data=data)
+        fresh.is_valid(raise_exception=True)
+        return fresh.validated_data
+
+
 def _too_many(exc: BrakeThrottled) -> Throttled:
     return Throttled(wait=exc.retry_after, detail="Too many failed attempts; slow down.")
 

@@ -15,6 +15,7 @@ from common.apis import (
     Pagination,
     api_actor,
     service_call,
+    validated,
 )
 from promotions import services
 from promotions.engine import Kind, Order
@@ -62,21 +63,19 @@ class OrderInput(serializers.Serializer):
     )
     lines = LineInput(many=True, help_text=f"1 to {MAX_LINES_PER_ORDER} lines.")
 
-    def to_order(self) -> Order:
-        data = self.validated_data
-        return services.order_build(
+
+def _order_of(data: dict) -> Order:
+    """The order an OrderInput's validated data names, built (and its rules checked) by the
+    services."""
+    return service_call(
+        lambda: services.order_build(
             client=data["client"],
             provider=data["provider"],
             at=data.get("at"),
             codes=data["codes"],
             lines=data["lines"],
         )
-
-
-def _order_from(request) -> Order:
-    serializer = OrderInput(data=request.data)
-    serializer.is_valid(raise_exception=True)
-    return service_call(serializer.to_order)
+    )
 
 
 class QuoteOutput(serializers.Serializer):
@@ -177,14 +176,11 @@ class QuoteApi(APIView):
         "and why others do not. Reads only. The verdicts are complete with `explain: true`.",
     )
     def post(self, request):
-        serializer = QuoteInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        order = service_call(serializer.to_order)
+        data = validated(QuoteInput, request.data)
+        order = _order_of(data)
         quote = service_call(
             lambda: services.order_quote(
-                order=order,
-                actor=api_actor(request, "api.quote"),
-                explain=serializer.validated_data["explain"],
+                order=order, actor=api_actor(request, "api.quote"), explain=data["explain"]
             )
         )
         return Response(quote_as_dict(quote))
@@ -207,7 +203,7 @@ class RedemptionCreateApi(APIView):
             lambda: services.idempotency_key_clean(request.headers.get("Idempotency-Key")),
             field_names={"idempotency_key": "Idempotency-Key"},
         )
-        order = _order_from(request)
+        order = _order_of(validated(OrderInput, request.data))
         try:
             redemption, created = service_call(
                 lambda: services.redemption_redeem(

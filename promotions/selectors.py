@@ -73,12 +73,14 @@ def usage_charge(usage: PromoCodeUsage) -> str:
 def redemption_as_dict(*, redemption: Redemption) -> dict:
     """The redemption's stored quote with its live status and usages (read unless the
     redemption carries them, as a new one does)."""
-    prefetch_related_objects(
-        [redemption],
-        Prefetch(
-            "usages", queryset=PromoCodeUsage.objects.select_related("promocode").order_by("id")
-        ),
-    )
+    if "usages" not in getattr(redemption, "_prefetched_objects_cache", {}):
+        prefetch_related_objects(
+            [redemption],
+            Prefetch(
+                "usages",
+                queryset=PromoCodeUsage.objects.select_related("promocode").order_by("id"),
+            ),
+        )
     usages = sorted(redemption.usages.all(), key=lambda u: u.pk)
     return {
         "id": redemption.pk,

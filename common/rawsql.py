@@ -7,6 +7,7 @@ converted by the same converters the ORM applies (SQLite keeps decimals as float
 text), so a caller gets what `values_list` would have given.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -72,6 +73,11 @@ def deferred_instance(model: type[Model], **given: Any) -> Model:
 def _insert_into(meta) -> tuple[str, list[Field]]:
     """`INSERT INTO table (columns)` and its fields: every concrete one but the primary key,
     which the database draws."""
+    return _insert_head(connection.vendor, meta)
+
+
+@functools.cache
+def _insert_head(vendor: str, meta) -> tuple[str, list[Field]]:
     fields = [f for f in meta.concrete_fields if f is not meta.auto_field]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in fields)
@@ -103,23 +109,27 @@ def insert(objs: Sequence[Model]) -> None:
         inserted(obj, pk_value)
 
 
-def insert_select(
-    obj: Model, *, computed: dict[str, tuple[str, list[Any]]]
-) -> tuple[str, list[Any]]:
-    """`INSERT INTO table (columns) SELECT values` for one validated instance, to end with the
-    caller's `FROM ...`: a column named (by attname) in `computed` takes that SQL expression
-    (with its parameters), the others the instance's values as parameters."""
-    head, fields = _insert_into(obj._meta)
-    values, params = [], []
+def insert_select_sql(model: type[Model], computed: dict[str, str]) -> str:
+    """`INSERT INTO table (columns) SELECT values` for `model`, to end with the caller's
+    `FROM ...`: a column named (by attname) in `computed` takes that SQL expression, every other
+    one a parameter (see `insert_select_params`). The text depends on the shape only, so a caller
+    can build it once."""
+    head, fields = _insert_into(model._meta)
+    values = (computed.get(f.attname, "%s") for f in fields)
+    return f"{head} SELECT {', '.join(values)}"
+
+
+def insert_select_params(obj: Model, computed: dict[str, list[Any]]) -> list[Any]:
+    """The parameters of `insert_select_sql` for one validated instance, in order: a computed
+    column's expression's (by attname in `computed`), every other column's value."""
+    _, fields = _insert_into(obj._meta)
+    params: list[Any] = []
     for f in fields:
         if f.attname in computed:
-            expression, expression_params = computed[f.attname]
-            values.append(expression)
-            params += expression_params
+            params += computed[f.attname]
         else:
-            values.append("%s")
             params.append(_value(f, obj))
-    return f"{head} SELECT {', '.join(values)}", params
+    return params
 
 
 def inserted(obj: Model, pk_value: Any) -> None:

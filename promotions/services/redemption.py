@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -15,7 +16,14 @@ from django.utils import timezone
 from common.actors import Actor
 from common.models import History
 from common.money import money_round
-from common.rawsql import Columns, deferred_instance, insert, insert_select, inserted
+from common.rawsql import (
+    Columns,
+    deferred_instance,
+    insert,
+    insert_select_params,
+    insert_select_sql,
+    inserted,
+)
 from common.services import history_line, history_record
 from common.throttle import Throttled, brakes_check, brakes_refuse, brakes_spent, throttle_fail
 from promotions.engine import Order, Quote, order_context, quote_order
@@ -387,52 +395,19 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     concurrent twin under the same key, or the client's concurrent order taking the same slot,
     fails the whole statement on the unique index (IntegrityError), as in `_redeem`."""
     ((code_id, verdict),) = writes.codes.items()
-    q = connection.ops.quote_name
-    codes = _SETTINGS.table
-    usages = q(PromoCodeUsage._meta.db_table)
-    settings = [
-        field.get_db_prep_value(value, connection)
-        for field, value in zip(_SETTINGS.fields, _settings(verdict.row), strict=True)
-    ]
-    same_settings = " AND ".join(
-        f"{q(field.column)} IS NOT DISTINCT FROM %s" for field in _SETTINGS.fields
-    )
+    (budget,) = _needed(quote) or (None,)
+    kinds = _budget_kinds(budget)
     usage = PromoCodeUsage(
         promocode_id=code_id,
         client_id=order.client_id,
         service_id=writes.renewed.get(verdict.code),
     )
-    live = f"FROM {usages} WHERE promocode_id = %s AND client_id = %s AND status = %s"
-    live_params = [code_id, order.client_id, PromoCodeUsage.Status.ACTIVE]
-    lowest_free_slot = (
-        f"(SELECT MIN(s) FROM generate_series(1, (SELECT COUNT(*) {live}) + 1) AS s "
-        f"WHERE s NOT IN (SELECT client_slot {live}))",
-        live_params * 2,
-    )
-    redemption_sql, redemption_params = insert_select(writes.redemption, computed={})
-    history_sql, history_params = insert_select(
-        writes.history, computed={"object_id": ("r.id", [])}
-    )
-    usage_sql, usage_params = insert_select(
-        usage, computed={"redemption_id": ("r.id", []), "client_slot": lowest_free_slot}
-    )
-    # The budget the order takes from (at most one promotion's: the promotion's row, then the
-    # client's), each take after the code's, as `_redeem` takes them.
-    (budget,) = _needed(quote) or (None,)
-    takes, take_params, after = [], [], "taken"
-    for kind in _budget_kinds(budget):
-        take_sql, params = _budget_take_sql(
-            kind,
-            promotion_id=budget.promotion_id,
-            period=budget.period,
-            amount=budget.needs,
-            client_id=order.client_id,
-            after=after,
-        )
-        after = f"take_{kind}"
-        takes.append(f", {after} AS ({take_sql})")
-        take_params += params
-    charge_sql, charge_params = "", []
+    live = [code_id, order.client_id, PromoCodeUsage.Status.ACTIVE]  # the slot's subqueries'
+    params = [
+        *insert_select_params(writes.redemption, {}),
+        *insert_select_params(writes.history, {"object_id": []}),
+        *insert_select_params(usage, {"redemption_id": [], "client_slot": live * 2}),
+    ]
     if budget is not None:
         charge = BudgetCharge(
             promotion_id=budget.promotion_id,
@@ -441,34 +416,25 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
             budgeted=budget.left is not None,
             client_budgeted=budget.client_left is not None,
         )
-        charge_sql, charge_params = insert_select(charge, computed={"redemption_id": ("r.id", [])})
-        charge_sql = f", c AS ({charge_sql} FROM r RETURNING id)"
-    sql = (
-        f"WITH r AS ({redemption_sql} RETURNING id), "
-        f"h AS ({history_sql} FROM r RETURNING id), "
-        f"u AS ({usage_sql} FROM r RETURNING id, client_slot){charge_sql}, "
-        # FROM u: the code's row is locked after the rows before it are written.
-        f"taken AS (UPDATE {codes} SET use_count = use_count + 1 FROM u "
-        f"WHERE {codes}.id = %s AND (uselimit IS NULL OR use_count < uselimit) "
-        f"AND {same_settings} "
-        f"AND {_version_sql()} = %s "
-        f"RETURNING {codes}.id AS taken_id)"
-        f"{''.join(takes)} "
-        # A guard refused (no row taken): 1/0 fails the statement, so nothing of it is kept.
-        f"SELECT (SELECT id FROM r), (SELECT id FROM h), (SELECT id FROM u), "
-        f"(SELECT client_slot FROM u), 1 / (SELECT COUNT(*) FROM {after})"
-    )
-    params = [
-        *redemption_params,
-        *history_params,
-        *usage_params,
-        *charge_params,
+        params += insert_select_params(charge, {"redemption_id": []})
+    params += [
         code_id,
-        *settings,
+        *(
+            field.get_db_prep_value(value, connection)
+            for field, value in zip(_SETTINGS.fields, _settings(verdict.row), strict=True)
+        ),
         order.provider_id,
         quote.rules_version,
-        *take_params,
     ]
+    for kind in kinds:
+        params += _budget_take_params(
+            kind,
+            promotion_id=budget.promotion_id,
+            period=budget.period,
+            amount=budget.needs,
+            client_id=order.client_id,
+        )
+    sql = _one_statement_sql(connection.vendor, tuple(kinds), charged=budget is not None)
     try:
         # Its own atomicity: one statement (a savepoint only inside a caller's transaction).
         alone = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
@@ -487,6 +453,55 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     inserted(usage, usage_id)
     _carry(writes.redemption, [usage], writes.codes)
     return writes.redemption
+
+
+@functools.lru_cache(maxsize=16)
+def _one_statement_sql(vendor: str, kinds: tuple[str, ...], *, charged: bool) -> str:
+    """`_redeem_in_one_statement`'s statement for an order taking from these budget rows (and
+    charging a budget or not), built once per shape; its parameters are in the order the
+    function lists them."""
+    q = connection.ops.quote_name
+    codes = _SETTINGS.table
+    usages = q(PromoCodeUsage._meta.db_table)
+    same_settings = " AND ".join(
+        f"{q(field.column)} IS NOT DISTINCT FROM %s" for field in _SETTINGS.fields
+    )
+    live = f"FROM {usages} WHERE promocode_id = %s AND client_id = %s AND status = %s"
+    lowest_free_slot = (
+        f"(SELECT MIN(s) FROM generate_series(1, (SELECT COUNT(*) {live}) + 1) AS s "
+        f"WHERE s NOT IN (SELECT client_slot {live}))"
+    )
+    redemption_sql = insert_select_sql(Redemption, {})
+    history_sql = insert_select_sql(History, {"object_id": "r.id"})
+    usage_sql = insert_select_sql(
+        PromoCodeUsage, {"redemption_id": "r.id", "client_slot": lowest_free_slot}
+    )
+    charge_sql = ""
+    if charged:
+        charge_sql = insert_select_sql(BudgetCharge, {"redemption_id": "r.id"})
+        charge_sql = f", c AS ({charge_sql} FROM r RETURNING id)"
+    # The budget rows the order takes from (the promotion's, then the client's), each take
+    # after the code's, as `_redeem` takes them.
+    takes, after = [], "taken"
+    for kind in kinds:
+        take_sql = _budget_take_sql(vendor, kind, after=after)
+        after = f"take_{kind}"
+        takes.append(f", {after} AS ({take_sql})")
+    return (
+        f"WITH r AS ({redemption_sql} RETURNING id), "
+        f"h AS ({history_sql} FROM r RETURNING id), "
+        f"u AS ({usage_sql} FROM r RETURNING id, client_slot){charge_sql}, "
+        # FROM u: the code's row is locked after the rows before it are written.
+        f"taken AS (UPDATE {codes} SET use_count = use_count + 1 FROM u "
+        f"WHERE {codes}.id = %s AND (uselimit IS NULL OR use_count < uselimit) "
+        f"AND {same_settings} "
+        f"AND {_version_sql()} = %s "
+        f"RETURNING {codes}.id AS taken_id)"
+        f"{''.join(takes)} "
+        # A guard refused (no row taken): 1/0 fails the statement, so nothing of it is kept.
+        f"SELECT (SELECT id FROM r), (SELECT id FROM h), (SELECT id FROM u), "
+        f"(SELECT client_slot FROM u), 1 / (SELECT COUNT(*) FROM {after})"
+    )
 
 
 # The one-statement redemption's abort (see its last line).
@@ -543,7 +558,8 @@ def _budget_move(
         )
         params = [amount, *params, amount]
     else:
-        sql, params = _budget_take_sql(
+        sql = _budget_take_sql(connection.vendor, kind)
+        params = _budget_take_params(
             kind, promotion_id=promotion_id, period=period, amount=amount, client_id=client_id
         )
     with connection.cursor() as cursor:
@@ -551,16 +567,16 @@ def _budget_move(
         return cursor.fetchone() is not None
 
 
-def _budget_take_sql(
-    kind: str, *, promotion_id: int, period: str, amount, client_id: int, after: str = ""
-) -> tuple[str, list]:
-    """The guarded take of `amount` from a budget row, as (sql, params); `after` names a row
-    source (a WITH query) the take waits for, in the one-statement redemption.
+@functools.lru_cache(maxsize=16)
+def _budget_take_sql(vendor: str, kind: str, *, after: str = "") -> str:
+    """The guarded take of an amount from a budget row (its parameters: `_budget_take_params`);
+    `after` names a row source (a WITH query) the take waits for, in the one-statement
+    redemption.
 
-    One statement: the period's row is made with `amount` when the limit allows it, or moved by
-    `amount` only while `spent + amount <= limit` (a concurrent first insert of the row waits on
-    the unique index, then takes the update). ROUND: SQLite keeps decimals as binary floats,
-    and sums of cents must compare exactly."""
+    One statement: the period's row is made with the amount when the limit allows it, or moved
+    by the amount only while `spent + amount <= limit` (a concurrent first insert of the row
+    waits on the unique index, then takes the update). ROUND: SQLite keeps decimals as binary
+    floats, and sums of cents must compare exactly."""
     model, limit, extra = _BUDGET_ROWS[kind]
     q = connection.ops.quote_name
     table = q(model._meta.db_table)
@@ -568,7 +584,7 @@ def _budget_take_sql(
     keys = ["promotion_id", *([extra] if extra else []), "period"]
     key_values = ["CAST(%s AS INTEGER)"] * (len(keys) - 1) + ["CAST(%s AS VARCHAR(10))"]
     cap = f"(SELECT {q(limit)} FROM {promotions} WHERE id = {table}.promotion_id)"
-    sql = (
+    return (
         f"INSERT INTO {table} ({', '.join(keys)}, spent) "
         f"SELECT {', '.join(key_values)}, CAST(%s AS NUMERIC(20, 4)) "
         f"{f'FROM {after} ' if after else ''}"
@@ -577,8 +593,15 @@ def _budget_take_sql(
         f"SET spent = ROUND({table}.spent + excluded.spent, 4) "
         f"WHERE ROUND({table}.spent + excluded.spent, 4) <= {cap} RETURNING id"
     )
-    params = [promotion_id, *([client_id] if extra else []), period, amount, amount, promotion_id]
-    return sql, params
+
+
+def _budget_take_params(
+    kind: str, *, promotion_id: int, period: str, amount, client_id: int
+) -> list:
+    """`_budget_take_sql`'s parameters: take `amount` from the row of this promotion's period
+    (and client, for a client budget)."""
+    extra = _BUDGET_ROWS[kind][2]
+    return [promotion_id, *([client_id] if extra else []), period, amount, amount, promotion_id]
 
 
 def _budget_kinds(budget: BudgetView | None) -> list[str]:

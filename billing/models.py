@@ -139,7 +139,9 @@ class Expense(models.Model):
     database refuses a counter past the amount whatever writes it.
     """
 
-    client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="expenses")
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, related_name="expenses", db_index=False
+    )
     service = models.ForeignKey(
         Service, null=True, blank=True, on_delete=models.PROTECT, related_name="expenses"
     )

@@ -7,7 +7,8 @@ class History(models.Model):
     """One change to a tracked object; children (discounts, codes) record on their root object."""
 
     changedate = models.DateTimeField(auto_now_add=True, db_index=True)
-    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    # Its index is the composite one's first column (Meta.indexes): one index less per write.
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE, db_index=False)
     object_id = models.PositiveBigIntegerField()
     desc = models.TextField()
     user = models.ForeignKey(

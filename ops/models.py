@@ -17,7 +17,9 @@ class JobAttempt(models.Model):
         RETRY = "retry", "transient error, tried again"
         LOST = "lost", "lost its worker"
 
-    job = models.ForeignKey("common.Job", on_delete=models.CASCADE, related_name="attempts")
+    job = models.ForeignKey(
+        "common.Job", on_delete=models.CASCADE, related_name="attempts", db_index=False
+    )
     number = models.PositiveSmallIntegerField()
     slot = models.PositiveSmallIntegerField()
     worker = models.CharField(max_length=200)

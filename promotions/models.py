@@ -275,7 +275,9 @@ class Discount(models.Model):
 class ConditionGroup(models.Model):
     """Conditions in one group are OR-ed; groups are AND-ed with each other."""
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="groups")
+    promotion = models.ForeignKey(
+        Promotion, on_delete=models.CASCADE, related_name="groups", db_index=False
+    )
     name = models.CharField(max_length=200)
 
     class Meta:
@@ -518,7 +520,10 @@ class Redemption(models.Model):
         help_text="Digest of the request, so a reused key with another order is refused.",
     )
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="redemptions")
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="redemptions")
+    # Indexed as the first column of the key's unique constraint.
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, related_name="redemptions", db_index=False
+    )
     quote = models.JSONField(help_text="The quote as it was answered when the order was redeemed.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
@@ -547,7 +552,10 @@ class PromoCodeUsage(models.Model):
         ACTIVE = "active", "active"
         RELEASED = "released", "released"
 
-    promocode = models.ForeignKey(PromoCode, on_delete=models.PROTECT, related_name="usages")
+    # Indexed as the first column of the (promocode, client, status) index and the constraints.
+    promocode = models.ForeignKey(
+        PromoCode, on_delete=models.PROTECT, related_name="usages", db_index=False
+    )
     client = models.ForeignKey(Client, on_delete=models.PROTECT, related_name="promocode_usages")
     redemption = models.ForeignKey(
         Redemption, null=True, blank=True, on_delete=models.PROTECT, related_name="usages"
@@ -584,7 +592,9 @@ class BudgetSpend(models.Model):
     """What a promotion has given in one budget period ("total", "2026-11-29" or "2026-11"):
     moved only by guarded updates (`spent + x <= budget`) in redemptions, and back by releases."""
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="spends")
+    promotion = models.ForeignKey(
+        Promotion, on_delete=models.CASCADE, related_name="spends", db_index=False
+    )
     period = models.CharField(max_length=10)
     spent = models.DecimalField(
         max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, default=0
@@ -604,7 +614,9 @@ class BudgetSpend(models.Model):
 class ClientBudgetSpend(models.Model):
     """What one client has received from a promotion in one budget period."""
 
-    promotion = models.ForeignKey(Promotion, on_delete=models.CASCADE, related_name="client_spends")
+    promotion = models.ForeignKey(
+        Promotion, on_delete=models.CASCADE, related_name="client_spends", db_index=False
+    )
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="budget_spends")
     period = models.CharField(max_length=10)
     spent = models.DecimalField(
@@ -628,8 +640,9 @@ class BudgetCharge(models.Model):
     """A redemption's reservation against a promotion's budget: the period it was taken from, so
     a release gives it back there. Never changed; a released redemption's charges are given back."""
 
+    # Indexed as the first column of the once-per-redemption constraint.
     redemption = models.ForeignKey(
-        Redemption, on_delete=models.PROTECT, related_name="budget_charges"
+        Redemption, on_delete=models.PROTECT, related_name="budget_charges", db_index=False
     )
     promotion = models.ForeignKey(Promotion, on_delete=models.PROTECT, related_name="charges")
     period = models.CharField(max_length=10)

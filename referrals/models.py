@@ -266,7 +266,7 @@ class Rule(models.Model):
 class RuleConditionGroup(models.Model):
     """Conditions in one group are OR-ed; groups are AND-ed with each other."""
 
-    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="groups")
+    rule = models.ForeignKey(Rule, on_delete=models.CASCADE, related_name="groups", db_index=False)
     name = models.CharField(max_length=200)
 
     class Meta:
@@ -373,7 +373,7 @@ class Partnership(models.Model):
     """A client enrolled as a partner of a program, with the code and link they hand out."""
 
     program = models.ForeignKey(
-        ReferralProgram, on_delete=models.CASCADE, related_name="partnerships"
+        ReferralProgram, on_delete=models.CASCADE, related_name="partnerships", db_index=False
     )
     partner = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="partnerships")
     code = models.CharField(max_length=120, blank=True)
@@ -449,7 +449,7 @@ class AttachmentRefusal(models.Model):
         ReferralProgram, on_delete=models.CASCADE, related_name="attachment_refusals"
     )
     partner = models.ForeignKey(
-        Client, on_delete=models.CASCADE, related_name="attachment_refusals"
+        Client, on_delete=models.CASCADE, related_name="attachment_refusals", db_index=False
     )
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="+")
     screen = models.CharField(max_length=20, choices=Screen.choices)

@@ -13,33 +13,33 @@ from common.rawsql import Columns
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    _columns: dict[type, tuple[Columns, Columns]] = {}  # per token model: its and its user's
+    # per token model and database vendor: the statement, and its token's and user's columns
+    _lookups: dict[tuple[type, str], tuple[str, Columns, Columns]] = {}
 
-    def _columns_of(self, model) -> tuple[Columns, Columns]:
-        found = self._columns.get(model)
+    def _lookup(self, model) -> tuple[str, Columns, Columns]:
+        key = (model, connection.vendor)
+        found = self._lookups.get(key)
         if found is None:
-            user_model = model._meta.get_field("user").related_model
-            found = self._columns[model] = (
-                Columns(model, *(f.attname for f in model._meta.concrete_fields), alias="t"),
-                Columns(
-                    user_model, *(f.attname for f in user_model._meta.concrete_fields), alias="u"
-                ),
+            user_field = model._meta.get_field("user")
+            user_model = user_field.related_model
+            tokens = Columns(model, *(f.attname for f in model._meta.concrete_fields), alias="t")
+            users = Columns(
+                user_model, *(f.attname for f in user_model._meta.concrete_fields), alias="u"
             )
+            q = connection.ops.quote_name
+            sql = (
+                f"SELECT {tokens.sql()}, {users.sql()} FROM {tokens.table} t "
+                f"JOIN {users.table} u "
+                f"ON u.{q(user_model._meta.pk.column)} = t.{q(user_field.column)} "
+                f"WHERE t.{q(model._meta.pk.column)} = %s"
+            )
+            found = self._lookups[key] = (sql, tokens, users)
         return found
 
     def authenticate_credentials(self, key):
-        model = self.get_model()
-        tokens, users = self._columns_of(model)
-        q = connection.ops.quote_name
-        user_field = model._meta.get_field("user")
+        sql, tokens, users = self._lookup(self.get_model())
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT {tokens.sql()}, {users.sql()} FROM {tokens.table} t "
-                f"JOIN {users.table} u "
-                f"ON u.{q(users.model._meta.pk.column)} = t.{q(user_field.column)} "
-                f"WHERE t.{q(model._meta.pk.column)} = %s",
-                [key],
-            )
+            cursor.execute(sql, [key])
             row = cursor.fetchone()
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -43,23 +43,39 @@ class Columns:
 
     def convert(self, values: Sequence[Any]) -> list[Any]:
         """One row's values (these columns, in order) as the ORM would give them."""
-        converters = self._converters.get(connection.vendor)
+        db = connections[DEFAULT_DB_ALIAS]
+        converters = self._converters.get(db.vendor)
         if converters is None:
-            converters = self._converters[connection.vendor] = [
-                (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-                for col in (f.get_col(self.alias) for f in self.fields)
+            cols = ((i, f.get_col(self.alias)) for i, f in enumerate(self.fields))
+            # Only the columns that have converters (on PostgreSQL, few do).
+            converters = self._converters[db.vendor] = [
+                (i, col, convert)
+                for i, col in cols
+                if (convert := db.ops.get_db_converters(col) + col.get_db_converters(db))
             ]
-        row = []
-        for value, (col, convert) in zip(values, converters, strict=True):
+        row = list(values)
+        if len(row) != len(self.fields):
+            raise ValueError(f"{len(row)} values for {len(self.fields)} columns")
+        for i, col, convert in converters:
+            value = row[i]
             for converter in convert:
-                value = converter(value, col, connection)
-            row.append(value)
+                value = converter(value, col, db)
+            row[i] = value
         return row
 
     def instance(self, values: Sequence[Any]) -> Model:
         """A model instance holding these fields (the others deferred), as `.only()` gives."""
-        names = (f.attname for f in self.fields)
-        return deferred_instance(self.model, **dict(zip(names, self.convert(values), strict=True)))
+        row = self.convert(values)
+        names, order = self._model_order
+        return self.model.from_db(DEFAULT_DB_ALIAS, names, [row[i] for i in order])
+
+    @functools.cached_property
+    def _model_order(self) -> tuple[list[str], list[int]]:
+        """These fields' attnames in the model's field order (what from_db takes), and where
+        each is among these columns."""
+        position = {f.attname: i for i, f in enumerate(self.fields)}
+        names = [f.attname for f in self.model._meta.concrete_fields if f.attname in position]
+        return names, [position[name] for name in names]
 
 
 def deferred_instance(model: type[Model], **given: Any) -> Model:
@@ -67,7 +83,7 @@ def deferred_instance(model: type[Model], **given: Any) -> Model:
     other fields deferred."""
     # from_db takes the values in the model's field order.
     names = [f.attname for f in model._meta.concrete_fields if f.attname in given]
-    return model.from_db(connection.alias, names, [given[name] for name in names])
+    return model.from_db(DEFAULT_DB_ALIAS, names, [given[name] for name in names])
 
 
 def _insert_into(meta) -> tuple[str, list[Field]]:
@@ -135,4 +151,4 @@ def insert_select_params(obj: Model, computed: dict[str, list[Any]]) -> list[Any
 def inserted(obj: Model, pk_value: Any) -> None:
     """Mark an instance written by a hand-written INSERT as saved, with its primary key."""
     setattr(obj, obj._meta.pk.attname, pk_value)
-    obj._state.adding, obj._state.db = False, connection.alias
+    obj._state.adding, obj._state.db = False, DEFAULT_DB_ALIAS

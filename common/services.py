@@ -24,11 +24,12 @@ def history_record(*, obj: models.Model, actor: Actor, desc: str) -> History:
 def history_line(*, obj: models.Model, actor: Actor, desc: str) -> History:
     """The history line of a write, not yet saved (a writer that inserts it in its own statement
     takes it from here, so every line reads alike)."""
+    user = actor.user
     return History(
-        content_type=ContentType.objects.get_for_model(obj, for_concrete_model=True),
+        content_type_id=ContentType.objects.get_for_model(obj, for_concrete_model=True).pk,
         object_id=obj.pk,
         desc=desc,
-        user=actor.user if actor.user is not None and actor.user.pk else None,
+        user_id=user.pk if user is not None and user.pk else None,
         username=actor.username,
         ip=actor.ip or None,
         action=actor.action,

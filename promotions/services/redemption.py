@@ -269,8 +269,10 @@ def _prepare(order: Order, quote: Quote, key: str, fingerprint: str, actor: Acto
     )
     # The quote has just resolved this client of this provider, and the key's uniqueness and the
     # status check are the database's: validating them again would cost queries a redemption.
+    # The quote is the engine's answer in JSON's own types (quote_as_dict): checking that it
+    # encodes would encode it once more than the insert does.
     redemption.full_clean(
-        exclude=["client", "provider"], validate_unique=False, validate_constraints=False
+        exclude=["client", "provider", "quote"], validate_unique=False, validate_constraints=False
     )
     return _Writes(
         redemption=redemption,

@@ -529,6 +529,10 @@ class Redemption(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     released_at = models.DateTimeField(null=True, blank=True)
 
+    # A new redemption's usages with their codes, as its write made them (the answer shows them
+    # without reading them back: promotions.selectors.redemption_usages); None once loaded.
+    written_usages: list["PromoCodeUsage"] | None = None
+
     class Meta:
         ordering = ["id"]
         constraints = [

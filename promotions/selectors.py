@@ -70,18 +70,21 @@ def usage_charge(usage: PromoCodeUsage) -> str:
     return money_shown(charged, lines[0]["currency"])
 
 
+def redemption_usages(*, redemption: Redemption) -> list[PromoCodeUsage]:
+    """The redemption's usages with their codes, in id order: a new redemption's as its write
+    made them, any other's read (or prefetched)."""
+    if redemption.written_usages is not None:
+        return sorted(redemption.written_usages, key=lambda u: u.pk)
+    prefetch_related_objects(
+        [redemption],
+        Prefetch("usages", queryset=PromoCodeUsage.objects.select_related("promocode")),
+    )
+    return sorted(redemption.usages.all(), key=lambda u: u.pk)
+
+
 def redemption_as_dict(*, redemption: Redemption) -> dict:
-    """The redemption's stored quote with its live status and usages (read unless the
-    redemption carries them, as a new one does)."""
-    if "usages" not in getattr(redemption, "_prefetched_objects_cache", {}):
-        prefetch_related_objects(
-            [redemption],
-            Prefetch(
-                "usages",
-                queryset=PromoCodeUsage.objects.select_related("promocode").order_by("id"),
-            ),
-        )
-    usages = sorted(redemption.usages.all(), key=lambda u: u.pk)
+    """The redemption's stored quote with its live status and usages."""
+    usages = redemption_usages(redemption=redemption)
     return {
         "id": redemption.pk,
         "status": redemption.status,

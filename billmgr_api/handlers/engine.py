@@ -22,6 +22,7 @@ from promotions import services
 from promotions.engine import Kind, Order, Quote
 from promotions.engine.present import quote_as_dict
 from promotions.models import Redemption
+from promotions.selectors import redemption_usages
 
 # The door's parameter names for the order's fields, so errors name what the client sent.
 PARAM_OF = {
@@ -219,9 +220,7 @@ def promotion_redeem(req: FuncRequest) -> FuncResult:
         repeated="off" if created else "on",
         total=redemption.quote["total"],
         discount_total=redemption.quote["discount_total"],
-        promocode=", ".join(
-            u.promocode.code for u in redemption.usages.select_related("promocode")
-        ),
+        promocode=", ".join(u.promocode.code for u in redemption_usages(redemption=redemption)),
     )
 
 

@@ -23,6 +23,7 @@ from promotions.models import (
     PromoCodeUsage,
     Redemption,
 )
+from promotions.selectors import redemption_usages
 from promotions.services import redemption as redemption_services
 from tests.factories import (
     ClientFactory,
@@ -124,6 +125,16 @@ def test_both_writers_write_the_same_rows(shop, writer):
         service.pk,
     )
     assert [(u.pk, u.promocode.code) for u in redemption.usages.all()] == [(usage.pk, "SAME")]
+    # and the answer shows that usage as written, without reading it back
+    with CaptureQueriesContext(connection) as answered:
+        shown = redemption_usages(redemption=redemption)
+    assert answered.captured_queries == []
+    assert [(u.pk, u.promocode.code, u.promocode.promotion_id) for u in shown] == [
+        (usage.pk, "SAME", shop.pk)
+    ]
+    # and a redemption loaded later reads the same
+    loaded = redemption_usages(redemption=Redemption.objects.get(pk=redemption.pk))
+    assert [(u.pk, u.promocode.code, u.status) for u in loaded] == [(usage.pk, "SAME", "active")]
     # and the code's use is taken once, with one history line of who redeemed it
     assert PromoCode.objects.get(pk=code.pk).use_count == 6
     line = History.objects.get(object_id=stored.pk, content_type__model="redemption")

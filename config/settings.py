@@ -161,6 +161,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "common.apis.exception_handler",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "common.negotiation.ContentNegotiation",
 }
 
 SPECTACULAR_SETTINGS = {

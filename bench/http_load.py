@@ -1,7 +1,8 @@
 """HTTP load through gunicorn on PostgreSQL: POST /api/v1/redemptions and
 /billmgr?func=promotion.promocode from parallel clients on loopback for a bounded time, beside a
-trivial Django view (/healthz) as the ceiling. One JSON line: requests/s, p50/p99, errors (must be
-0) per target, and redemption_ratio = redemptions/s over the ceiling's requests/s.
+trivial Django view (/healthz) as the ceiling, side by side: the targets take turns in slices
+(BENCH_ROUNDS rounds). One JSON line: requests/s, p50/p99, errors (must be 0) per target, and
+redemption_ratio = redemptions/s over the ceiling's requests/s.
 
 Run: DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres python bench/http_load.py
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
-SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "15"))  # per target, over all rounds
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "16"))
 WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
 DB_NAME = "bench_http_load"
@@ -101,14 +103,19 @@ def _drive(port: int, request_for, seconds: float) -> dict:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "errors": errors[0], "seconds": time.perf_counter() - started}
+
+
+def _summary(runs: list[dict]) -> dict:
+    """One target's figures over its runs (its slices of the rounds)."""
+    latencies = sorted(t for run in runs for t in run["latencies"])
+    seconds = sum(run["seconds"] for run in runs)
     return {
         "requests": len(latencies),
-        "rps": round(len(latencies) / elapsed, 1),
+        "rps": round(len(latencies) / seconds, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
-        "errors": errors[0],
+        "errors": sum(run["errors"] for run in runs),
     }
 
 
@@ -184,15 +191,23 @@ def main() -> None:
             def promocode_list(n, i):
                 return "GET", listing, None, {}, {200}
 
-            results = {}
-            for name, fn in (
-                ("ceiling", ceiling),
-                ("redemption", redemption),
-                ("promocode_list", promocode_list),
-            ):
+            targets = {
+                "ceiling": ceiling,
+                "redemption": redemption,
+                "promocode_list": promocode_list,
+            }
+            for fn in targets.values():
                 _drive(port, fn, 2)  # warm-up: connections, workers, caches
-                results[name] = _drive(port, fn, SECONDS)
-                _common.log(f"{name}: {results[name]}")
+            # Side by side: the targets take turns in short slices, each round in the other
+            # order, so a change in the machine's speed (it is shared) falls on all of them.
+            runs: dict[str, list[dict]] = {name: [] for name in targets}
+            for turn in range(ROUNDS):
+                order = list(targets) if turn % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    runs[name].append(_drive(port, targets[name], SECONDS / ROUNDS))
+            results = {name: _summary(runs[name]) for name in targets}
+            for name, figures in results.items():
+                _common.log(f"{name}: {figures}")
         finally:
             server.terminate()
             server.wait(10)
@@ -203,6 +218,7 @@ def main() -> None:
                 "bench": "http_load",
                 "database": "postgresql",
                 "seconds_per_target": SECONDS,
+                "rounds": ROUNDS,
                 "clients": CLIENTS,
                 "gunicorn_workers": WORKERS,
                 **results,

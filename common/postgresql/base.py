@@ -2,8 +2,9 @@
 shows no sign of trouble (settings.DATABASES names this package as the engine).
 
 Measured need: Django checks a reused connection with `SELECT 1` before each request uses it
-(CONN_HEALTH_CHECKS): a round trip that cost a redemption 0.09 ms of CPU in the app server and
-about as much in the database, 5% of the whole (bench/http_load.py). A connection the server has
+(CONN_HEALTH_CHECKS): a round trip of 0.09 ms of CPU in the app server alone, and one round trip
+more per redemption cost 2% of the redemptions a server answers (bench/http_load.py, side by
+side). A connection the server has
 ended (a restart, pg_terminate_backend, an idle timeout, a pooler gone) has something to read:
 the server's last message or the end of the stream. So an idle connection with nothing to read
 is taken as usable, and any other is checked by Django's own `SELECT 1`, as before.
@@ -31,9 +32,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
 
 def _readable(fd: int) -> bool:
-    """Whether the socket has data or its end waiting (without waiting for either)."""
+    """Whether the socket has data, its end or an error waiting (without waiting for any)."""
+    poller = select.poll()
     try:
-        readable, _, _ = select.select([fd], [], [], 0)
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)

@@ -15,6 +15,7 @@ class ContentNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         if (
             renderers
+            and ";" not in renderers[0].media_type  # DRF skips one with parameters for */*
             and not format_suffix
             and request.META.get("HTTP_ACCEPT", ANYTHING) == ANYTHING
             and not request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)

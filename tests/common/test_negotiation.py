@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer, MultiPartRenderer
 from rest_framework.request import Request
 
 from common.negotiation import ContentNegotiation
@@ -46,7 +46,13 @@ def _answer(negotiation, accept, query, suffix, renderers):
     query=st.sampled_from(["", "?format=json", "?format=api", "?format=xml", "?limit=5"]),
     suffix=st.sampled_from([None, "json", "api"]),
     renderers=st.sampled_from(
-        [[JSONRenderer()], [JSONRenderer(), BrowsableAPIRenderer()], [BrowsableAPIRenderer()]]
+        [
+            [JSONRenderer()],
+            [JSONRenderer(), BrowsableAPIRenderer()],
+            [BrowsableAPIRenderer()],
+            [MultiPartRenderer(), JSONRenderer()],  # a media type with parameters first
+            [],
+        ]
     ),
 )
 @pytest.mark.django_db

@@ -1,12 +1,16 @@
-"""The PostgreSQL backend's health check: a quiet connection is reused without a round trip, and
-one the server has ended, or one with something unexpected to read, gets Django's `SELECT 1`
+"""The PostgreSQL backend's health check: a connection that spoke to the server a moment ago and is
+quiet is reused without a round trip; one the server has ended, one with something unexpected to
+read, or one silent for longer (a network device may have dropped it) gets Django's `SELECT 1`
 (and is replaced when that fails) before a request uses it. Real backends, cut from the server."""
 
 import select
+import time
 
 import psycopg
 import pytest
 from django.db import connection
+
+from common.postgresql import base
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -82,3 +86,17 @@ def test_a_connection_with_something_to_read_gets_the_full_check_and_is_kept():
     assert _backend_pid() == pid
     with connection.cursor() as cursor:
         cursor.execute("UNLISTEN *")
+
+
+def test_a_connection_silent_for_long_gets_the_full_check(monkeypatch):
+    # given an idle connection that last spoke to the server longer ago than the quiet window
+    pid = _backend_pid()
+    later = time.monotonic() + base.QUIET_SECONDS + 1
+    monkeypatch.setattr(base.time, "monotonic", lambda: later)
+    with _observer() as observer:
+        # when the next request begins
+        _next_request_checks_health()
+        # then the server was asked (Django's SELECT 1), and the healthy connection is kept
+        assert _last_query(observer, pid) == "SELECT 1"
+    monkeypatch.undo()
+    assert _backend_pid() == pid

@@ -76,13 +76,12 @@ _CODE = Columns(PromoCode, *CodeRow.COLUMNS[:3], alias="k")
 _CODE_PROVIDER = Columns(Promotion, "provider_id", alias="kp")
 _CODE_STATE = Columns(PromoCode, *CodeRow.COLUMNS[4:], alias="k")
 # A context row's parts: client, provider, its currency, rules version (None: one column), line
-# currency, tariff, then code, code's provider, code's state; and where the line currency's,
-# the tariff's and the code's columns start.
+# currency, tariff, then code, code's provider, code's state; and where each part starts.
 _PARTS = (_CLIENT, _PROVIDER, _PROVIDER_CURRENCY, None, _LINE_CURRENCY, _TARIFF)
 _CODE_PARTS = (_CODE, _CODE_PROVIDER, _CODE_STATE)
-_LINE_CURRENCY_AT, _TARIFF_AT, _CODE_AT = list(
+_PROVIDER_AT, _PROVIDER_CURRENCY_AT, _VERSION_AT, _LINE_CURRENCY_AT, _TARIFF_AT, _CODE_AT = (
     itertools.accumulate(len(p.fields) if p else 1 for p in _PARTS)
-)[3:6]
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -165,7 +164,7 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
             ],
         )
         rows = cursor.fetchall()
-    client = _CLIENT.convert(rows[0][0:3]) if rows else None
+    client = _CLIENT.convert(rows[0][:_PROVIDER_AT]) if rows else None
     if client is None or client[2] != order.provider_id:
         raise ValidationError(
             {"client": f"Client {order.client_id} is not a client of provider {order.provider_id}."}
@@ -209,14 +208,14 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
     if len(isos) > 1:
         raise ValidationError({"lines": "An order is in one currency."})
     client_id, registered_at, _ = client
-    (max_discount,) = _PROVIDER.convert(rows[0][3:4])
-    (currency,) = _PROVIDER_CURRENCY.convert(rows[0][4:5])
+    (max_discount,) = _PROVIDER.convert(rows[0][_PROVIDER_AT:_PROVIDER_CURRENCY_AT])
+    (currency,) = _PROVIDER_CURRENCY.convert(rows[0][_PROVIDER_CURRENCY_AT:_VERSION_AT])
     return OrderContext(
         client_id=client_id,
         registered_at=registered_at,
         max_discount=max_discount,
         currency=currency,
-        rules_version=rows[0][5] or 0,
+        rules_version=rows[0][_VERSION_AT] or 0,
         tariffs=tariffs,
         currencies=currencies,
         codes=codes,

@@ -6,6 +6,7 @@ class CommonConfig(AppConfig):
     verbose_name = "Change history"
 
     def ready(self) -> None:
-        from common.signin import connect_signals
+        from common import authentication, signin
 
-        connect_signals()
+        signin.connect_signals()
+        authentication.connect_signals()

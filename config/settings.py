@@ -199,6 +199,9 @@ LOGGING = {
 
 # Every door that checks a password signs in under one policy (common/signin.py).
 AUTHENTICATION_BACKENDS = ["common.signin.BrakedModelBackend"]
+# A REST token found valid answers without its lookup for this long, per process (a revocation
+# is seen at once by the process that made it, by the others within this time); 0: never.
+API_TOKEN_CACHE_SECONDS = float(os.environ.get("API_TOKEN_CACHE_SECONDS", "2"))
 # Verified credentials skip the slow hash for this long (a keyed digest in the cache); 0: never.
 SIGNIN_CACHE_SECONDS = int(os.environ.get("SIGNIN_CACHE_SECONDS", "300"))
 

@@ -54,13 +54,16 @@ def run_in_threads(fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
 
 @pytest.fixture(autouse=True)
 def cold_rule_caches():
-    """Each test starts without compiled rule sets: the test database reuses ids and rules
-    versions that an earlier test may have compiled."""
+    """Each test starts without compiled rule sets or remembered API tokens: the test database
+    reuses ids and rules versions that an earlier test may have compiled, and a rolled-back
+    token leaves without the signal that makes the process forget it."""
     from django.core.cache import cache
 
+    from common.authentication import verified_tokens_forget
     from promotions.engine.rules import rules_forget
 
     rules_forget()
+    verified_tokens_forget()
     cache.clear()
 
 

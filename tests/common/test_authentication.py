@@ -1,9 +1,14 @@
-"""REST token authentication: the hand-written lookup answers as DRF's own scheme does."""
+"""REST token authentication: the hand-written lookup answers as DRF's own scheme does, and a
+valid token is remembered for a short while."""
 
 import pytest
+from django.contrib.auth.models import Group, Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from common import authentication
 from common.authentication import TokenAuthentication
 from tests.factories import UserFactory
 
@@ -62,3 +67,141 @@ def test_the_request_knows_its_user_and_token(rf):
         user.pk,
         token.created,
     )
+
+
+# Remembered tokens ------------------------------------------------------------------------------
+
+
+def _token_lookups(ctx) -> int:
+    return sum('"authtoken_token"' in q["sql"] for q in ctx.captured_queries)
+
+
+def _get_me_counting(token_key: str):
+    with CaptureQueriesContext(connection) as ctx:
+        response = get_me(token_key)
+    return response.status_code, _token_lookups(ctx)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The memory's monotonic clock, moved by the test instead of slept."""
+    now = [1000.0]
+    monkeypatch.setattr(authentication, "_clock", lambda: now[0])
+    return now
+
+
+def test_a_valid_token_answers_without_its_lookup_for_a_while(clock, settings):
+    # given a token that has just signed its user in
+    settings.API_TOKEN_CACHE_SECONDS = 2
+    token = Token.objects.create(user=UserFactory(is_superuser=True))
+    assert _get_me_counting(token.key) == (200, 1)
+    # when it is presented again within the time, and again after it
+    clock[0] += 1.9
+    within = _get_me_counting(token.key)
+    clock[0] += 0.2
+    after = _get_me_counting(token.key)
+    # then the first answers without the lookup, the second looks the token up again
+    assert within == (200, 0)
+    assert after == (200, 1)
+
+
+def _delete_token(token):
+    token.delete()
+
+
+def _deactivate(token):
+    token.user.is_active = False
+    token.user.save()
+
+
+def _demote(token):
+    token.user.is_superuser = False
+    token.user.save()
+
+
+def _take_permission_from_group(token):
+    token.user.groups.get().permissions.clear()
+
+
+def _leave_group(token):
+    token.user.groups.clear()
+
+
+@pytest.mark.parametrize(
+    ("superuser", "revoke", "status"),
+    [
+        (False, _delete_token, 401),
+        (False, _deactivate, 401),
+        (True, _demote, 403),
+        (False, _take_permission_from_group, 403),
+        (False, _leave_group, 403),
+    ],
+)
+def test_this_process_sees_a_revocation_at_once(clock, settings, superuser, revoke, status):
+    # given a remembered token whose user may list promotions: as a superuser, or through a group
+    settings.API_TOKEN_CACHE_SECONDS = 60
+    user = UserFactory(is_superuser=superuser)
+    if not superuser:
+        group = Group.objects.create(name="integrations")
+        group.permissions.add(Permission.objects.get(codename="view_promotion"))
+        user.groups.add(group)
+    token = Token.objects.create(user=user)
+    assert get_me(token.key).status_code == 200
+    assert _get_me_counting(token.key) == (200, 0)
+    # when the token, the user or the user's permissions change through the models
+    revoke(Token.objects.select_related("user").get(pk=token.pk))
+    # then the next request is refused at once
+    assert get_me(token.key).status_code == status
+
+
+def test_a_revocation_elsewhere_is_seen_once_the_memory_is_that_old(clock, settings):
+    # given a remembered token
+    settings.API_TOKEN_CACHE_SECONDS = 2
+    token = Token.objects.create(user=UserFactory(is_superuser=True))
+    assert get_me(token.key).status_code == 200
+    # when another process deletes it (no signal reaches this one)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM authtoken_token WHERE key = %s", [token.key])
+    # then this process lets it in until its memory of the token is that old, and no longer
+    assert get_me(token.key).status_code == 200
+    clock[0] += 2
+    assert get_me(token.key).status_code == 401
+
+
+def test_zero_seconds_looks_every_token_up(clock, settings):
+    # given the memory turned off
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    token = Token.objects.create(user=UserFactory(is_superuser=True))
+    # when the token is presented twice, then deleted behind the process's back
+    first, second = _get_me_counting(token.key), _get_me_counting(token.key)
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM authtoken_token WHERE key = %s", [token.key])
+    # then each request looked it up, and the deletion is seen at once
+    assert (first, second) == ((200, 1), (200, 1))
+    assert get_me(token.key).status_code == 401
+
+
+def test_unknown_keys_are_not_remembered(clock, settings):
+    # given the memory on, and callers trying keys that are not stored
+    settings.API_TOKEN_CACHE_SECONDS = 60
+    Token.objects.create(user=UserFactory(is_superuser=True))
+    # when the same unknown key is tried twice
+    first, second = _get_me_counting("1" * 40), _get_me_counting("1" * 40)
+    # then each try looked it up and was refused
+    assert first == second == (401, 1)
+
+
+def test_expired_tokens_leave_a_full_memory(clock, settings, monkeypatch):
+    # given a memory that prunes past two tokens, holding two that have expired
+    settings.API_TOKEN_CACHE_SECONDS = 2
+    monkeypatch.setattr(authentication, "_VERIFIED_PRUNE_AT", 2)
+    users = UserFactory.create_batch(3, is_superuser=True)
+    old = [Token.objects.create(user=u).key for u in users[:2]]
+    for key in old:
+        assert get_me(key).status_code == 200
+    clock[0] += 5
+    # when a third token signs in
+    fresh = Token.objects.create(user=users[2]).key
+    assert get_me(fresh).status_code == 200
+    # then only the live one is remembered
+    assert set(authentication._verified) == {fresh}

@@ -24,8 +24,6 @@ class Columns:
         self.model = model
         self.fields: list[Field] = [model._meta.get_field(name) for name in names]
         self.alias = alias or model._meta.db_table
-        # per database vendor: each column's expression and the converters of its values
-        self._converters: dict[str, list[tuple[Any, list[Converter]]]] = {}
         self._sql: dict[tuple[str, bool], str] = {}
 
     @property
@@ -43,25 +41,31 @@ class Columns:
 
     def convert(self, values: Sequence[Any]) -> list[Any]:
         """One row's values (these columns, in order) as the ORM would give them."""
-        db = connections[DEFAULT_DB_ALIAS]
-        converters = self._converters.get(db.vendor)
-        if converters is None:
-            cols = ((i, f.get_col(self.alias)) for i, f in enumerate(self.fields))
-            # Only the columns that have converters (on PostgreSQL, few do).
-            converters = self._converters[db.vendor] = [
-                (i, col, convert)
-                for i, col in cols
-                if (convert := db.ops.get_db_converters(col) + col.get_db_converters(db))
-            ]
         row = list(values)
         if len(row) != len(self.fields):
             raise ValueError(f"{len(row)} values for {len(self.fields)} columns")
-        for i, col, convert in converters:
-            value = row[i]
-            for converter in convert:
-                value = converter(value, col, db)
-            row[i] = value
+        converters = self._converters
+        if converters:
+            db = connections[DEFAULT_DB_ALIAS]
+            for i, col, convert in converters:
+                value = row[i]
+                for converter in convert:
+                    value = converter(value, col, db)
+                row[i] = value
         return row
+
+    @functools.cached_property
+    def _converters(self) -> list[tuple[int, Any, list[Converter]]]:
+        """The columns that have converters on the default database (on PostgreSQL, few do:
+        a row of columns without any is converted without finding the connection, a thread-
+        and task-local lookup), with them."""
+        db = connections[DEFAULT_DB_ALIAS]
+        cols = ((i, f.get_col(self.alias)) for i, f in enumerate(self.fields))
+        return [
+            (i, col, convert)
+            for i, col in cols
+            if (convert := db.ops.get_db_converters(col) + col.get_db_converters(db))
+        ]
 
     def instance(self, values: Sequence[Any]) -> Model:
         """A model instance holding these fields (the others deferred), as `.only()` gives."""

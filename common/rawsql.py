@@ -7,7 +7,9 @@ converted by the same converters the ORM applies (SQLite keeps decimals as float
 text), so a caller gets what `values_list` would have given.
 """
 
+import collections
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -72,6 +74,21 @@ class Columns:
         row = self.convert(values)
         names, order = self._model_order
         return self.model.from_db(DEFAULT_DB_ALIAS, names, [row[i] for i in order])
+
+    def record(self, values: Sequence[Any]) -> tuple:
+        """These columns' values as a named tuple of the fields' attnames (and `pk`, when the
+        primary key is among them): a row read for its values, without a model instance's cost
+        (measured: building the two of an order's context was 3% of a redemption's CPU)."""
+        return self._record_class(*self.convert(values))
+
+    @functools.cached_property
+    def _record_class(self) -> type[tuple]:
+        names = [f.attname for f in self.fields]
+        record = collections.namedtuple(f"{self.model.__name__}Record", names)
+        pk = self.model._meta.pk.attname
+        if pk in names:
+            record.pk = property(operator.attrgetter(pk))
+        return record
 
     @functools.cached_property
     def _model_order(self) -> tuple[list[str], list[int]]:

@@ -37,11 +37,13 @@ from promotions.engine.types import (
     Applied,
     BudgetView,
     CodeVerdict,
+    CurrencyRow,
     Kind,
     Line,
     LineQuote,
     Order,
     Quote,
+    TariffRow,
     Verdict,
 )
 from promotions.models import PromoCode, Promotion, RulesVersion
@@ -61,8 +63,8 @@ class OrderContext:
     max_discount: Decimal
     currency: str
     rules_version: int
-    tariffs: dict[int, Tariff]
-    currencies: dict[str, Currency]
+    tariffs: dict[int, TariffRow]
+    currencies: dict[str, CurrencyRow]
     codes: dict[str, CodeRow]
     read_with: tuple = ()  # the values of the caller's expressions (order_context's read_with)
 
@@ -131,7 +133,7 @@ def _named(columns: Columns, column: str, values: list) -> list:
             f"WHERE {columns.alias}.{column} IN ({_params(len(values))})",
             values,
         )
-        return [columns.instance(row) for row in cursor.fetchall()]
+        return [columns.record(row) for row in cursor.fetchall()]
 
 
 def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -> OrderContext:
@@ -172,15 +174,15 @@ def order_context(order: Order, *, read_with: Sequence[tuple[str, list]] = ()) -
     if not order.lines:
         raise ValidationError({"lines": "An order has at least one line."})
     line_currency, tariff, code = _LINE_CURRENCY_AT, _TARIFF_AT, _CODE_AT
-    tariffs: dict[int, Tariff] = {}
-    currencies: dict[str, Currency] = {}
+    tariffs: dict[int, TariffRow] = {}
+    currencies: dict[str, CurrencyRow] = {}
     codes: dict[str, CodeRow] = {}
     for row in rows:
         if row[line_currency] is not None and row[line_currency + 2] not in currencies:
-            found = _LINE_CURRENCY.instance(row[line_currency:tariff])
+            found = _LINE_CURRENCY.record(row[line_currency:tariff])
             currencies[found.iso] = found
         if row[tariff] is not None and row[tariff] not in tariffs:
-            tariffs[row[tariff]] = _TARIFF.instance(row[tariff:code])
+            tariffs[row[tariff]] = _TARIFF.record(row[tariff:code])
         if texts and row[code] is not None and row[code + 1] not in codes:
             parts, at = [], code
             for part in _CODE_PARTS:
@@ -331,7 +333,7 @@ class _Evaluation:
         self._eligible.pop(pid, None)
         self._every = None
 
-    def line(self, line: Line, tariff: Tariff, minor_units: int, explain: bool) -> LineQuote:
+    def line(self, line: Line, tariff: TariffRow, minor_units: int, explain: bool) -> LineQuote:
         foreign = None if line.currency == self.currency else line.currency
         shape = Shape(
             tariff.pk,
@@ -658,8 +660,8 @@ def quote_evaluate(
     order: Order,
     rules: RuleSet,
     facts: ClientFacts,
-    tariffs: dict[int, Tariff],
-    currencies: dict[str, Currency],
+    tariffs: dict[int, TariffRow],
+    currencies: dict[str, CurrencyRow],
     currency: str,
     max_discount: Decimal,
     codes: dict[str, CodeRow] | None = None,

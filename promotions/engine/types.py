@@ -3,9 +3,32 @@
 import datetime
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from promotions.codegen import normalize_code
+
+
+class TariffRow(Protocol):
+    """What the engine reads of a tariff: a model instance, or the record a quote reads by hand
+    (common.rawsql.Columns.record)."""
+
+    @property
+    def pk(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def charge(self) -> str: ...
+    @property
+    def provider_id(self) -> int: ...
+
+
+class CurrencyRow(Protocol):
+    """What the engine reads of a currency (a model instance or a record)."""
+
+    @property
+    def iso(self) -> str: ...
+    @property
+    def minor_units(self) -> int: ...
 
 
 class Kind:

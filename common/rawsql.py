@@ -48,7 +48,7 @@ class Columns:
             raise ValueError(f"{len(row)} values for {len(self.fields)} columns")
         converters = self._converters
         if converters:
-            db = connections[DEFAULT_DB_ALIAS]
+            db = database()
             for i, col, convert in converters:
                 value = row[i]
                 for converter in convert:
@@ -61,7 +61,7 @@ class Columns:
         """The columns that have converters on the default database (on PostgreSQL, few do:
         a row of columns without any is converted without finding the connection, a thread-
         and task-local lookup), with them."""
-        db = connections[DEFAULT_DB_ALIAS]
+        db = database()
         cols = ((i, f.get_col(self.alias)) for i, f in enumerate(self.fields))
         return [
             (i, col, convert)
@@ -121,8 +121,15 @@ def _insert_head(vendor: str, meta) -> tuple[str, list[Field]]:
     return f"INSERT INTO {quote(meta.db_table)} ({columns})", fields
 
 
-def _value(field: Field, obj: Model) -> Any:
-    return field.get_db_prep_save(field.pre_save(obj, True), connection)
+def database():
+    """The default database's connection itself. `django.db.connection` is a proxy that finds it
+    again (a thread- and task-local lookup) on every attribute read, and preparing a value reads
+    it several times: a caller preparing many values passes this instead."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _value(field: Field, obj: Model, db) -> Any:
+    return field.get_db_prep_save(field.pre_save(obj, True), db)
 
 
 def insert(objs: Sequence[Model]) -> None:
@@ -134,11 +141,12 @@ def insert(objs: Sequence[Model]) -> None:
     meta = objs[0]._meta
     head, fields = _insert_into(meta)
     row = f"({', '.join(['%s'] * len(fields))})"
-    params = [_value(f, obj) for obj in objs for f in fields]
-    with connection.cursor() as cursor:
+    db = database()
+    params = [_value(f, obj, db) for obj in objs for f in fields]
+    with db.cursor() as cursor:
         cursor.execute(
             f"{head} VALUES {', '.join([row] * len(objs))} "
-            f"RETURNING {connection.ops.quote_name(meta.pk.column)}",
+            f"RETURNING {db.ops.quote_name(meta.pk.column)}",
             params,
         )
         ids = [row[0] for row in cursor.fetchall()]
@@ -160,12 +168,13 @@ def insert_select_params(obj: Model, computed: dict[str, list[Any]]) -> list[Any
     """The parameters of `insert_select_sql` for one validated instance, in order: a computed
     column's expression's (by attname in `computed`), every other column's value."""
     _, fields = _insert_into(obj._meta)
+    db = database()
     params: list[Any] = []
     for f in fields:
         if f.attname in computed:
             params += computed[f.attname]
         else:
-            params.append(_value(f, obj))
+            params.append(_value(f, obj, db))
     return params
 
 

@@ -18,6 +18,7 @@ from common.models import History
 from common.money import money_round
 from common.rawsql import (
     Columns,
+    database,
     deferred_instance,
     insert,
     insert_select_params,
@@ -402,6 +403,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
         client_id=order.client_id,
         service_id=writes.renewed.get(verdict.code),
     )
+    db = database()
     live = [code_id, order.client_id, PromoCodeUsage.Status.ACTIVE]  # the slot's subqueries'
     params = [
         *insert_select_params(writes.redemption, {}),
@@ -420,7 +422,7 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
     params += [
         code_id,
         *(
-            field.get_db_prep_value(value, connection)
+            field.get_db_prep_value(value, db)
             for field, value in zip(_SETTINGS.fields, _settings(verdict.row), strict=True)
         ),
         order.provider_id,
@@ -434,11 +436,11 @@ def _redeem_in_one_statement(order: Order, quote: Quote, writes: _Writes) -> Red
             amount=budget.needs,
             client_id=order.client_id,
         )
-    sql = _one_statement_sql(connection.vendor, tuple(kinds), charged=budget is not None)
+    sql = _one_statement_sql(db.vendor, tuple(kinds), charged=budget is not None)
     try:
         # Its own atomicity: one statement (a savepoint only inside a caller's transaction).
-        alone = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-        with alone, connection.cursor() as cursor:
+        alone = transaction.atomic() if db.in_atomic_block else contextlib.nullcontext()
+        with alone, db.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
     except DataError as exc:

@@ -2,10 +2,11 @@
 valid token is remembered for a short while."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.models import Token, TokenProxy
 from rest_framework.test import APIClient
 
 from common import authentication
@@ -127,24 +128,57 @@ def _leave_group(token):
     token.user.groups.clear()
 
 
+def _delete_group(token):
+    token.user.groups.get().delete()
+
+
+def _delete_permission(token):
+    Permission.objects.get(codename="view_promotion").delete()
+
+
+def _lose_own_permission(token):
+    token.user.user_permissions.clear()
+
+
+def _delete_user(token):
+    token.user.delete()
+
+
+def _give_token_to_another(token):
+    # as the admin's token page saves it (DRF's proxy model)
+    proxy = TokenProxy.objects.get(pk=token.pk)
+    proxy.user = get_user_model().objects.get(username="bystander")
+    proxy.save()
+
+
 @pytest.mark.parametrize(
-    ("superuser", "revoke", "status"),
+    ("holds", "revoke", "status"),
     [
-        (False, _delete_token, 401),
-        (False, _deactivate, 401),
-        (True, _demote, 403),
-        (False, _take_permission_from_group, 403),
-        (False, _leave_group, 403),
+        ("group", _delete_token, 401),
+        ("group", _deactivate, 401),
+        ("superuser", _demote, 403),
+        ("group", _take_permission_from_group, 403),
+        ("group", _leave_group, 403),
+        ("group", _delete_group, 403),
+        ("group", _delete_permission, 403),
+        ("own", _lose_own_permission, 403),
+        ("own", _delete_user, 401),
+        ("own", _give_token_to_another, 403),
     ],
 )
-def test_this_process_sees_a_revocation_at_once(clock, settings, superuser, revoke, status):
-    # given a remembered token whose user may list promotions: as a superuser, or through a group
+def test_this_process_sees_a_revocation_at_once(clock, settings, holds, revoke, status):
+    # given a remembered token whose user may list promotions: as a superuser, through a group,
+    # or by a permission of their own
     settings.API_TOKEN_CACHE_SECONDS = 60
-    user = UserFactory(is_superuser=superuser)
-    if not superuser:
+    user = UserFactory(is_superuser=holds == "superuser")
+    view = Permission.objects.get(codename="view_promotion")
+    if holds == "group":
         group = Group.objects.create(name="integrations")
-        group.permissions.add(Permission.objects.get(codename="view_promotion"))
+        group.permissions.add(view)
         user.groups.add(group)
+    if holds == "own":
+        user.user_permissions.add(view)
+    UserFactory(username="bystander")  # may not list promotions
     token = Token.objects.create(user=user)
     assert get_me(token.key).status_code == 200
     assert _get_me_counting(token.key) == (200, 0)
@@ -152,6 +186,25 @@ def test_this_process_sees_a_revocation_at_once(clock, settings, superuser, revo
     revoke(Token.objects.select_related("user").get(pk=token.pk))
     # then the next request is refused at once
     assert get_me(token.key).status_code == status
+
+
+def test_a_lookup_overtaken_by_a_revocation_is_not_remembered(clock, settings, monkeypatch):
+    # given a token, and a revocation landing after its lookup read it and before it is stored
+    settings.API_TOKEN_CACHE_SECONDS = 60
+    token = Token.objects.create(user=UserFactory(is_superuser=True))
+    looked_up = TokenAuthentication._looked_up
+
+    def revoked_meanwhile(self, key):
+        found = looked_up(self, key)
+        Token.objects.filter(key=key).delete()
+        return found
+
+    monkeypatch.setattr(TokenAuthentication, "_looked_up", revoked_meanwhile)
+    # when the request that read it is answered
+    assert get_me(token.key).status_code == 200
+    monkeypatch.setattr(TokenAuthentication, "_looked_up", looked_up)
+    # then the next request looks the token up again, and is refused
+    assert _get_me_counting(token.key) == (401, 1)
 
 
 def test_a_revocation_elsewhere_is_seen_once_the_memory_is_that_old(clock, settings):

@@ -245,16 +245,15 @@ def test_unknown_keys_are_not_remembered(clock, settings):
 
 
 def test_expired_tokens_leave_a_full_memory(clock, settings, monkeypatch):
-    # given a memory that prunes past two tokens, holding two that have expired
+    # given a memory that prunes from three tokens, holding two expired ones and a live one
     settings.API_TOKEN_CACHE_SECONDS = 2
-    monkeypatch.setattr(authentication, "_VERIFIED_PRUNE_AT", 2)
-    users = UserFactory.create_batch(3, is_superuser=True)
-    old = [Token.objects.create(user=u).key for u in users[:2]]
-    for key in old:
+    monkeypatch.setattr(authentication, "_VERIFIED_PRUNE_AT", 3)
+    keys = [Token.objects.create(user=UserFactory(is_superuser=True)).key for _ in range(4)]
+    for key in keys[:2]:
         assert get_me(key).status_code == 200
     clock[0] += 5
-    # when a third token signs in
-    fresh = Token.objects.create(user=users[2]).key
-    assert get_me(fresh).status_code == 200
-    # then only the live one is remembered
-    assert set(authentication._verified) == {fresh}
+    assert get_me(keys[2]).status_code == 200
+    # when a fourth token signs in
+    assert get_me(keys[3]).status_code == 200
+    # then the expired ones are gone and the live ones kept
+    assert set(authentication._verified) == {keys[2], keys[3]}

@@ -95,16 +95,21 @@ class Columns:
         """These fields' attnames in the model's field order (what from_db takes), and where
         each is among these columns."""
         position = {f.attname: i for i, f in enumerate(self.fields)}
-        names = [f.attname for f in self.model._meta.concrete_fields if f.attname in position]
+        names = list(_in_model_order(self.model, frozenset(position)))
         return names, [position[name] for name in names]
+
+
+@functools.cache
+def _in_model_order(model: type[Model], attnames: frozenset[str]) -> tuple[str, ...]:
+    """These attnames in the model's field order: the order from_db takes values in."""
+    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in attnames)
 
 
 def deferred_instance(model: type[Model], **given: Any) -> Model:
     """An instance of `model` as loaded from the database with only `given` (by attname), the
     other fields deferred."""
-    # from_db takes the values in the model's field order.
-    names = [f.attname for f in model._meta.concrete_fields if f.attname in given]
-    return model.from_db(DEFAULT_DB_ALIAS, names, [given[name] for name in names])
+    names = _in_model_order(model, frozenset(given))
+    return model.from_db(DEFAULT_DB_ALIAS, list(names), [given[name] for name in names])
 
 
 def _insert_into(meta) -> tuple[str, list[Field]]:
